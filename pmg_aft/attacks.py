@@ -1,0 +1,130 @@
+"""Projected gradient descent attacks (L-inf and L2; cross-entropy or CW margin loss) on images in [0, 1]."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+NORMS = ("linf", "l2")
+LOSSES = ("ce", "cw")
+
+
+def check_budget(name: str, value: float, norm: str = "linf") -> float:
+    """Validate an attack budget or step size given in [0, 1] pixel units.
+
+    Raises for negative values and, under L-inf, for values above 1 (which cannot be pixel units); warns for
+    L-inf budgets above 32/255, which almost always mean the value was given in 0-255 units.
+    """
+    value = float(value)
+    if value < 0:
+        raise ValueError(f"{name}={value} is negative; budgets and step sizes are >= 0.")
+    if norm == "linf" and value > 1:
+        raise ValueError(
+            f"{name}={value:g} is larger than 1, but pixel quantities are in [0, 1] units. "
+            f"Did you mean {value:g}/255 (= {value / 255:.6f})?"
+        )
+    if norm == "linf" and value > 32 / 255:
+        warnings.warn(
+            f"{name}={value:g} is above 32/255 under L-inf: eps is in [0, 1] pixel units "
+            f"(did you mean {value:g}/255 = {value / 255:.6f}?).",
+            stacklevel=3,
+        )
+    return value
+
+
+def margin_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """CW margin per sample: `max_{j != y} z_j - z_y` (positive once the sample is misclassified)."""
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
+    return others.max(dim=1).values - true
+
+
+def _attack_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name == "ce":
+        return lambda logits, labels: F.cross_entropy(logits, labels, reduction="none")
+    return margin_loss
+
+
+def _flat_norm(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+
+
+def pgd(
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    step_size: float,
+    steps: int,
+    norm: str = "linf",
+    random_start: bool = True,
+    loss: str = "ce",
+) -> torch.Tensor:
+    r"""Untargeted PGD that maximises `loss` of `classifier` around `images`.
+
+    Random start (uniform in the L-inf ball, or uniform radius in a random direction for L2), then `steps` times a
+    signed (L-inf) or normalised (L2) gradient step, projection onto the eps-ball and onto [0, 1]. The final iterate
+    is returned. Gradients are taken with `torch.autograd.grad` with respect to the perturbation only, so no
+    parameter gradient is accumulated and no DDP hook fires. The per-sample losses are summed, not averaged: every
+    sample's gradient is then independent of the batch size, and fp16 gradients are less likely to underflow.
+
+    Args:
+        classifier (`Callable`): maps images in [0, 1] to logits, e.g. a [`ZeroShotClassifier`].
+        images (`torch.Tensor`): `(batch, channels, height, width)` in [0, 1].
+        labels (`torch.LongTensor`): `(batch,)` true classes.
+        eps (`float`): budget in [0, 1] pixel units (1/255 is one grey level); L2 norm of the whole image for `l2`.
+        step_size (`float`): step in the same units.
+        steps (`int`): number of gradient steps; 0 returns the (random) starting point.
+        norm (`str`, defaults to `"linf"`): `"linf"` or `"l2"`.
+        random_start (`bool`, defaults to `True`): start from a random point of the ball rather than the image.
+        loss (`str`, defaults to `"ce"`): `"ce"` (cross-entropy) or `"cw"` (margin loss).
+
+    Returns:
+        `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images`.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not one of {NORMS}.")
+    if loss not in LOSSES:
+        raise ValueError(f"loss={loss!r} is not one of {LOSSES}.")
+    eps = check_budget("eps", eps, norm)
+    step_size = check_budget("step_size", step_size, norm)
+    if int(steps) < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}.")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels.")
+    x = images.detach()
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"Images must be in [0, 1] before normalisation, got values in [{x.min():.3f}, {x.max():.3f}]. "
+            "Pass raw pixels / 255; the classifier normalises inside."
+        )
+    labels = labels.detach()
+    objective = _attack_loss(loss)
+
+    if random_start and eps > 0:
+        if norm == "linf":
+            delta = torch.empty_like(x).uniform_(-eps, eps)
+        else:
+            direction = torch.randn_like(x)
+            radius = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype)
+            delta = direction / _flat_norm(direction) * radius * eps
+        delta = (x + delta).clamp(0, 1) - x
+    else:
+        delta = torch.zeros_like(x)
+
+    for _ in range(int(steps)):
+        delta.requires_grad_(True)
+        with torch.enable_grad():
+            value = objective(classifier(x + delta), labels).float().sum()
+            (grad,) = torch.autograd.grad(value, delta)
+        with torch.no_grad():
+            if norm == "linf":
+                delta = (delta + step_size * grad.sign()).clamp(-eps, eps)
+            else:
+                delta = delta + step_size * grad / _flat_norm(grad)
+                delta = delta * (eps / _flat_norm(delta)).clamp(max=1.0)
+            delta = (x + delta).clamp(0, 1) - x
+    return (x + delta).detach()

@@ -1,0 +1,49 @@
+"""Class names: ImageNet WordNet ids to names, and names read from a dataset's `ClassLabel` feature."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+
+WNID_PATTERN = re.compile(r"^n\d{8}$")
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnid_to_name() -> dict[str, str]:
+    """`{wnid: name}` for the 1000 ImageNet classes (the devkit's short names, e.g. `n02119789 -> kit_fox`)."""
+    text = resources.files("pmg_aft.data").joinpath("imagenet_wnid_names.txt").read_text(encoding="utf-8")
+    table = {}
+    for line in text.splitlines():
+        if line.strip():
+            wnid, _, name = line.split(maxsplit=2)
+            table[wnid] = name.strip()
+    return table
+
+
+def resolve_class_names(names: Sequence[str]) -> list[str]:
+    """Return human-readable class names: WordNet ids (Tiny-ImageNet's labels) are mapped to ImageNet names.
+
+    Raises:
+        ValueError: if the list is empty or has WordNet ids that are not ImageNet classes.
+    """
+    names = [str(n) for n in names]
+    if not names:
+        raise ValueError("The class-name list is empty.")
+    if all(WNID_PATTERN.match(n) for n in names):
+        table = imagenet_wnid_to_name()
+        unknown = [n for n in names if n not in table]
+        if unknown:
+            raise ValueError(f"WordNet ids not in the ImageNet table: {unknown[:5]}; pass class_names explicitly.")
+        return [table[n] for n in names]
+    return names
+
+
+def dataset_class_names(dataset, label_column: str = "label") -> list[str] | None:
+    """Class names from a `datasets` dataset's `ClassLabel` feature, or `None` if the column has no names."""
+    features = getattr(dataset, "features", None)
+    if not features or label_column not in features:
+        return None
+    names = getattr(features[label_column], "names", None)
+    return list(names) if names else None

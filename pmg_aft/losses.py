@@ -1,0 +1,77 @@
+"""Training losses, one small pure function per method. All KL terms are batch means."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class PMGAFTLoss(NamedTuple):
+    """The total loss and its terms (the terms are for logging; only `loss` is back-propagated)."""
+
+    loss: torch.Tensor
+    ce: torch.Tensor
+    guidance_kl: torch.Tensor
+    clean_kl: torch.Tensor
+
+
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """Batch-mean `KL(P || Q) = sum_c P_c (log P_c - log Q_c)` with `P = softmax(p_logits)`, `Q = softmax(q_logits)`."""
+    return F.kl_div(
+        q_logits.float().log_softmax(-1), p_logits.float().log_softmax(-1), log_target=True, reduction="batchmean"
+    )
+
+
+def pmg_aft_loss(
+    adv_logits: torch.Tensor,
+    labels: torch.Tensor,
+    clean_logits: torch.Tensor | None = None,
+    ref_adv_logits: torch.Tensor | None = None,
+    alpha: float = 256.0,
+    beta: float = 256.0,
+    kl_direction: str = "official",
+) -> PMGAFTLoss:
+    r"""PMG-AFT loss (Wang et al., CVPR 2024).
+
+    `L = CE(z_t(x'), y) + alpha * KL(p_0(x') || p_t(x')) + beta * KL(p_t(x) || p_t(x'))` with batch-mean CE and KL.
+    The official code sums the KL terms over a batch of 256 with weight 1, which is `alpha = beta = 256` here.
+    `kl_direction="early"` swaps both KL arguments, as an earlier revision of the official code did.
+
+    Args:
+        adv_logits (`torch.Tensor`): target model's logits on adversarial images, `z_t(x')`.
+        labels (`torch.LongTensor`): true classes.
+        clean_logits (`torch.Tensor`, *optional*): target model's logits on clean images, `z_t(x)`; needed if beta > 0.
+        ref_adv_logits (`torch.Tensor`, *optional*): frozen pre-trained model's logits on the adversarial images,
+            `z_0(x')`; needed if alpha > 0.
+        alpha (`float`): weight of the guidance term.
+        beta (`float`): weight of the clean-consistency term.
+        kl_direction (`str`): `"official"` or `"early"`.
+
+    Returns:
+        [`PMGAFTLoss`]: total loss and its three terms (a term with weight 0 is reported as 0).
+    """
+    if kl_direction not in ("official", "early"):
+        raise ValueError(f"kl_direction={kl_direction!r} is not 'official' or 'early'.")
+    ce = F.cross_entropy(adv_logits.float(), labels)
+    zero = ce.new_zeros(())
+
+    def term(weight: float, other: torch.Tensor | None, name: str) -> torch.Tensor:
+        if weight == 0:
+            return zero
+        if other is None:
+            raise ValueError(f"A non-zero weight for the {name} term needs its logits.")
+        return kl_divergence(other, adv_logits) if kl_direction == "official" else kl_divergence(adv_logits, other)
+
+    guidance = term(alpha, ref_adv_logits, "guidance (alpha)")
+    clean = term(beta, clean_logits, "clean consistency (beta)")
+    return PMGAFTLoss(ce + alpha * guidance + beta * clean, ce, guidance, clean)
+
+
+def tecoa_loss(adv_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """TeCoA (Mao et al., ICLR 2023): cross-entropy of the zero-shot logits on adversarial images.
+
+    It is PMG-AFT with `alpha = beta = 0`.
+    """
+    return F.cross_entropy(adv_logits.float(), labels)

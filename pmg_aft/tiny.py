@@ -1,0 +1,121 @@
+"""The embedded tiny default: a small CLIP, a character-level CLIP tokenizer and a generated image set.
+
+They let the end-to-end demo and the tests run offline, through exactly the code paths that real checkpoints
+(`CLIPModel.from_pretrained`) and Hub datasets (`image` + `ClassLabel` columns) take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, Features
+from datasets import Image as ImageFeature
+from PIL import Image
+from tokenizers import pre_tokenizers
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+# Muted colours on a noisy grey background: easy enough for a tiny CLIP to learn in seconds, hard enough that a
+# few grey levels of adversarial noise fool it (so robustness has room to improve).
+COLORS = {
+    "red": (157, 104, 104),
+    "green": (104, 145, 113),
+    "blue": (104, 113, 157),
+    "yellow": (161, 155, 104),
+    "purple": (132, 107, 143),
+    "orange": (163, 132, 99),
+}
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    """A character-level `CLIPTokenizer` (byte-level alphabet, no merges) that needs no download."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for symbol in alphabet + [a + "</w>" for a in alphabet]:
+        vocab[symbol] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=64)
+
+
+def tiny_clip_config(image_size: int = 32, patch_size: int = 8, hidden_size: int = 32, layers: int = 2) -> CLIPConfig:
+    """A CLIP configuration small enough to train for hundreds of steps on a CPU in seconds."""
+    vocab_size = len(tiny_tokenizer())
+    common = {"hidden_size": hidden_size, "intermediate_size": 2 * hidden_size, "num_hidden_layers": layers,
+              "num_attention_heads": 2}
+    return CLIPConfig(
+        text_config={**common, "vocab_size": vocab_size, "max_position_embeddings": 64, "bos_token_id": 0,
+                     "eos_token_id": 1, "pad_token_id": 1},
+        vision_config={**common, "image_size": image_size, "patch_size": patch_size},
+        projection_dim=hidden_size,
+    )
+
+
+def tiny_clip(seed: int = 0, **config_kwargs) -> CLIPModel:
+    """A randomly initialised tiny `CLIPModel` (deterministic for a given seed)."""
+    torch.manual_seed(seed)
+    return CLIPModel(tiny_clip_config(**config_kwargs)).eval()
+
+
+def colour_patches(
+    num_per_class: int = 32,
+    class_names: Sequence[str] = tuple(COLORS),
+    image_size: int = 32,
+    seed: int = 0,
+) -> Dataset:
+    """A generated classification set in the Hub schema (`image`: PIL RGB, `label`: `ClassLabel`).
+
+    Each image is a noisy grey background with a square of the class's colour at a random place and size.
+    """
+    unknown = [n for n in class_names if n not in COLORS]
+    if unknown:
+        raise ValueError(f"Unknown colour class(es) {unknown}; choose from {sorted(COLORS)}.")
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for index in range(num_per_class * len(class_names)):
+        label = index % len(class_names)
+        pixels = rng.normal(128, 30, size=(image_size, image_size, 3))
+        side = int(rng.integers(image_size // 3, image_size // 2 + 1))
+        top, left = rng.integers(0, image_size - side + 1, size=2)
+        colour = np.asarray(COLORS[class_names[label]]) + rng.normal(0, 12, size=3)
+        pixels[top : top + side, left : left + side] = colour + rng.normal(0, 8, size=(side, side, 3))
+        images.append(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)))
+        labels.append(label)
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=list(class_names))})
+    return Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+def pretrain_tiny_clip(
+    model: CLIPModel,
+    tokenizer: CLIPTokenizer,
+    dataset: Dataset,
+    template: str = "This is a photo of a {}",
+    steps: int = 150,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> CLIPModel:
+    """Contrastive (CLIP) pre-training of a tiny model on a captioned image set, so it has zero-shot ability to lose.
+
+    Images are normalised with ImageNet's mean and std (the trainer's default), captions are the template filled
+    with the class name. The loss is each image's cross-entropy over the class captions (the image-to-text half of
+    CLIP's loss; captions repeat within a batch, so the other half is ill-posed). Returns the model in eval mode.
+    """
+    from .data import image_to_tensor
+    from .zeroshot import IMAGENET_MEAN, IMAGENET_STD
+
+    generator = torch.Generator().manual_seed(seed)
+    names = dataset.features["label"].names
+    pixels = torch.stack([image_to_tensor(im.convert("RGB")) for im in dataset["image"]])
+    pixels = (pixels - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    labels = torch.tensor(dataset["label"])
+    tokens = tokenizer([template.format(n) for n in names], padding=True, return_tensors="pt")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        index = torch.randperm(len(labels), generator=generator)[:batch_size]
+        out = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"], pixel_values=pixels[index])
+        loss = torch.nn.functional.cross_entropy(out.logits_per_image, labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()

@@ -1,0 +1,363 @@
+"""`PMGAFTTrainer`: adversarial fine-tuning of a `CLIPModel` image tower with PMG-AFT (or TeCoA)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, Trainer
+from transformers.utils import logging
+
+from .attacks import pgd
+from .config import PMGAFTConfig
+from .data import ImageClassificationCollator, dataset_class_names, resolve_class_names
+from .losses import pmg_aft_loss
+from .zeroshot import ZeroShotClassifier, build_class_embeddings, check_clip_model, clean_class_name
+
+logger = logging.get_logger(__name__)
+
+TRAINABLE_PREFIXES = ("vision_model.", "visual_projection.")
+
+
+def freeze_all_but_vision(model: nn.Module) -> list[str]:
+    """Make only `vision_model` and `visual_projection` trainable; return the names of the trainable parameters."""
+    trainable = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(TRAINABLE_PREFIXES))
+        if param.requires_grad:
+            trainable.append(name)
+    return trainable
+
+
+def check_dataset(dataset, name: str, columns: Sequence[str]) -> None:
+    """Fail early, before training, on an empty dataset or missing columns."""
+    if dataset is None:
+        return
+    if isinstance(dataset, dict):
+        for key, value in dataset.items():
+            check_dataset(value, f"{name}[{key!r}]", columns)
+        return
+    found = getattr(dataset, "column_names", None)
+    if found is not None:
+        missing = [c for c in columns if c not in found]
+        if missing:
+            raise ValueError(
+                f"{name} has no column(s) {missing}; its columns are {list(found)}. "
+                "Set image_column / label_column in PMGAFTConfig (or --image_column / --label_column)."
+            )
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ValueError(f"{name} is empty (0 rows); check the split name and any filtering or max_samples.")
+
+
+def check_labels(dataset, name: str, label_column: str, num_classes: int) -> None:
+    """Raise if a `datasets.Dataset` has labels outside `[0, num_classes)`."""
+    table = getattr(dataset, "data", None)
+    if table is None or not hasattr(table, "column") or label_column not in table.column_names:
+        return
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = table.column(label_column)
+    if not pa.types.is_integer(column.type):
+        return
+    bounds = pc.min_max(column).as_py()
+    if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= num_classes):
+        raise ValueError(
+            f"{name} has labels in [{bounds['min']}, {bounds['max']}] but {num_classes} class names; "
+            "labels must be in [0, num_classes). Check class_names or the label column."
+        )
+
+
+def clip_processor_for(processing_class, model: CLIPModel, image_mean: Sequence[float], image_std: Sequence[float]):
+    """A `CLIPProcessor` whose image normalisation is the one the model is trained and attacked with."""
+    if processing_class is None:
+        raise ValueError(
+            "PMGAFTTrainer needs processing_class: a CLIPProcessor or CLIPTokenizer to embed the class prompts, "
+            "e.g. CLIPProcessor.from_pretrained('openai/clip-vit-base-patch32')."
+        )
+    image_processor = getattr(processing_class, "image_processor", None)
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    if image_processor is not None:
+        image_processor = copy.deepcopy(image_processor)
+    else:
+        size = model.config.vision_config.image_size
+        image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    image_processor.image_mean = [float(v) for v in image_mean]
+    image_processor.image_std = [float(v) for v in image_std]
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+class PMGAFTTrainer(Trainer):
+    r"""Trainer for PMG-AFT (Wang et al., CVPR 2024) adversarial fine-tuning of a `transformers.CLIPModel`.
+
+    Each step attacks the current model with PGD (`train_eps`, `train_step_size`, `train_steps`), then minimises
+    `CE(z_t(x'), y) + alpha * KL(p_0(x') || p_t(x')) + beta * KL(p_t(x) || p_t(x'))`, where `p_0` comes from a frozen
+    copy of the pre-trained model. Only `vision_model` and `visual_projection` are trained; the text tower and
+    `logit_scale` are frozen, so class text embeddings are computed once per class list and cached.
+
+    Args:
+        model (`CLIPModel` or `str`): the model to fine-tune, or a Hub id / path to load it from.
+        args (`PMGAFTConfig`): training arguments and method hyper-parameters.
+        train_dataset (`datasets.Dataset`): rows with an image column and an integer label column.
+        eval_dataset (`datasets.Dataset` or `dict[str, datasets.Dataset]`, *optional*): evaluated for clean and PGD
+            robust zero-shot accuracy; class names come from each dataset's `ClassLabel` feature, else from
+            `class_names`.
+        processing_class (`CLIPProcessor` or `CLIPTokenizer`): tokenises the prompts; saved with the model, with the
+            training normalisation as its image mean and std.
+        class_names (`Sequence[str]`, *optional*): training class names in label order; by default the train set's
+            `ClassLabel` names. WordNet ids are mapped to ImageNet names, then names are cleaned for the prompt.
+        ref_model (`CLIPModel`, *optional*): the frozen guide; defaults to a copy of `model` taken before training.
+        data_collator (`Callable`, *optional*): defaults to [`ImageClassificationCollator`].
+    """
+
+    _tag_names = ["pmg-aft", "adversarial-robustness", "clip", "zero-shot-image-classification"]
+
+    def __init__(
+        self,
+        model: CLIPModel | str,
+        args: PMGAFTConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        class_names: Sequence[str] | None = None,
+        ref_model: CLIPModel | None = None,
+        data_collator=None,
+        callbacks=None,
+        optimizers=(None, None),
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(model, str):
+            model = CLIPModel.from_pretrained(model)
+        check_clip_model(model)
+        if args is None:
+            args = PMGAFTConfig(output_dir="pmg-aft-output")
+        if not isinstance(args, PMGAFTConfig):
+            raise TypeError(f"args must be a PMGAFTConfig, got {type(args).__name__}.")
+        columns = (args.image_column, args.label_column)
+        check_dataset(train_dataset, "train_dataset", columns)
+        check_dataset(eval_dataset, "eval_dataset", columns)
+
+        if class_names is None and train_dataset is not None:
+            class_names = dataset_class_names(train_dataset, args.label_column)
+            if class_names is None:
+                raise ValueError(
+                    f"Cannot find class names: train_dataset's '{args.label_column}' column is not a ClassLabel. "
+                    "Pass class_names=[...] in label order."
+                )
+        self.class_names = self._prompt_names(class_names) if class_names is not None else None
+        if train_dataset is not None:
+            check_labels(train_dataset, "train_dataset", args.label_column, len(self.class_names))
+
+        freeze_all_but_vision(model)
+        if ref_model is None and args.alpha > 0:
+            ref_model = copy.deepcopy(model)
+        if ref_model is not None:
+            check_clip_model(ref_model)
+            ref_model.requires_grad_(False).eval()
+
+        processor = clip_processor_for(processing_class, model, args.image_mean, args.image_std)
+        if data_collator is None:
+            data_collator = ImageClassificationCollator(
+                args.image_column,
+                args.label_column,
+                image_size=model.config.vision_config.image_size,
+                native_resolution=args.native_resolution,
+            )
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processor,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            **kwargs,
+        )
+        # The loss is a per-batch mean that knows nothing of `num_items_in_batch`: let Trainer divide it by the
+        # number of accumulation steps, so accumulation gives the same update as the large batch.
+        self.model_accepts_loss_kwargs = False
+        self.loss_is_scaled_for_ga = False
+        # Never a submodule of the trained model (so never saved); placed (and cast) by accelerate, without DDP.
+        self.ref_model = (
+            self.accelerator.prepare_model(ref_model, evaluation_mode=True) if ref_model is not None else None
+        )
+        self._class_embeddings: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
+        self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    # ---- zero-shot heads -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _prompt_names(names: Sequence[str]) -> list[str]:
+        return [clean_class_name(n) for n in resolve_class_names(names)]
+
+    def classifier(self, names: Sequence[str], reference: bool = False) -> ZeroShotClassifier:
+        """The zero-shot head over `names` (already cleaned) on the target model, or on the frozen reference."""
+        model = self.accelerator.unwrap_model(self.ref_model if reference else self.model)
+        key = ("ref" if reference else "target", tuple(names))
+        if key not in self._class_embeddings:
+            # The text tower is frozen, so these stay valid for the whole run.
+            self._class_embeddings[key] = build_class_embeddings(
+                model, self.processing_class.tokenizer, names, [self.args.prompt_template]
+            )
+        return ZeroShotClassifier(
+            model,
+            class_embeddings=self._class_embeddings[key],
+            image_mean=self.args.image_mean,
+            image_std=self.args.image_std,
+            logit_scale=self.args.resolved_logit_scale(),
+        )
+
+    def _eval_class_names(self, dataset, name: str) -> list[str]:
+        names = dataset_class_names(dataset, self.args.label_column)
+        if names is not None:
+            return self._prompt_names(names)
+        if self.class_names is None:
+            raise ValueError(f"{name} has no ClassLabel names and the trainer has no class_names; pass class_names.")
+        return self.class_names
+
+    @staticmethod
+    def _image_embeddings(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+        # Call the (possibly DDP-wrapped) model itself so DDP prepares its gradient all-reduce and accelerate applies
+        # autocast. CLIPModel.forward needs text, so it gets a one-token dummy; the class embeddings come from cache.
+        dummy_text = torch.zeros((1, 1), dtype=torch.long, device=pixel_values.device)
+        return model(input_ids=dummy_text, pixel_values=pixel_values).image_embeds
+
+    # ---- training --------------------------------------------------------------------------------------------
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Attack the current model, then return the PMG-AFT loss on the batch (a batch mean)."""
+        if self.class_names is None:
+            raise ValueError("No class names: pass class_names= or a train_dataset with a ClassLabel column.")
+        args = self.args
+        images, labels = inputs["pixel_values"], inputs["labels"]
+        target = self.classifier(self.class_names)
+        with self.accelerator.autocast():
+            adv_images = pgd(
+                target, images, labels, args.train_eps, args.train_step_size, args.train_steps,
+                norm=args.attack_norm, random_start=args.attack_random_start,
+            )
+            # One forward of [x'; x] instead of two: the same maths (no batch statistics in ViT), one DDP forward.
+            batch = torch.cat([adv_images, images]) if args.beta > 0 else adv_images
+            logits = target.logits_from_embeddings(self._image_embeddings(model, target.preprocess(batch)))
+            adv_logits = logits[: len(images)]
+            clean_logits = logits[len(images) :] if args.beta > 0 else None
+            ref_logits = None
+            if args.alpha > 0:
+                with torch.no_grad():
+                    ref_logits = self.classifier(self.class_names, reference=True)(adv_images)
+        terms = pmg_aft_loss(
+            adv_logits, labels, clean_logits, ref_logits, alpha=args.alpha, beta=args.beta,
+            kl_direction=args.kl_direction,
+        )
+        self._record(terms, adv_logits, clean_logits, labels)
+        outputs = {"adv_logits": adv_logits, "clean_logits": clean_logits}
+        return (terms.loss, outputs) if return_outputs else terms.loss
+
+    @torch.no_grad()
+    def _record(self, terms, adv_logits, clean_logits, labels) -> None:
+        self._metrics["ce"].append(terms.ce.detach())
+        self._metrics["guidance_kl"].append(terms.guidance_kl.detach())
+        self._metrics["clean_kl"].append(terms.clean_kl.detach())
+        self._metrics["train_robust_accuracy"].append((adv_logits.argmax(-1) == labels).float().mean())
+        if clean_logits is not None:
+            self._metrics["train_clean_accuracy"].append((clean_logits.argmax(-1) == labels).float().mean())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the averaged loss terms and training accuracies (over steps and processes) to the training logs."""
+        if "loss" in logs and self._metrics:
+            names = list(self._metrics)
+            values = torch.stack([torch.stack(self._metrics[n]).float().mean() for n in names])
+            values = self.accelerator.reduce(values, reduction="mean")
+            logs.update({n: round(v, 6) for n, v in zip(names, values.tolist())})
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    # ---- evaluation ------------------------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        eval_dataset=None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """Clean and PGD robust zero-shot top-1 accuracy on each eval dataset.
+
+        The attack is L-inf (or L2) PGD with `eval_eps`, `eval_step_size`, `eval_steps` and the training logit scale.
+        With a dict of datasets, metrics are named `{prefix}_{name}_clean_accuracy` and `..._robust_accuracy`;
+        with one dataset `{prefix}_clean_accuracy` and `{prefix}_robust_accuracy`. Samples are sharded across
+        processes and gathered, each counted once.
+        """
+        datasets = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if datasets is None:
+            raise ValueError("evaluate() needs an eval_dataset (a dataset or a dict of datasets).")
+        if isinstance(datasets, str):
+            datasets = {datasets: self.eval_dataset[datasets]}
+        if not isinstance(datasets, dict):
+            datasets = {"": datasets}
+        check_dataset(datasets, "eval_dataset", (self.args.image_column, self.args.label_column))
+        args = self.args
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        metrics: dict[str, float] = {}
+        start = time.time()
+        total = 0
+        for name, dataset in datasets.items():
+            prefix = f"{metric_key_prefix}_{name}" if name else metric_key_prefix
+            classifier = self.classifier(self._eval_class_names(dataset, prefix))
+            correct = []
+            for batch in self.get_eval_dataloader(dataset):
+                batch = self._prepare_inputs(batch)
+                images, labels = batch["pixel_values"], batch["labels"]
+                with self.accelerator.autocast():
+                    with torch.no_grad():
+                        clean = classifier(images).argmax(-1) == labels
+                    adv = pgd(
+                        classifier, images, labels, args.eval_eps, args.eval_step_size, args.eval_steps,
+                        norm=args.attack_norm, random_start=args.attack_random_start,
+                    )
+                    with torch.no_grad():
+                        robust = classifier(adv).argmax(-1) == labels
+                correct.append(self.accelerator.gather_for_metrics(torch.stack([clean, robust], dim=1)))
+            counts = torch.cat(correct).float()
+            metrics[f"{prefix}_clean_accuracy"] = counts[:, 0].mean().item()
+            metrics[f"{prefix}_robust_accuracy"] = counts[:, 1].mean().item()
+            metrics[f"{prefix}_samples"] = len(counts)
+            total += len(counts)
+        model.train(was_training)
+        runtime = time.time() - start
+        metrics[f"{metric_key_prefix}_runtime"] = round(runtime, 4)
+        metrics[f"{metric_key_prefix}_samples_per_second"] = round(total / max(runtime, 1e-9), 3)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # ---- saving ----------------------------------------------------------------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Save the full `CLIPModel` (safetensors), its processor and the training arguments as JSON (no pickle)."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        model.save_pretrained(output_dir, state_dict=state_dict, is_main_process=True)
+        self.processing_class.save_pretrained(output_dir)
+        with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as f:
+            f.write(self.args.to_json_string())
+        with open(os.path.join(output_dir, "pmg_aft_class_names.json"), "w", encoding="utf-8") as f:
+            json.dump(self.class_names, f, indent=1)

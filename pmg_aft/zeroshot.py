@@ -1,0 +1,177 @@
+"""Zero-shot CLIP classifier: pixels in [0, 1] in, class logits out.
+
+One module serves training, our attacks, AutoAttack and any third-party attack library: resizing and normalisation
+happen inside the differentiable graph, and the class text embeddings are computed once and cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_TEMPLATE = "This is a photo of a {}"
+
+
+def clean_class_name(name: str) -> str:
+    """Clean a class name for a prompt as the official code does: lower case, `_`, `-` and `/` become spaces.
+
+    Example: `"Yorkshire_terrier"` -> `"yorkshire terrier"`.
+    """
+    return re.sub(r"\s+", " ", re.sub(r"[_\-/]", " ", str(name))).strip().lower()
+
+
+def check_clip_model(model: nn.Module) -> None:
+    """Raise a clear error unless `model` looks like a `transformers.CLIPModel` (both towers and projections)."""
+    missing = [n for n in ("vision_model", "visual_projection", "text_model", "text_projection") if not hasattr(model, n)]
+    if missing:
+        raise TypeError(
+            f"Expected a transformers CLIPModel, got {type(model).__name__} without {', '.join(missing)}. "
+            "Load one with CLIPModel.from_pretrained('openai/clip-vit-base-patch32')."
+        )
+
+
+@torch.no_grad()
+def build_class_embeddings(
+    model: nn.Module,
+    tokenizer,
+    class_names: Sequence[str],
+    templates: Sequence[str] = (DEFAULT_TEMPLATE,),
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Compute L2-normalised class text embeddings, averaging over prompt templates.
+
+    Args:
+        model (`CLIPModel`): provides `text_model` and `text_projection`.
+        tokenizer (`CLIPTokenizer` or a processor with a `tokenizer`): tokenises the prompts.
+        class_names (`Sequence[str]`): class names in label order; they are used as given (clean them first with
+            [`clean_class_name`] if needed).
+        templates (`Sequence[str]`): prompt templates with one `{}`; embeddings are averaged over them.
+        batch_size (`int`): prompts encoded per forward pass.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_classes, projection_dim)`, float32, unit norm, on the model's device.
+    """
+    check_clip_model(model)
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    if tokenizer is None:
+        raise ValueError("A tokenizer is needed to embed class names; pass CLIPProcessor or CLIPTokenizer.")
+    if len(class_names) == 0:
+        raise ValueError("class_names is empty; a zero-shot classifier needs at least one class.")
+    if isinstance(templates, str):
+        templates = [templates]
+    for template in templates:
+        if template.count("{}") != 1:
+            raise ValueError(f"Prompt template {template!r} must contain exactly one '{{}}'.")
+    prompts = [template.format(name) for name in class_names for template in templates]
+    device = model.text_projection.weight.device
+    max_length = getattr(model.config.text_config, "max_position_embeddings", 77)
+    chunks = []
+    for start in range(0, len(prompts), batch_size):
+        tokens = tokenizer(
+            prompts[start : start + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        ).to(device)
+        pooled = model.text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).pooler_output
+        chunks.append(F.normalize(model.text_projection(pooled).float(), dim=-1))
+    embeddings = torch.cat(chunks).view(len(class_names), len(templates), -1).mean(dim=1)
+    return F.normalize(embeddings, dim=-1)
+
+
+class ZeroShotClassifier(nn.Module):
+    r"""A `CLIPModel` turned into a plain image classifier over a fixed list of classes.
+
+    `forward(images)` takes images in [0, 1] of shape `(batch, 3, height, width)`, any height and width, resizes them
+    (bicubic) to the model's input size and normalises them inside the graph, and returns logits
+    `s * cos(image_embedding, class_embedding)` of shape `(batch, num_classes)` in float32.
+
+    Args:
+        model (`CLIPModel`): the CLIP model; only its image side runs in `forward`.
+        tokenizer (`CLIPTokenizer` or `CLIPProcessor`, *optional*): needed unless `class_embeddings` is given.
+        class_names (`Sequence[str]`, *optional*): class names in label order, used as given.
+        templates (`Sequence[str]`, defaults to `("This is a photo of a {}",)`): prompt templates, averaged.
+        image_mean (`Sequence[float]`, defaults to ImageNet's): normalisation mean (the official PMG-AFT code uses
+            ImageNet's, CLIP's own is `CLIP_MEAN`).
+        image_std (`Sequence[float]`, defaults to ImageNet's): normalisation std.
+        logit_scale (`float` or `None`, defaults to 1.0): the scale s; `None` uses the model's `exp(logit_scale)`.
+        class_embeddings (`torch.Tensor`, *optional*): precomputed `(num_classes, dim)` unit-norm text embeddings,
+            e.g. to share them between a target and a frozen model.
+        image_size (`int`, *optional*): the resolution the model sees; defaults to the vision config's.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer=None,
+        class_names: Sequence[str] | None = None,
+        templates: Sequence[str] = (DEFAULT_TEMPLATE,),
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        logit_scale: float | None = 1.0,
+        class_embeddings: torch.Tensor | None = None,
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_clip_model(model)
+        self.model = model
+        if class_embeddings is None:
+            if class_names is None:
+                raise ValueError("Pass class_names (with a tokenizer) or precomputed class_embeddings.")
+            class_embeddings = build_class_embeddings(model, tokenizer, class_names, templates)
+        if class_embeddings.dim() != 2 or class_embeddings.shape[1] != model.config.projection_dim:
+            raise ValueError(
+                f"class_embeddings must have shape (num_classes, {model.config.projection_dim}), "
+                f"got {tuple(class_embeddings.shape)}."
+            )
+        device = model.visual_projection.weight.device
+        self.register_buffer("class_embeddings", class_embeddings.detach().float().to(device), persistent=False)
+        self.register_buffer("image_mean", torch.tensor(image_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1))
+        self.register_buffer("image_std", torch.tensor(image_std, dtype=torch.float32, device=device).view(1, 3, 1, 1))
+        self.logit_scale = logit_scale
+        self.image_size = int(image_size or model.config.vision_config.image_size)
+        self.class_names = list(class_names) if class_names is not None else None
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_embeddings.shape[0]
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize (bicubic) to the model's size and normalise; differentiable, so attacks live in pixel space."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"Expected images of shape (batch, 3, height, width), got {tuple(images.shape)}.")
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            downsampling = min(images.shape[-2:]) > self.image_size
+            images = F.interpolate(
+                images, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False,
+                antialias=downsampling,
+            )
+        return (images - self.image_mean.to(images.dtype)) / self.image_std.to(images.dtype)
+
+    def encode_images(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Projected image embeddings of images in [0, 1] (unit norm when `normalize`)."""
+        pooled = self.model.vision_model(pixel_values=self.preprocess(images)).pooler_output
+        embeddings = self.model.visual_projection(pooled)
+        return F.normalize(embeddings, dim=-1) if normalize else embeddings
+
+    def scale(self) -> torch.Tensor | float:
+        """The logit scale s actually applied."""
+        if self.logit_scale is None:
+            return self.model.logit_scale.exp().float()
+        return self.logit_scale
+
+    def logits_from_embeddings(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """Logits from unit-norm image embeddings, computed in float32 so softmax and KL are accurate."""
+        return self.scale() * image_embeddings.float() @ self.class_embeddings.t()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_embeddings(self.encode_images(images))
