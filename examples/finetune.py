@@ -34,8 +34,10 @@ TINY = "tiny"
 class ModelArguments:
     model_name_or_path: str = field(
         default=TINY,
-        metadata={"help": "Hub id or local path of a CLIPModel (e.g. openai/clip-vit-base-patch32), or `tiny` for "
-                  "the embedded tiny CLIP, contrastively pre-trained for a few seconds on generated images."},
+        metadata={
+            "help": "Hub id or local path of a CLIPModel (e.g. openai/clip-vit-base-patch32), or `tiny` for "
+            "the embedded tiny CLIP, contrastively pre-trained for a few seconds on generated images."
+        },
     )
     model_revision: str = field(default="main", metadata={"help": "Hub revision of the model (a commit sha pins it)."})
 
@@ -44,8 +46,10 @@ class ModelArguments:
 class DataArguments:
     dataset_name: str = field(
         default="colour-patches",
-        metadata={"help": "Hub dataset id (e.g. zh-plus/tiny-imagenet), a local save_to_disk / parquet / image "
-                  "folder, or `colour-patches` (generated offline)."},
+        metadata={
+            "help": "Hub dataset id (e.g. zh-plus/tiny-imagenet), a local save_to_disk / parquet / image "
+            "folder, or `colour-patches` (generated offline)."
+        },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
     dataset_revision: str | None = field(default=None, metadata={"help": "Hub dataset revision to pin."})
@@ -55,8 +59,10 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation rows."})
     class_names_file: str | None = field(
         default=None,
-        metadata={"help": "JSON list or text file (one per line) of class names in label order; default: the "
-                  "dataset's ClassLabel names (WordNet ids are mapped to ImageNet names)."},
+        metadata={
+            "help": "JSON list or text file (one per line) of class names in label order; default: the "
+            "dataset's ClassLabel names (WordNet ids are mapped to ImageNet names)."
+        },
     )
 
 
@@ -82,7 +88,9 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, PMGAFTCo
 def read_class_names(path: str) -> list[str]:
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    names = json.loads(text) if path.endswith(".json") else [line.strip() for line in text.splitlines() if line.strip()]
+    names = (
+        json.loads(text) if path.endswith(".json") else [line.strip() for line in text.splitlines() if line.strip()]
+    )
     if not isinstance(names, list) or not names:
         raise ValueError(f"{path} must hold a non-empty list of class names in label order.")
     return names
@@ -116,8 +124,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if name is None:
             return None
         return load_image_dataset(
-            data_args.dataset_name, split=name, config=data_args.dataset_config,
-            revision=data_args.dataset_revision, max_samples=max_samples, seed=training_args.seed,
+            data_args.dataset_name,
+            split=name,
+            config=data_args.dataset_config,
+            revision=data_args.dataset_revision,
+            max_samples=max_samples,
+            seed=training_args.seed,
         )
 
     train_dataset = split(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
@@ -157,8 +169,10 @@ def print_before_after(trainer: PMGAFTTrainer) -> None:
         return
     args = trainer.args
     first, last = evals[0], evals[-1]
-    print(f"\nZero-shot accuracy on the eval split, PGD-{args.eval_steps} L-{args.attack_norm[1:]} "
-          f"eps={args.eval_eps * 255:g}/255 ({last['eval_samples']} images):")
+    print(
+        f"\nZero-shot accuracy on the eval split, PGD-{args.eval_steps} L-{args.attack_norm[1:]} "
+        f"eps={args.eval_eps * 255:g}/255 ({last['eval_samples']} images):"
+    )
     print(f"  {'':8s} {'clean':>8s} {'robust':>8s}")
     if args.eval_on_start and len(evals) > 1:
         print(f"  {'before':8s} {first['eval_clean_accuracy']:8.2%} {first['eval_robust_accuracy']:8.2%}")

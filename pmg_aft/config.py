@@ -61,24 +61,32 @@ class PMGAFTConfig(TrainingArguments):
     # Loss.
     alpha: float = field(
         default=256.0,
-        metadata={"help": "Weight of the guidance term KL(p_0(x') || p_t(x')) from the frozen pre-trained model, on "
-                  "batch-mean KL. The paper's setting is 256 (summed KL at batch 256). 0 disables the frozen model."},
+        metadata={
+            "help": "Weight of the guidance term KL(p_0(x') || p_t(x')) from the frozen pre-trained model, on "
+            "batch-mean KL. The paper's setting is 256 (summed KL at batch 256). 0 disables the frozen model."
+        },
     )
     beta: float = field(
         default=256.0,
-        metadata={"help": "Weight of the consistency term KL(p_t(x) || p_t(x')) with the target's own clean output, "
-                  "on batch-mean KL. The paper's setting is 256. alpha = beta = 0 is TeCoA."},
+        metadata={
+            "help": "Weight of the consistency term KL(p_t(x) || p_t(x')) with the target's own clean output, "
+            "on batch-mean KL. The paper's setting is 256. alpha = beta = 0 is TeCoA."
+        },
     )
     kl_direction: str = field(
         default="official",
-        metadata={"help": "`official`: KL(p_0(x') || p_t(x')) and KL(p_t(x) || p_t(x')) (last revision of the "
-                  "official code). `early`: KL(p_t(x') || p_0(x')) and KL(p_t(x') || p_t(x)) (an earlier revision).",
-                  "choices": list(KL_DIRECTIONS)},
+        metadata={
+            "help": "`official`: KL(p_0(x') || p_t(x')) and KL(p_t(x) || p_t(x')) (last revision of the "
+            "official code). `early`: KL(p_t(x') || p_0(x')) and KL(p_t(x') || p_t(x)) (an earlier revision).",
+            "choices": list(KL_DIRECTIONS),
+        },
     )
     # Training attack.
     train_eps: PixelValue = field(
-        default=PixelValue(1 / 255), metadata={"help": "Perturbation budget of the training attack, in [0, 1] pixel "
-                                                       "units (1/255 = one grey level)."}
+        default=PixelValue(1 / 255),
+        metadata={
+            "help": "Perturbation budget of the training attack, in [0, 1] pixel units (1/255 = one grey level)."
+        },
     )
     train_step_size: PixelValue = field(
         default=PixelValue(1 / 255), metadata={"help": "PGD step size of the training attack, in pixel units."}
@@ -93,13 +101,17 @@ class PMGAFTConfig(TrainingArguments):
     # Zero-shot head.
     logit_scale: str = field(
         default="1",
-        metadata={"help": "Scale s of the cosine logits in training and attacks: a number (1 for PMG-AFT, 100 for "
-                  "TeCoA and FARE) or `model` for the checkpoint's own exp(logit_scale)."},
+        metadata={
+            "help": "Scale s of the cosine logits in training and attacks: a number (1 for PMG-AFT, 100 for "
+            "TeCoA and FARE) or `model` for the checkpoint's own exp(logit_scale)."
+        },
     )
     image_mean: list[float] = field(
         default_factory=lambda: list(IMAGENET_MEAN),
-        metadata={"help": "Per-channel normalisation mean used inside the classifier and saved with the processor "
-                  "(default: ImageNet's, as the official code; CLIP's own is 0.4815 0.4578 0.4082)."},
+        metadata={
+            "help": "Per-channel normalisation mean used inside the classifier and saved with the processor "
+            "(default: ImageNet's, as the official code; CLIP's own is 0.4815 0.4578 0.4082)."
+        },
     )
     image_std: list[float] = field(
         default_factory=lambda: list(IMAGENET_STD),
@@ -114,8 +126,10 @@ class PMGAFTConfig(TrainingArguments):
     label_column: str = field(default="label", metadata={"help": "Dataset column holding the integer labels."})
     native_resolution: bool = field(
         default=False,
-        metadata={"help": "Keep images at their native size (attack at e.g. 32 px for CIFAR, resized to the model "
-                  "inside the classifier) instead of Resize/CenterCrop to the model's size before the attack."},
+        metadata={
+            "help": "Keep images at their native size (attack at e.g. 32 px for CIFAR, resized to the model "
+            "inside the classifier) instead of Resize/CenterCrop to the model's size before the attack."
+        },
     )
     # Evaluation attack.
     eval_eps: PixelValue = field(

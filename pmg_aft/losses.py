@@ -18,7 +18,7 @@ class PMGAFTLoss(NamedTuple):
 
 
 def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
-    """Batch-mean `KL(P || Q) = sum_c P_c (log P_c - log Q_c)` with `P = softmax(p_logits)`, `Q = softmax(q_logits)`."""
+    """Batch-mean `KL(P || Q) = sum_c P_c (log P_c - log Q_c)`, `P = softmax(p_logits)`, `Q = softmax(q_logits)`."""
     return F.kl_div(
         q_logits.float().log_softmax(-1), p_logits.float().log_softmax(-1), log_target=True, reduction="batchmean"
     )

@@ -40,11 +40,21 @@ def tiny_tokenizer() -> CLIPTokenizer:
 def tiny_clip_config(image_size: int = 32, patch_size: int = 8, hidden_size: int = 32, layers: int = 2) -> CLIPConfig:
     """A CLIP configuration small enough to train for hundreds of steps on a CPU in seconds."""
     vocab_size = len(tiny_tokenizer())
-    common = {"hidden_size": hidden_size, "intermediate_size": 2 * hidden_size, "num_hidden_layers": layers,
-              "num_attention_heads": 2}
+    common = {
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+    }
     return CLIPConfig(
-        text_config={**common, "vocab_size": vocab_size, "max_position_embeddings": 64, "bos_token_id": 0,
-                     "eos_token_id": 1, "pad_token_id": 1},
+        text_config={
+            **common,
+            "vocab_size": vocab_size,
+            "max_position_embeddings": 64,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
         vision_config={**common, "image_size": image_size, "patch_size": patch_size},
         projection_dim=hidden_size,
     )

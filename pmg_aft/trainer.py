@@ -247,8 +247,14 @@ class PMGAFTTrainer(Trainer):
         target = self.classifier(self.class_names)
         with self.accelerator.autocast():
             adv_images = pgd(
-                target, images, labels, args.train_eps, args.train_step_size, args.train_steps,
-                norm=args.attack_norm, random_start=args.attack_random_start,
+                target,
+                images,
+                labels,
+                args.train_eps,
+                args.train_step_size,
+                args.train_steps,
+                norm=args.attack_norm,
+                random_start=args.attack_random_start,
             )
             # One forward of [x'; x] instead of two: the same maths (no batch statistics in ViT), one DDP forward.
             batch = torch.cat([adv_images, images]) if args.beta > 0 else adv_images
@@ -260,7 +266,12 @@ class PMGAFTTrainer(Trainer):
                 with torch.no_grad():
                     ref_logits = self.classifier(self.class_names, reference=True)(adv_images)
         terms = pmg_aft_loss(
-            adv_logits, labels, clean_logits, ref_logits, alpha=args.alpha, beta=args.beta,
+            adv_logits,
+            labels,
+            clean_logits,
+            ref_logits,
+            alpha=args.alpha,
+            beta=args.beta,
             kl_direction=args.kl_direction,
         )
         self._record(terms, adv_logits, clean_logits, labels)
@@ -327,8 +338,14 @@ class PMGAFTTrainer(Trainer):
                     with torch.no_grad():
                         clean = classifier(images).argmax(-1) == labels
                     adv = pgd(
-                        classifier, images, labels, args.eval_eps, args.eval_step_size, args.eval_steps,
-                        norm=args.attack_norm, random_start=args.attack_random_start,
+                        classifier,
+                        images,
+                        labels,
+                        args.eval_eps,
+                        args.eval_step_size,
+                        args.eval_steps,
+                        norm=args.attack_norm,
+                        random_start=args.attack_random_start,
                     )
                     with torch.no_grad():
                         robust = classifier(adv).argmax(-1) == labels

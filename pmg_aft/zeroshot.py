@@ -30,7 +30,9 @@ def clean_class_name(name: str) -> str:
 
 def check_clip_model(model: nn.Module) -> None:
     """Raise a clear error unless `model` looks like a `transformers.CLIPModel` (both towers and projections)."""
-    missing = [n for n in ("vision_model", "visual_projection", "text_model", "text_projection") if not hasattr(model, n)]
+    missing = [
+        n for n in ("vision_model", "visual_projection", "text_model", "text_projection") if not hasattr(model, n)
+    ]
     if missing:
         raise TypeError(
             f"Expected a transformers CLIPModel, got {type(model).__name__} without {', '.join(missing)}. "
@@ -135,7 +137,9 @@ class ZeroShotClassifier(nn.Module):
             )
         device = model.visual_projection.weight.device
         self.register_buffer("class_embeddings", class_embeddings.detach().float().to(device), persistent=False)
-        self.register_buffer("image_mean", torch.tensor(image_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1))
+        self.register_buffer(
+            "image_mean", torch.tensor(image_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        )
         self.register_buffer("image_std", torch.tensor(image_std, dtype=torch.float32, device=device).view(1, 3, 1, 1))
         self.logit_scale = logit_scale
         self.image_size = int(image_size or model.config.vision_config.image_size)
@@ -152,7 +156,10 @@ class ZeroShotClassifier(nn.Module):
         if images.shape[-2:] != (self.image_size, self.image_size):
             downsampling = min(images.shape[-2:]) > self.image_size
             images = F.interpolate(
-                images, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False,
+                images,
+                size=(self.image_size, self.image_size),
+                mode="bicubic",
+                align_corners=False,
                 antialias=downsampling,
             )
         return (images - self.image_mean.to(images.dtype)) / self.image_std.to(images.dtype)

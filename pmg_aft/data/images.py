@@ -46,7 +46,9 @@ def resize_center_crop(image: Image.Image, resize: int, crop: int, interpolation
     """Resize the shorter side to `resize`, then centre-crop a `crop` x `crop` square (torchvision's convention)."""
     width, height = image.size
     scale = resize / min(width, height)
-    new_w, new_h = (resize, max(1, round(height * scale))) if width <= height else (max(1, round(width * scale)), resize)
+    new_w, new_h = (
+        (resize, max(1, round(height * scale))) if width <= height else (max(1, round(width * scale)), resize)
+    )
     image = image.resize((new_w, new_h), RESAMPLING[interpolation])
     left, top = int(round((new_w - crop) / 2.0)), int(round((new_h - crop) / 2.0))
     return image.crop((left, top, left + crop, top + crop))
