@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from transformers import TrainingArguments
 
@@ -29,9 +28,9 @@ def parse_pixel_value(value: float | int | str, name: str = "value") -> float:
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
-        text = value.strip()
+        numerator, _, denominator = value.replace(" ", "").partition("/")
         try:
-            return float(Fraction(text.replace(" ", "")))
+            return float(numerator) / float(denominator) if denominator else float(numerator)
         except (ValueError, ZeroDivisionError):
             pass
     raise ValueError(f"{name}={value!r} is not a number; write it as a float (0.0039) or a fraction (1/255).")

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, Trainer
-from transformers.utils import logging
+from transformers import CLIPModel, CLIPProcessor, Trainer
+from transformers.utils import is_torchvision_available, logging
 
 from .attacks import pgd
 from .config import PMGAFTConfig
@@ -87,6 +87,11 @@ def clip_processor_for(processing_class, model: CLIPModel, image_mean: Sequence[
     if image_processor is not None:
         image_processor = copy.deepcopy(image_processor)
     else:
+        # Same saved format either way; the PIL backend avoids a warning when torchvision is not installed.
+        if is_torchvision_available():
+            from transformers import CLIPImageProcessor
+        else:
+            from transformers import CLIPImageProcessorPil as CLIPImageProcessor
         size = model.config.vision_config.image_size
         image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     image_processor.image_mean = [float(v) for v in image_mean]

@@ -1,0 +1,72 @@
+"""Shared offline fixtures: a tiny CLIP pre-trained in-process on generated images, and the Hub-schema datasets."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pmg_aft import PMGAFTConfig
+from pmg_aft.data import ImageClassificationCollator
+from pmg_aft.tiny import colour_patches, pretrain_tiny_clip, tiny_clip, tiny_tokenizer
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def train_set():
+    return colour_patches(num_per_class=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def test_set():
+    return colour_patches(num_per_class=8, seed=1)
+
+
+@pytest.fixture(scope="session")
+def _pretrained(tokenizer):
+    return pretrain_tiny_clip(tiny_clip(seed=0), tokenizer, colour_patches(num_per_class=32, seed=2), steps=150)
+
+
+@pytest.fixture
+def model(_pretrained):
+    """A fresh copy of the pre-trained tiny CLIP (clean accuracy well above chance, little robustness)."""
+    return copy.deepcopy(_pretrained)
+
+
+@pytest.fixture
+def batch(test_set):
+    collator = ImageClassificationCollator(image_size=32, native_resolution=True)
+    return collator([test_set[i] for i in range(len(test_set))])
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    def make(**overrides) -> PMGAFTConfig:
+        values = dict(
+            output_dir=str(tmp_path / "out"),
+            use_cpu=True,
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            per_device_train_batch_size=8,
+            per_device_eval_batch_size=16,
+            max_steps=1,
+            learning_rate=1e-2,
+            optim="sgd",
+            native_resolution=True,
+            logging_steps=1,
+            seed=0,
+        )
+        values.update(overrides)
+        return PMGAFTConfig(**values)
+
+    return make
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(-1) == labels).float().mean().item()

@@ -1,0 +1,77 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pmg_aft import ZeroShotClassifier, margin_loss, pgd
+
+from .conftest import accuracy
+
+
+@pytest.fixture
+def classifier(model, tokenizer, test_set):
+    return ZeroShotClassifier(model, tokenizer, test_set.features["label"].names)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 4 / 255), ("l2", 0.5)])
+def test_pgd_stays_in_eps_ball_and_in_unit_box(classifier, batch, norm, eps):
+    x, y = batch["pixel_values"], batch["labels"]
+    adv = pgd(classifier, x, y, eps=eps, step_size=eps / 2, steps=5, norm=norm)
+    delta = (adv - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert (size <= eps + 1e-6).all()
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert size.max() > eps / 4  # it actually moved
+    assert not adv.requires_grad
+
+
+@pytest.mark.parametrize("loss", ["ce", "cw"])
+def test_pgd_raises_the_loss_and_lowers_accuracy(classifier, batch, loss):
+    x, y = batch["pixel_values"], batch["labels"]
+    with torch.no_grad():
+        clean_logits = classifier(x)
+    adv = pgd(classifier, x, y, eps=4 / 255, step_size=1 / 255, steps=10, loss=loss)
+    with torch.no_grad():
+        adv_logits = classifier(adv)
+    objective = F.cross_entropy if loss == "ce" else lambda z, t: margin_loss(z, t).mean()
+    assert objective(adv_logits, y) > objective(clean_logits, y)
+    assert accuracy(clean_logits, y) > 0.5  # the pre-trained tiny model is a real classifier
+    assert accuracy(adv_logits, y) < accuracy(clean_logits, y) - 0.2
+
+
+def test_pgd_without_random_start_is_deterministic(classifier, batch):
+    x, y = batch["pixel_values"], batch["labels"]
+    a = pgd(classifier, x, y, 2 / 255, 1 / 255, 3, random_start=False)
+    b = pgd(classifier, x, y, 2 / 255, 1 / 255, 3, random_start=False)
+    assert torch.equal(a, b)
+    c = pgd(classifier, x, y, 2 / 255, 1 / 255, 3, random_start=True)
+    assert not torch.equal(a, c)
+
+
+def test_zero_steps_without_random_start_returns_the_images(classifier, batch):
+    x, y = batch["pixel_values"], batch["labels"]
+    assert torch.equal(pgd(classifier, x, y, 4 / 255, 1 / 255, 0, random_start=False), x)
+
+
+def test_pgd_accumulates_no_parameter_gradients(classifier, batch):
+    pgd(classifier, batch["pixel_values"], batch["labels"], 1 / 255, 1 / 255, 2)
+    assert all(p.grad is None for p in classifier.parameters())
+
+
+def test_margin_loss_by_hand():
+    logits = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.3, 0.9]])
+    labels = torch.tensor([0, 1])
+    assert margin_loss(logits, labels).tolist() == pytest.approx([1.0 - 2.0, 0.9 - 0.3])
+
+
+def test_bad_budgets_and_inputs_are_clear_errors(classifier, batch):
+    x, y = batch["pixel_values"], batch["labels"]
+    with pytest.raises(ValueError, match=r"Did you mean 4/255"):
+        pgd(classifier, x, y, eps=4, step_size=1 / 255, steps=1)
+    with pytest.warns(UserWarning, match=r"did you mean 1/255"):
+        pgd(classifier, x, y, eps=1, step_size=1 / 255, steps=0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        pgd(classifier, x * 255, y, eps=1 / 255, step_size=1 / 255, steps=1)
+    with pytest.raises(ValueError, match="norm"):
+        pgd(classifier, x, y, 1 / 255, 1 / 255, 1, norm="l1")
+    with pytest.raises(ValueError, match="labels"):
+        pgd(classifier, x, y[:-1], 1 / 255, 1 / 255, 1)
