@@ -1,0 +1,46 @@
+"""One PMG-AFT step on the tiny model; rank 0 writes the parameter update. Run directly or under torchrun.
+
+    python tests/dist_step.py OUT.safetensors PER_DEVICE_BATCH
+    python -m torch.distributed.run --nproc_per_node 2 tests/dist_step.py OUT.safetensors PER_DEVICE_BATCH
+"""
+
+import os
+import sys
+import tempfile
+
+from safetensors.torch import save_file
+
+from pmg_aft import PMGAFTConfig, PMGAFTTrainer
+from pmg_aft.tiny import colour_patches, tiny_clip, tiny_tokenizer
+
+
+def main(out: str, per_device_batch: int) -> None:
+    model = tiny_clip(seed=0)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    config = PMGAFTConfig(
+        output_dir=tempfile.mkdtemp(),
+        use_cpu=True,
+        ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        per_device_train_batch_size=per_device_batch,
+        max_steps=1,
+        optim="sgd",
+        learning_rate=1.0,
+        max_grad_norm=0.0,
+        attack_random_start=False,
+        native_resolution=True,
+        seed=0,
+    )
+    data = colour_patches(num_per_class=2, class_names=("red", "green", "blue", "yellow"), seed=0)  # 8 images
+    trainer = PMGAFTTrainer(model, config, train_dataset=data, processing_class=tiny_tokenizer())
+    trainer.train()
+    if trainer.is_world_process_zero():
+        update = {n: (p.detach() - start[n]).contiguous() for n, p in trainer.model.named_parameters()}
+        update["world_size"] = __import__("torch").tensor(trainer.args.world_size)
+        save_file(update, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
