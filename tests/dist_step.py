@@ -1,7 +1,7 @@
 """One PMG-AFT step on the tiny model; rank 0 writes the parameter update. Run directly or under torchrun.
 
-    python tests/dist_step.py OUT.safetensors PER_DEVICE_BATCH
-    python -m torch.distributed.run --nproc_per_node 2 tests/dist_step.py OUT.safetensors PER_DEVICE_BATCH
+python tests/dist_step.py OUT.safetensors PER_DEVICE_BATCH
+python -m torch.distributed.run --nproc_per_node 2 tests/dist_step.py OUT.safetensors PER_DEVICE_BATCH
 """
 
 import os

@@ -27,8 +27,18 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
     single, double = str(tmp_path / "single.safetensors"), str(tmp_path / "ddp.safetensors")
     run([sys.executable, SCRIPT, single, "8"], tmp_path)
     run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         SCRIPT, double, "4"],
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            SCRIPT,
+            double,
+            "4",
+        ],
         tmp_path,
     )
     one, two = load_file(single), load_file(double)

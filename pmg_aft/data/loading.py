@@ -33,7 +33,9 @@ def load_image_dataset(
     if name == GENERATED:
         from ..tiny import colour_patches
 
-        dataset = colour_patches(num_per_class=48, seed=seed if split == "train" else seed + 1)
+        dataset = colour_patches(
+            num_per_class=96 if split == "train" else 48, seed=seed if split == "train" else seed + 1
+        )
     elif os.path.isdir(name):
         dataset = _load_local(name, split)
     else:
