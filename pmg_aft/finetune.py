@@ -170,5 +170,8 @@ def print_before_after(trainer: PMGAFTTrainer) -> None:
     print(f"  {'':8s} {'clean':>8s} {'robust':>8s}")
     if args.eval_on_start and len(evals) > 1:
         print(f"  {'before':8s} {first['eval_clean_accuracy']:8.2%} {first['eval_robust_accuracy']:8.2%}")
-    print(f"  {'after':8s} {last['eval_clean_accuracy']:8.2%} {last['eval_robust_accuracy']:8.2%}")
-    print(f"Checkpoint: {trainer.args.output_dir} (load it with CLIPModel.from_pretrained)\n")
+    label = "after" if args.do_train else "model"
+    print(f"  {label:8s} {last['eval_clean_accuracy']:8.2%} {last['eval_robust_accuracy']:8.2%}")
+    if args.do_train:
+        print(f"Checkpoint: {args.output_dir} (load it with CLIPModel.from_pretrained)")
+    print()

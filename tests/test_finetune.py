@@ -8,8 +8,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
+from pmg_aft import PMGAFTTrainer
 from pmg_aft.cli import main as cli
 from pmg_aft.finetune import main, parse_args
+from pmg_aft.tiny import tiny_clip, tiny_tokenizer
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
 FAST = ["--num_train_epochs", "1", "--max_steps", "3", "--eval_steps", "2", "--disable_tqdm", "true"]
@@ -72,3 +74,38 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     resumed = CLIPModel.from_pretrained(str(out)).vision_model.post_layernorm.weight
     assert torch.allclose(resumed, torch.full_like(resumed, 2.0), atol=0.05)  # two small steps from the mark
     assert not torch.equal(resumed, torch.full_like(resumed, 2.0))
+
+
+def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
+    paper = os.path.join(os.path.dirname(CONFIG), "pmg_aft_vitb32_tinyimagenet.yaml")
+    # bf16 needs a GPU and periodic eval an eval set; everything else is the file's.
+    _, data_args, config = parse_args(
+        [
+            "--config",
+            paper,
+            "--bf16",
+            "false",
+            "--use_cpu",
+            "true",
+            "--eval_strategy",
+            "no",
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
+    assert data_args.dataset_name == "zh-plus/tiny-imagenet" and data_args.eval_split == "valid"
+    assert (config.alpha, config.beta, config.train_steps) == (256, 256, 2)
+    assert config.train_eps == pytest.approx(1 / 255) and config.resolved_logit_scale() == 1.0
+    assert config.per_device_train_batch_size == 256 and config.num_train_epochs == 10
+    trainer = PMGAFTTrainer(tiny_clip(), config, processing_class=tiny_tokenizer(), class_names=["a", "b"])
+    trainer.create_optimizer_and_scheduler(num_training_steps=3910)
+    optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.param_groups[0]["momentum"] == 0.9 and optimizer.param_groups[0]["weight_decay"] == 0.0
+    rates = []
+    for _ in range(3910):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == 0.0 and rates[500] == pytest.approx(2.5e-5) and rates[1000] == pytest.approx(5e-5)
+    assert rates[-1] < 1e-9 and max(rates) == pytest.approx(5e-5)
