@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 
+import torch
 from safetensors.torch import save_file
 
 from pmg_aft import PMGAFTConfig, PMGAFTTrainer
@@ -38,8 +39,12 @@ def main(out: str, per_device_batch: int) -> None:
     trainer.train()
     if trainer.is_world_process_zero():
         update = {n: (p.detach() - start[n]).contiguous() for n, p in trainer.model.named_parameters()}
-        update["world_size"] = __import__("torch").tensor(trainer.args.world_size)
+        update["world_size"] = torch.tensor(trainer.args.world_size)
         save_file(update, out)
+    # Leave together and tear gloo down cleanly: a rank exiting with live gloo threads can abort at shutdown.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
