@@ -137,8 +137,12 @@ class PMGAFTConfig(TrainingArguments):
     eval_step_size: PixelValue = field(
         default=PixelValue(1 / 255), metadata={"help": "Step size of the evaluation PGD attack, pixel units."}
     )
-    eval_steps: int = field(
-        default=10, metadata={"help": "Steps of the evaluation PGD attack (the paper reports 10 and 100)."}
+    eval_attack_steps: int = field(
+        default=10,
+        metadata={
+            "help": "Steps of the evaluation PGD attack (the paper reports 10 and 100). Not `eval_steps`: "
+            "that TrainingArguments field is the evaluation interval."
+        },
     )
     # TrainingArguments defaults that this trainer needs.
     remove_unused_columns: bool = field(
@@ -155,7 +159,7 @@ class PMGAFTConfig(TrainingArguments):
             raise ValueError(f"attack_norm={self.attack_norm!r} is not one of {ATTACK_NORMS}.")
         for name in ("train_eps", "train_step_size", "eval_eps", "eval_step_size"):
             setattr(self, name, PixelValue(check_budget(name, PixelValue(getattr(self, name)), self.attack_norm)))
-        for name in ("train_steps", "eval_steps"):
+        for name in ("train_steps", "eval_attack_steps"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.kl_direction not in KL_DIRECTIONS:

@@ -164,7 +164,7 @@ def print_before_after(trainer: PMGAFTTrainer) -> None:
     args = trainer.args
     first, last = evals[0], evals[-1]
     print(
-        f"\nZero-shot accuracy on the eval split, PGD-{args.eval_steps} L-{args.attack_norm[1:]} "
+        f"\nZero-shot accuracy on the eval split, PGD-{args.eval_attack_steps} L-{args.attack_norm[1:]} "
         f"eps={args.eval_eps * 255:g}/255 ({last['eval_samples']} images):"
     )
     print(f"  {'':8s} {'clean':>8s} {'robust':>8s}")

@@ -312,7 +312,8 @@ class PMGAFTTrainer(Trainer):
     ) -> dict[str, float]:
         """Clean and PGD robust zero-shot top-1 accuracy on each eval dataset.
 
-        The attack is L-inf (or L2) PGD with `eval_eps`, `eval_step_size`, `eval_steps` and the training logit scale.
+        The attack is PGD (`attack_norm`) with `eval_eps`, `eval_step_size`, `eval_attack_steps` and the training
+        logit scale.
         With a dict of datasets, metrics are named `{prefix}_{name}_clean_accuracy` and `..._robust_accuracy`;
         with one dataset `{prefix}_clean_accuracy` and `{prefix}_robust_accuracy`. Samples are sharded across
         processes and gathered, each counted once.
@@ -332,11 +333,14 @@ class PMGAFTTrainer(Trainer):
         metrics: dict[str, float] = {}
         start = time.time()
         total = 0
+        # Trainer caches persistent-worker loaders under the dataset's name, or "eval" for a dataset object: pass
+        # the trainer's own datasets by name so each keeps its own loader.
+        by_name = eval_dataset is None and isinstance(self.eval_dataset, dict) or isinstance(eval_dataset, str)
         for name, dataset in datasets.items():
             prefix = f"{metric_key_prefix}_{name}" if name else metric_key_prefix
             classifier = self.classifier(self._eval_class_names(dataset, prefix))
             correct = []
-            for batch in self.get_eval_dataloader(dataset):
+            for batch in self.get_eval_dataloader(name if by_name else dataset):
                 batch = self._prepare_inputs(batch)
                 images, labels = batch["pixel_values"], batch["labels"]
                 with self.accelerator.autocast():
@@ -348,7 +352,7 @@ class PMGAFTTrainer(Trainer):
                         labels,
                         args.eval_eps,
                         args.eval_step_size,
-                        args.eval_steps,
+                        args.eval_attack_steps,
                         norm=args.attack_norm,
                         random_start=args.attack_random_start,
                     )

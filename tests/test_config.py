@@ -70,3 +70,9 @@ def test_eps_in_255_units_is_caught(tmp_path):
 def test_invalid_settings_name_the_problem(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         PMGAFTConfig(output_dir=str(tmp_path), **overrides)
+
+
+def test_eval_attack_steps_leaves_the_trainers_eval_interval_alone(tmp_path):
+    config = PMGAFTConfig(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=50, eval_attack_steps=100)
+    assert config.eval_steps == 50 and config.eval_attack_steps == 100
+    assert PMGAFTConfig(output_dir=str(tmp_path)).eval_steps is None  # Trainer's default: follow logging_steps

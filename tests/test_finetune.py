@@ -14,7 +14,7 @@ from pmg_aft.finetune import main, parse_args
 from pmg_aft.tiny import tiny_clip, tiny_tokenizer
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
-FAST = ["--num_train_epochs", "1", "--max_steps", "3", "--eval_steps", "2", "--disable_tqdm", "true"]
+FAST = ["--num_train_epochs", "1", "--max_steps", "3", "--eval_attack_steps", "2", "--disable_tqdm", "true"]
 
 
 def test_yaml_config_with_flag_overrides(tmp_path):

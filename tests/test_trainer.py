@@ -91,7 +91,7 @@ def test_gradient_accumulation_gives_the_large_batch_update(model, tokenizer, tr
 
 
 def test_evaluate_reports_clean_and_robust_accuracy_per_dataset(model, tokenizer, train_set, test_set, make_config):
-    config = make_config(eval_eps="4/255", eval_step_size="1/255", eval_steps=5)
+    config = make_config(eval_eps="4/255", eval_step_size="1/255", eval_attack_steps=5)
     trainer = PMGAFTTrainer(
         model,
         config,
