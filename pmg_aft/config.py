@@ -183,6 +183,10 @@ class PMGAFTConfig(TrainingArguments):
             raise ValueError(
                 "remove_unused_columns=True would drop the image column before the collator sees it; leave it False."
             )
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            # evaluate() returns no loss; Trainer's default "loss" would fail at the first evaluation.
+            self.metric_for_best_model = "robust_accuracy"
+            self.greater_is_better = True
         super().__post_init__()
 
     def resolved_logit_scale(self) -> float | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from transformers import CLIPModel, CLIPProcessor, Trainer
 from transformers.utils import is_torchvision_available, logging
 
@@ -58,13 +59,13 @@ def check_dataset(dataset, name: str, columns: Sequence[str]) -> None:
 
 def check_labels(dataset, name: str, label_column: str, num_classes: int) -> None:
     """Raise if a `datasets.Dataset` has labels outside `[0, num_classes)`."""
-    table = getattr(dataset, "data", None)
-    if table is None or not hasattr(table, "column") or label_column not in table.column_names:
+    if not hasattr(dataset, "with_format") or label_column not in (getattr(dataset, "column_names", None) or []):
         return
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    column = table.column(label_column)
+    # Through the "arrow" format, so filter/shuffle/select index mappings are respected.
+    column = dataset.with_format("arrow")[label_column]
     if not pa.types.is_integer(column.type):
         return
     bounds = pc.min_max(column).as_py()
@@ -122,8 +123,6 @@ class PMGAFTTrainer(Trainer):
         data_collator (`Callable`, *optional*): defaults to [`ImageClassificationCollator`].
     """
 
-    _tag_names = ["pmg-aft", "adversarial-robustness", "clip", "zero-shot-image-classification"]
-
     def __init__(
         self,
         model: CLIPModel | str,
@@ -161,6 +160,8 @@ class PMGAFTTrainer(Trainer):
             check_labels(train_dataset, "train_dataset", args.label_column, len(self.class_names))
 
         freeze_all_but_vision(model)
+        # A copy of the target has the same (frozen) text tower: it shares the target's class embeddings.
+        self._ref_is_copy = ref_model is None
         if ref_model is None and args.alpha > 0:
             ref_model = copy.deepcopy(model)
         if ref_model is not None:
@@ -186,6 +187,12 @@ class PMGAFTTrainer(Trainer):
             optimizers=optimizers,
             **kwargs,
         )
+        if self.args.n_gpu > 1:
+            raise ValueError(
+                f"{self.args.n_gpu} GPUs are visible to a single process, which would use nn.DataParallel. "
+                "Launch one process per GPU instead: `accelerate launch examples/finetune.py ...` (or torchrun), "
+                "or pick one GPU with CUDA_VISIBLE_DEVICES=0."
+            )
         # The loss is a per-batch mean that knows nothing of `num_items_in_batch`: let Trainer divide it by the
         # number of accumulation steps, so accumulation gives the same update as the large batch.
         self.model_accepts_loss_kwargs = False
@@ -206,11 +213,12 @@ class PMGAFTTrainer(Trainer):
     def classifier(self, names: Sequence[str], reference: bool = False) -> ZeroShotClassifier:
         """The zero-shot head over `names` (already cleaned) on the target model, or on the frozen reference."""
         model = self.accelerator.unwrap_model(self.ref_model if reference else self.model)
-        key = ("ref" if reference else "target", tuple(names))
+        key = ("ref" if reference and not self._ref_is_copy else "target", tuple(names))
         if key not in self._class_embeddings:
             # The text tower is frozen, so these stay valid for the whole run.
+            text_model = self.accelerator.unwrap_model(self.ref_model if key[0] == "ref" else self.model)
             self._class_embeddings[key] = build_class_embeddings(
-                model, self.processing_class.tokenizer, names, [self.args.prompt_template]
+                text_model, self.processing_class.tokenizer, names, [self.args.prompt_template]
             )
         return ZeroShotClassifier(
             model,
@@ -333,14 +341,11 @@ class PMGAFTTrainer(Trainer):
         metrics: dict[str, float] = {}
         start = time.time()
         total = 0
-        # Trainer caches persistent-worker loaders under the dataset's name, or "eval" for a dataset object: pass
-        # the trainer's own datasets by name so each keeps its own loader.
-        by_name = eval_dataset is None and isinstance(self.eval_dataset, dict) or isinstance(eval_dataset, str)
         for name, dataset in datasets.items():
             prefix = f"{metric_key_prefix}_{name}" if name else metric_key_prefix
             classifier = self.classifier(self._eval_class_names(dataset, prefix))
             correct = []
-            for batch in self.get_eval_dataloader(name if by_name else dataset):
+            for batch in self._robust_eval_dataloader(dataset):
                 batch = self._prepare_inputs(batch)
                 images, labels = batch["pixel_values"], batch["labels"]
                 with self.accelerator.autocast():
@@ -371,6 +376,21 @@ class PMGAFTTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _robust_eval_dataloader(self, dataset) -> DataLoader:
+        # Not Trainer.get_eval_dataloader: it caches persistent-worker loaders under one key for every dataset
+        # object, and drops the last partial batch with dataloader_drop_last; accuracy counts every sample once.
+        args = self.args
+        loader = DataLoader(
+            dataset,
+            batch_size=args.eval_batch_size,
+            shuffle=False,
+            drop_last=False,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare_data_loader(loader)
 
     # ---- saving ----------------------------------------------------------------------------------------------
 

@@ -176,3 +176,56 @@ def test_wnid_labels_become_imagenet_names_in_the_prompts(tokenizer, make_config
     data = Dataset.from_dict({"image": [Image.new("RGB", (32, 32))] * 2, "label": [0, 1]}, features=features)
     trainer = PMGAFTTrainer(tiny_clip(), make_config(), train_dataset=data, processing_class=tokenizer)
     assert trainer.class_names == ["kit fox", "english setter"]
+
+
+def test_guidance_term_uses_the_reference_model_on_adversarial_images(model, tokenizer, train_set, batch, make_config):
+    ref = copy.deepcopy(model)
+    with torch.no_grad():  # a reference that differs from the target, so the guidance KL is not 0
+        for p in ref.vision_model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    config = make_config(attack_random_start=False, kl_direction="early", alpha=3.0, beta=5.0)
+    trainer = PMGAFTTrainer(model, config, train_dataset=train_set, processing_class=tokenizer, ref_model=ref)
+    loss = trainer.compute_loss(trainer.model, batch)
+    names = train_set.features["label"].names
+    target = ZeroShotClassifier(copy.deepcopy(model), tokenizer, names)
+    guide = ZeroShotClassifier(ref, tokenizer, names)
+    x, y = batch["pixel_values"], batch["labels"]
+    adv = pgd(target, x, y, 1 / 255, 1 / 255, 2, random_start=False)
+    with torch.no_grad():
+        expected = pmg_aft_loss(target(adv), y, target(x), guide(adv), 3.0, 5.0, kl_direction="early")
+    assert expected.guidance_kl > 1e-4
+    assert loss.item() == pytest.approx(expected.loss.item(), rel=1e-4)
+
+
+def test_bf16_autocast_keeps_logits_and_class_embeddings_in_float32(model, tokenizer, train_set, batch, make_config):
+    trainer = PMGAFTTrainer(model, make_config(), train_dataset=train_set, processing_class=tokenizer)
+    names = trainer.class_names
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        head = trainer.classifier(names)
+        logits = head(batch["pixel_values"])
+        low_precision = ZeroShotClassifier(model, tokenizer, names)
+    assert logits.dtype == torch.float32
+    reference = ZeroShotClassifier(model, tokenizer, names)
+    assert torch.equal(low_precision.class_embeddings, reference.class_embeddings)
+    shared = trainer.classifier(names, reference=True).class_embeddings  # the default copy shares the cache
+    assert shared.data_ptr() == head.class_embeddings.data_ptr()
+    with torch.no_grad():
+        assert torch.allclose(logits, reference(batch["pixel_values"]), atol=0.02)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(trainer.compute_loss(trainer.model, batch))
+
+
+def test_evaluate_counts_every_sample_of_each_given_dataset(model, tokenizer, train_set, test_set, make_config):
+    config = make_config(dataloader_drop_last=True, per_device_eval_batch_size=4, eval_attack_steps=1)
+    trainer = PMGAFTTrainer(model, config, train_dataset=train_set, processing_class=tokenizer)
+    metrics = trainer.evaluate({"a": test_set.select(range(10)), "b": test_set.select(range(5))})
+    assert metrics["eval_a_samples"] == 10 and metrics["eval_b_samples"] == 5
+    assert trainer.evaluate(test_set.select(range(7)))["eval_samples"] == 7
+
+
+def test_filtered_datasets_pass_the_label_check(model, tokenizer, make_config):
+    data = Dataset.from_dict({"image": [None] * 4, "label": [0, -1, 1, 0]}).filter(lambda r: r["label"] >= 0)
+    trainer = PMGAFTTrainer(
+        model, make_config(), train_dataset=data, processing_class=tokenizer, class_names=["a", "b"]
+    )
+    assert trainer.class_names == ["a", "b"]
