@@ -48,6 +48,29 @@ def _attack_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tens
     return margin_loss
 
 
+FP16_ATTACK_SCALE = 2.0**12
+
+
+def _gradient(classifier, objective, x, delta, labels) -> torch.Tensor:
+    """Gradient of the summed attack loss with respect to `delta`.
+
+    Under fp16 autocast the backward pass runs in fp16, where input gradients (often ~1e-5 and smaller for robust
+    models) underflow to 0 and `sign(0)` stalls the attack. As with loss scaling, the objective is multiplied by a
+    constant first (sign and L2-normalised steps do not depend on it); on overflow the scale is lowered.
+    """
+    device_type = x.device.type
+    fp16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
+    scale = FP16_ATTACK_SCALE if fp16 else 1.0
+    while True:
+        delta = delta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            value = objective(classifier(x + delta), labels).float().sum()
+            (grad,) = torch.autograd.grad(value * scale, delta)
+        if scale == 1.0 or torch.isfinite(grad).all():
+            return grad
+        scale = max(scale / 64, 1.0)
+
+
 def _flat_norm(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
 
@@ -68,8 +91,9 @@ def pgd(
     Random start (uniform in the L-inf ball, or uniform radius in a random direction for L2), then `steps` times a
     signed (L-inf) or normalised (L2) gradient step, projection onto the eps-ball and onto [0, 1]. The final iterate
     is returned. Gradients are taken with `torch.autograd.grad` with respect to the perturbation only, so no
-    parameter gradient is accumulated and no DDP hook fires. The per-sample losses are summed, not averaged: every
-    sample's gradient is then independent of the batch size, and fp16 gradients are less likely to underflow.
+    parameter gradient is accumulated and no DDP hook fires. The per-sample losses are summed, not averaged, so every
+    sample's gradient is independent of the batch size; under fp16 autocast the sum is also scaled so that input
+    gradients do not underflow (see `_gradient`).
 
     Args:
         classifier (`Callable`): maps images in [0, 1] to logits, e.g. a [`ZeroShotClassifier`].
@@ -116,10 +140,7 @@ def pgd(
         delta = torch.zeros_like(x)
 
     for _ in range(int(steps)):
-        delta.requires_grad_(True)
-        with torch.enable_grad():
-            value = objective(classifier(x + delta), labels).float().sum()
-            (grad,) = torch.autograd.grad(value, delta)
+        grad = _gradient(classifier, objective, x, delta, labels)
         with torch.no_grad():
             if norm == "linf":
                 delta = (delta + step_size * grad.sign()).clamp(-eps, eps)

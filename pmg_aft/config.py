@@ -144,6 +144,14 @@ class PMGAFTConfig(TrainingArguments):
             "that TrainingArguments field is the evaluation interval."
         },
     )
+    eval_mixed_precision: bool = field(
+        default=False,
+        metadata={
+            "help": "Run evaluate()'s attack and predictions under the training mixed precision (faster). Off "
+            "by default: at eps = 1/255 rounding in bf16/fp16 forwards is comparable to the perturbation's "
+            "effect (benchmarks/attack_precision.py), so reported accuracy is computed in float32."
+        },
+    )
     # TrainingArguments defaults that this trainer needs.
     remove_unused_columns: bool = field(
         default=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -321,7 +322,7 @@ class PMGAFTTrainer(Trainer):
         """Clean and PGD robust zero-shot top-1 accuracy on each eval dataset.
 
         The attack is PGD (`attack_norm`) with `eval_eps`, `eval_step_size`, `eval_attack_steps` and the training
-        logit scale.
+        logit scale, in float32 unless `eval_mixed_precision`.
         With a dict of datasets, metrics are named `{prefix}_{name}_clean_accuracy` and `..._robust_accuracy`;
         with one dataset `{prefix}_clean_accuracy` and `{prefix}_robust_accuracy`. Samples are sharded across
         processes and gathered, each counted once.
@@ -348,7 +349,7 @@ class PMGAFTTrainer(Trainer):
             for batch in self._robust_eval_dataloader(dataset):
                 batch = self._prepare_inputs(batch)
                 images, labels = batch["pixel_values"], batch["labels"]
-                with self.accelerator.autocast():
+                with self.accelerator.autocast() if args.eval_mixed_precision else contextlib.nullcontext():
                     with torch.no_grad():
                         clean = classifier(images).argmax(-1) == labels
                     adv = pgd(

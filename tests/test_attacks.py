@@ -75,3 +75,24 @@ def test_bad_budgets_and_inputs_are_clear_errors(classifier, batch):
         pgd(classifier, x, y, 1 / 255, 1 / 255, 1, norm="l1")
     with pytest.raises(ValueError, match="labels"):
         pgd(classifier, x, y[:-1], 1 / 255, 1 / 255, 1)
+
+
+def test_fp16_attack_gradients_do_not_underflow():
+    """Tiny input gradients are 0 in an fp16 backward pass; the attack scales its loss so every pixel still moves."""
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(*[torch.nn.Linear(16, 16, bias=False) for _ in range(3)])
+    for layer in layers:
+        torch.nn.init.normal_(layer.weight, std=2e-4)
+
+    def classifier(x):
+        return layers(x.flatten(1))
+
+    x, y = torch.rand(8, 1, 4, 4), torch.randint(0, 16, (8,))
+    with torch.autocast("cpu", dtype=torch.float16):
+        delta = torch.zeros_like(x, requires_grad=True)
+        raw = F.cross_entropy(classifier(x + delta).float(), y, reduction="sum")
+        (grad,) = torch.autograd.grad(raw, delta)
+        assert (grad == 0).all()  # the trap: an unscaled fp16 backward loses every gradient
+        adv = pgd(classifier, x, y, eps=1 / 255, step_size=1 / 255, steps=1, random_start=False)
+    moved = ((adv - x).abs() > 0.5 / 255) | (x == 0) | (x == 1)
+    assert moved.float().mean() > 0.95

@@ -78,12 +78,12 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
 
 def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
     paper = os.path.join(os.path.dirname(CONFIG), "pmg_aft_vitb32_tinyimagenet.yaml")
-    # bf16 needs a GPU and periodic eval an eval set; everything else is the file's.
+    # fp16 needs a GPU and periodic eval an eval set; everything else is the file's.
     _, data_args, config = parse_args(
         [
             "--config",
             paper,
-            "--bf16",
+            "--fp16",
             "false",
             "--use_cpu",
             "true",

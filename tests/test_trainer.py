@@ -229,3 +229,17 @@ def test_filtered_datasets_pass_the_label_check(model, tokenizer, make_config):
         model, make_config(), train_dataset=data, processing_class=tokenizer, class_names=["a", "b"]
     )
     assert trainer.class_names == ["a", "b"]
+
+
+def test_evaluation_runs_in_float32_under_a_bf16_training_config(model, tokenizer, train_set, test_set, make_config):
+    data = test_set.select(range(16))
+    common = dict(attack_random_start=False, eval_attack_steps=2, eval_eps="2/255")
+    results = []
+    for bf16 in (False, True):
+        config = make_config(bf16=bf16, **common)
+        trainer = PMGAFTTrainer(copy.deepcopy(model), config, train_dataset=train_set, processing_class=tokenizer)
+        with trainer.accelerator.autocast():  # the bf16 config is real: training steps run in bf16
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == (torch.bfloat16 if bf16 else torch.float32)
+        metrics = trainer.evaluate(data)
+        results.append((metrics["eval_clean_accuracy"], metrics["eval_robust_accuracy"]))
+    assert results[0] == results[1]
