@@ -1,4 +1,4 @@
-"""One PMG-AFT step on the tiny model; rank 0 writes the parameter update. Run directly or under torchrun.
+"""One PMG-AFT step and an evaluation on the tiny model; rank 0 writes the update and the metrics.
 
 python tests/dist_step.py OUT.safetensors PER_DEVICE_BATCH
 python -m torch.distributed.run --nproc_per_node 2 tests/dist_step.py OUT.safetensors PER_DEVICE_BATCH
@@ -37,9 +37,13 @@ def main(out: str, per_device_batch: int) -> None:
     data = colour_patches(num_per_class=2, class_names=("red", "green", "blue", "yellow"), seed=0)  # 8 images
     trainer = PMGAFTTrainer(model, config, train_dataset=data, processing_class=tiny_tokenizer())
     trainer.train()
+    # 7 samples: not a multiple of the 2 processes x 4 per batch, so shards are padded and must be de-duplicated.
+    metrics = trainer.evaluate(colour_patches(num_per_class=2, seed=1).select(range(7)))
     if trainer.is_world_process_zero():
         update = {n: (p.detach() - start[n]).contiguous() for n, p in trainer.model.named_parameters()}
         update["world_size"] = torch.tensor(trainer.args.world_size)
+        for key in ("eval_clean_accuracy", "eval_robust_accuracy", "eval_samples"):
+            update[key] = torch.tensor(float(metrics[key]))
         save_file(update, out)
     # Leave together and tear gloo down cleanly: a rank exiting with live gloo threads can abort at shutdown.
     if torch.distributed.is_initialized():

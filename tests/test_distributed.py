@@ -24,6 +24,7 @@ def run(command, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
+    """Same update and same evaluation report (7 samples, counted once each) on 1 and on 2 processes."""
     single, double = str(tmp_path / "single.safetensors"), str(tmp_path / "ddp.safetensors")
     run([sys.executable, SCRIPT, single, "8"], tmp_path)
     run(
@@ -43,6 +44,9 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
     )
     one, two = load_file(single), load_file(double)
     assert one.pop("world_size").item() == 1 and two.pop("world_size").item() == 2
+    assert two["eval_samples"].item() == 7
+    for key in ("eval_clean_accuracy", "eval_robust_accuracy", "eval_samples"):  # evaluated after the step
+        assert one.pop(key).item() == two.pop(key).item(), key
     norm = sum(v.norm() ** 2 for v in one.values()) ** 0.5
     assert norm > 0
     changed = [n for n, v in one.items() if v.abs().max() > 0]
