@@ -237,6 +237,16 @@ class PMGAFTTrainer(Trainer):
             raise ValueError(f"{name} has no ClassLabel names and the trainer has no class_names; pass class_names.")
         return self.class_names
 
+    def attack(self, classifier, images: torch.Tensor, labels: torch.Tensor, training: bool) -> torch.Tensor:
+        """PGD with the training budget (`train_eps`, ...) or the evaluation one (`eval_eps`, ...)."""
+        args = self.args
+        budget = (
+            (args.train_eps, args.train_step_size, args.train_steps)
+            if training
+            else (args.eval_eps, args.eval_step_size, args.eval_attack_steps)
+        )
+        return pgd(classifier, images, labels, *budget, norm=args.attack_norm, random_start=args.attack_random_start)
+
     @staticmethod
     def _image_embeddings(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
         # Call the (possibly DDP-wrapped) model itself so DDP prepares its gradient all-reduce and accelerate applies
@@ -260,16 +270,7 @@ class PMGAFTTrainer(Trainer):
         images, labels = inputs["pixel_values"], inputs["labels"]
         target = self.classifier(self.class_names)
         with self.accelerator.autocast():
-            adv_images = pgd(
-                target,
-                images,
-                labels,
-                args.train_eps,
-                args.train_step_size,
-                args.train_steps,
-                norm=args.attack_norm,
-                random_start=args.attack_random_start,
-            )
+            adv_images = self.attack(target, images, labels, training=True)
             # One forward of [x'; x] instead of two: the same maths (no batch statistics in ViT), one DDP forward.
             batch = torch.cat([adv_images, images]) if args.beta > 0 else adv_images
             logits = target.logits_from_embeddings(self._image_embeddings(model, target.preprocess(batch)))
@@ -352,16 +353,7 @@ class PMGAFTTrainer(Trainer):
                 with self.accelerator.autocast() if args.eval_mixed_precision else contextlib.nullcontext():
                     with torch.no_grad():
                         clean = classifier(images).argmax(-1) == labels
-                    adv = pgd(
-                        classifier,
-                        images,
-                        labels,
-                        args.eval_eps,
-                        args.eval_step_size,
-                        args.eval_attack_steps,
-                        norm=args.attack_norm,
-                        random_start=args.attack_random_start,
-                    )
+                    adv = self.attack(classifier, images, labels, training=False)
                     with torch.no_grad():
                         robust = classifier(adv).argmax(-1) == labels
                 correct.append(self.accelerator.gather_for_metrics(torch.stack([clean, robust], dim=1)))
