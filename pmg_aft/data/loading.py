@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import re
 
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets import Image as ImageFeature
+
+from .images import to_rgb
+
+logger = logging.getLogger(__name__)
 
 GENERATED = "colour-patches"
 
@@ -58,3 +65,206 @@ def _load_local(path: str, split: str):
         return load_dataset("parquet", data_files=split_files or parquet, split="train")
     split_dir = os.path.join(path, split)
     return load_dataset("imagefolder", data_dir=split_dir if os.path.isdir(split_dir) else path, split="train")
+
+
+BAD_IMAGE_POLICIES = ("raise", "skip")
+
+
+class BadImageError(ValueError):
+    """An image that cannot be decoded; the message names the dataset and the row index."""
+
+
+def normalize_name(name: str) -> str:
+    """A key for matching class names across sources: `"001.ak47"`, `"Faces_easy"`, `"ak-47"` -> `"ak47"`, ..."""
+    name = re.sub(r"^\d+\.", "", str(name).strip())
+    name = re.sub(r"-101$", "", name)
+    return re.sub(r"\s+", " ", re.sub(r"[_\-/]", " ", name)).strip().lower()
+
+
+def load_benchmark(
+    name: str,
+    split: str | None = None,
+    data_dir: str | None = None,
+    revision: str | None = None,
+    max_samples: int | None = None,
+    streaming: bool = False,
+    on_bad_image: str = "raise",
+):
+    """Load a registered benchmark in the common schema: `image` (RGB PIL images) and `label` (`ClassLabel`).
+
+    Args:
+        name (`str`): a registry name (`pmg-aft datasets list`), e.g. `cifar10` or `tiny-imagenet`.
+        split (`str`, *optional*): defaults to the benchmark's evaluation split; `train` for Tiny-ImageNet training.
+        data_dir (`str`, *optional*): a local copy instead of the Hub: a `save_to_disk` folder, parquet files or an
+            image folder, in the Hub dataset's own schema (same column names and label encoding).
+        revision (`str`, *optional*): a Hub revision; defaults to the registry's pinned one.
+        max_samples (`int`, *optional*): keep the first `max_samples` rows.
+        streaming (`bool`): return an `IterableDataset` that reads as it goes.
+        on_bad_image (`str`): `"raise"` (default) raises [`BadImageError`] naming the dataset and index of the first
+            image that cannot be decoded; `"skip"` drops such rows and logs how many. Images are checked once,
+            before training or evaluation starts (while iterating, for streaming datasets).
+
+    Returns:
+        `datasets.Dataset` (or `IterableDataset`) with `image` and `label` columns; `label` is a `ClassLabel` whose
+        names are the registry's class names in label order.
+    """
+    from .registry import get_benchmark
+
+    bench = get_benchmark(name)
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"on_bad_image={on_bad_image!r} is not one of {BAD_IMAGE_POLICIES}.")
+    hub_split = bench.hub_split(split)
+    if data_dir is not None:
+        if not os.path.isdir(data_dir):
+            raise FileNotFoundError(f"data_dir {data_dir!r} is not a folder; pass the folder of the local copy.")
+        raw = _load_local(data_dir, hub_split)
+        if isinstance(raw, DatasetDict):
+            raw = _pick_split(raw, hub_split, data_dir)
+        if streaming:
+            raw = raw.to_iterable_dataset()
+    else:
+        raw = load_dataset(
+            bench.hub_id, bench.config, split=hub_split, revision=revision or bench.revision, streaming=streaming
+        )
+    if max_samples is not None:
+        raw = raw.take(max_samples) if streaming else raw.select(range(min(max_samples, len(raw))))
+    return to_common_schema(raw, bench, on_bad_image)
+
+
+def _pick_split(data: DatasetDict, split: str, where: str) -> Dataset:
+    if split not in data:
+        raise ValueError(f"Split {split!r} not found in {where}; its splits are {list(data)}.")
+    return data[split]
+
+
+def to_common_schema(raw, bench, on_bad_image: str = "raise"):
+    """Rename, select and re-encode a benchmark's columns into `image` + `label` (`ClassLabel`)."""
+    columns = raw.column_names
+    if columns is not None:
+        missing = [c for c in (bench.image_column, bench.label_column) if c not in columns]
+        if missing:
+            raise ValueError(
+                f"{bench.name}: column(s) {missing} not found; the data has columns {columns}. The registry expects "
+                f"{bench.hub_id}'s schema (image column {bench.image_column!r}, label column {bench.label_column!r})."
+            )
+    data = raw.select_columns([bench.image_column, bench.label_column])
+    if bench.image_column != "image":
+        data = data.rename_column(bench.image_column, "image")
+    if bench.label_column != "label":
+        data = data.rename_column(bench.label_column, "label")
+    names, mapping = _label_mapping(data.features["label"] if data.features else None, bench)
+    if mapping is not None:
+        data = data.map(
+            lambda labels: {"label": [_map_label(label, mapping, bench.name) for label in labels]},
+            input_columns="label",
+            batched=True,
+            features=None,
+        )
+    data = data.cast_column("label", ClassLabel(names=names))
+    data = data.cast_column("image", ImageFeature(decode=False))
+    if not streaming_dataset(data):
+        _check_label_range(data, bench.name, len(names))
+    data = _check_images(data, bench.name, on_bad_image).cast_column("image", ImageFeature())
+    # Grayscale, palette, RGBA, CMYK and 16-bit images become 8-bit RGB as they are read.
+    if streaming_dataset(data):
+        return data.map(lambda row: {"image": to_rgb(row["image"])})
+    return data.with_transform(_rgb_rows)
+
+
+def _rgb_rows(batch: dict) -> dict:
+    if "image" in batch:
+        batch["image"] = [to_rgb(image) for image in batch["image"]]
+    return batch
+
+
+def streaming_dataset(data) -> bool:
+    return not isinstance(data, Dataset)
+
+
+def _label_mapping(feature, bench) -> tuple[list[str], dict | None]:
+    """The target class names and a source-label -> target-index mapping (`None`: labels are already right)."""
+    source_names = getattr(feature, "names", None)
+    dtype = getattr(feature, "dtype", None)
+    target = bench.class_names
+    if not target:  # Caltech-256: the names come from the dataset itself
+        if not source_names:
+            raise ValueError(f"{bench.name}: the label column has no class names to read; expected a ClassLabel.")
+        return [normalize_name(n) for n in source_names], None
+    if dtype == "bool":
+        return target, {False: 0, True: 1}
+    if source_names is None and dtype not in ("string", "large_string"):
+        return target, None  # plain integers in the registry's order
+    keys = {normalize_name(n): i for i, n in enumerate(target)}
+    keys.update({normalize_name(a): i for i, a in enumerate(bench.aliases)})
+    if source_names is None:  # strings (FGVC-Aircraft's variant): map each value by name
+        return target, {"__by_name__": keys}
+    if not bench.match_labels_by_name:
+        if len(source_names) != len(target):
+            raise ValueError(f"{bench.name}: {len(source_names)} source classes, expected {len(target)}.")
+        return target, None
+    unknown = [n for n in source_names if normalize_name(n) not in keys]
+    if unknown:
+        raise ValueError(
+            f"{bench.name}: class name(s) {unknown[:5]} of the data are not in the registry's list of "
+            f"{len(target)} ({target[:3]}...). Is this the right dataset and revision?"
+        )
+    indices = [keys[normalize_name(n)] for n in source_names]
+    if indices == list(range(len(target))):
+        return target, None
+    present = sorted(set(indices))  # e.g. Caltech101 without its background class
+    position = {i: k for k, i in enumerate(present)}
+    return [target[i] for i in present], {source: position[i] for source, i in enumerate(indices)}
+
+
+def _map_label(label, mapping: dict, name: str) -> int:
+    if "__by_name__" in mapping:
+        key = normalize_name(label)
+        if key not in mapping["__by_name__"]:
+            raise ValueError(f"{name}: label {label!r} is not one of the registry's class names.")
+        return mapping["__by_name__"][key]
+    return mapping[label]
+
+
+def _check_label_range(data: Dataset, name: str, num_classes: int) -> None:
+    import pyarrow.compute as pc
+
+    bounds = pc.min_max(data.with_format("arrow")["label"]).as_py()
+    if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= num_classes):
+        raise ValueError(f"{name}: labels in [{bounds['min']}, {bounds['max']}] outside the {num_classes} classes.")
+
+
+def _decodable(image) -> bool:
+    try:
+        to_rgb(image).load()
+        return True
+    except Exception:  # any decoder error means the same thing here: this image is unusable
+        return False
+
+
+def _check_images(data, name: str, on_bad_image: str):
+    """Check every (undecoded) image once: raise at the first bad one, or drop the bad ones and log the count."""
+    if streaming_dataset(data):
+
+        def keep(row, index):
+            if _decodable(row["image"]):
+                return True
+            if on_bad_image == "raise":
+                raise BadImageError(f"{name}: the image at index {index} cannot be decoded (corrupt or truncated).")
+            logger.warning("%s: skipping the undecodable image at index %d.", name, index)
+            return False
+
+        return data.filter(keep, with_indices=True)
+    ok = data.map(
+        lambda images: {"ok": [_decodable(im) for im in images]}, input_columns="image", batched=True,
+        remove_columns=data.column_names,
+    )["ok"]  # fmt: skip
+    bad = [i for i, good in enumerate(ok) if not good]
+    if bad and on_bad_image == "raise":
+        raise BadImageError(
+            f"{name}: the image at index {bad[0]} cannot be decoded (corrupt or truncated); {len(bad)} bad image(s) "
+            "in all. Pass on_bad_image='skip' to drop them."
+        )
+    if bad:
+        logger.warning("%s: skipped %d undecodable image(s), at indices %s.", name, len(bad), bad[:10])
+        data = data.select([i for i, good in enumerate(ok) if good])
+    return data

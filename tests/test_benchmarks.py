@@ -1,0 +1,195 @@
+"""Every registry entry loads from an on-disk fixture in its Hub dataset's own schema into the common schema."""
+
+import io
+
+import numpy as np
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import Image as ImageFeature
+from PIL import Image
+
+from pmg_aft import clean_class_name
+from pmg_aft.data import BENCHMARKS, EVAL_SUITE, BadImageError, get_benchmark, load_benchmark
+
+OFFICIAL_COUNTS = {
+    "cifar10": 10, "cifar100": 100, "stl10": 10, "sun397": 397, "food101": 101, "pets": 37, "flowers102": 102,
+    "dtd": 47, "eurosat": 10, "fgvc-aircraft": 100, "tiny-imagenet": 200, "imagenet": 1000, "caltech101": 102,
+    "stanford-cars": 196, "pcam": 2,
+}  # fmt: skip
+CALTECH256 = ["001.ak47", "002.american-flag", "003.backpack", "257.clutter"]
+
+
+def png(mode: str = "RGB", size: int = 12) -> Image.Image:
+    array = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    return Image.fromarray(array).convert(mode)
+
+
+def source_label_feature(name: str):
+    """The label feature as the Hub dataset stores it."""
+    bench = get_benchmark(name)
+    if name == "pcam":
+        return Value("bool")
+    if name == "fgvc-aircraft":
+        return Value("string")
+    if name == "caltech256":
+        return ClassLabel(names=CALTECH256)
+    if bench.aliases:  # Tiny-ImageNet / ImageNet: WordNet ids; Caltech101: folder names
+        return ClassLabel(names=bench.aliases)
+    return ClassLabel(names=bench.class_names)
+
+
+def fixture(name: str, rows: int = 3) -> Dataset:
+    bench = get_benchmark(name)
+    feature = source_label_feature(name)
+    if isinstance(feature, ClassLabel):
+        labels = [0, 1, feature.num_classes - 1][:rows]
+    elif feature.dtype == "bool":
+        labels = [False, True, True][:rows]
+    else:
+        labels = [bench.class_names[0], bench.class_names[1], bench.class_names[-1]][:rows]
+    columns = {bench.image_column: [png() for _ in labels], bench.label_column: labels}
+    features = {bench.image_column: ImageFeature(), bench.label_column: feature}
+    if name == "cifar100":  # the Hub set has both label columns
+        columns["coarse_label"] = [0] * len(labels)
+        features["coarse_label"] = Value("int64")
+    return Dataset.from_dict(columns, features=Features(features))
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_benchmark_loads_from_a_local_copy_in_its_hub_schema(name, tmp_path):
+    bench = get_benchmark(name)
+    DatasetDict({bench.split: fixture(name)}).save_to_disk(str(tmp_path / name))
+    data = load_benchmark(name, data_dir=str(tmp_path / name))
+    assert data.column_names == ["image", "label"]
+    names = data.features["label"].names
+    expected = (
+        [n.split(".", 1)[1].replace("-", " ") for n in CALTECH256] if name == "caltech256" else bench.class_names
+    )
+    assert names == expected
+    rows = [data[i] for i in range(len(data))]
+    assert all(isinstance(r["image"], Image.Image) and r["image"].mode == "RGB" for r in rows)
+    assert [names[r["label"]] for r in rows] == [expected[0], expected[1], expected[-1]]
+
+
+def test_source_names_are_matched_by_name_not_position(tmp_path):
+    # A Caltech101 copy without the background class, in another order: labels follow the names.
+    bench = get_benchmark("caltech101")
+    folders = ["Faces_easy", "accordion", "yin_yang"]
+    data = Dataset.from_dict(
+        {"image": [png()] * 3, "label": [0, 1, 2]},
+        features=Features({"image": ImageFeature(), "label": ClassLabel(names=folders)}),
+    )
+    data.save_to_disk(str(tmp_path / "c"))
+    loaded = load_benchmark("caltech101", data_dir=str(tmp_path / "c"))
+    assert loaded.features["label"].names == ["centered face", "accordion", "yin and yang symbol"]
+    assert [loaded[i]["label"] for i in range(3)] == [0, 1, 2]
+    assert bench.class_names[0] == "background"
+    tiny = load_benchmark("tiny-imagenet", data_dir=_saved(tmp_path / "t", fixture("tiny-imagenet")))
+    assert tiny.features["label"].names[0] == "goldfish"
+
+
+def _saved(path, data) -> str:
+    data.save_to_disk(str(path))
+    return str(path)
+
+
+def test_parquet_and_image_folder_copies(tmp_path):
+    (tmp_path / "pq").mkdir()
+    fixture("pcam").to_parquet(str(tmp_path / "pq" / "test-00000-of-00001.parquet"))
+    data = load_benchmark("pcam", data_dir=str(tmp_path / "pq"))
+    assert data.features["label"].names == ["lymph node", "lymph node containing metastatic tumor tissue"]
+    assert [data[i]["label"] for i in range(3)] == [0, 1, 1]
+    for cls in ("airplane", "truck"):
+        (tmp_path / "folder" / "test" / cls).mkdir(parents=True)
+        png().save(tmp_path / "folder" / "test" / cls / "0.png")
+    with pytest.raises(ValueError, match=r"column\(s\) \['img'\] not found"):
+        load_benchmark("cifar10", data_dir=str(tmp_path / "folder"))
+    data = load_benchmark("stl10", data_dir=str(tmp_path / "folder"))
+    assert [data.features["label"].names[data[i]["label"]] for i in range(2)] == ["airplane", "truck"]
+
+
+def test_class_name_lists_are_clean_and_prompts_format():
+    assert sorted(OFFICIAL_COUNTS) == sorted(n for n in BENCHMARKS if n != "caltech256")
+    assert len(EVAL_SUITE) == 16
+    for name, count in OFFICIAL_COUNTS.items():
+        bench = get_benchmark(name)
+        names = bench.class_names
+        assert len(names) == count, name
+        assert all(n.strip() and "_" not in n for n in names), name
+        assert len({clean_class_name(n) for n in names}) == count, f"{name} has duplicate names"
+        for protocol in ("paper", "clip_benchmark"):
+            templates = bench.templates(protocol)
+            assert templates and all(t.count("{}") == 1 for t in templates), (name, protocol)
+            assert all("{}" not in t.format(n) for t in templates for n in bench.names(protocol)[:3])
+    assert get_benchmark("food101").templates("paper") == ["A photo of {}, a type of food."]
+    assert get_benchmark("cifar10").templates("paper") == ["This is a photo of a {}"]
+    assert len(get_benchmark("imagenet").templates("clip_benchmark")) == 80
+    assert get_benchmark("cifar10").native_resolution and not get_benchmark("sun397").native_resolution
+
+
+def test_unknown_names_and_bad_options_are_clear_errors(tmp_path):
+    with pytest.raises(KeyError, match=r"Did you mean 'stanford-cars'\?.*Valid benchmarks: cifar10, cifar100"):
+        get_benchmark("stanford-car")
+    with pytest.raises(ValueError, match="protocol"):
+        get_benchmark("dtd").templates("tecoa")
+    with pytest.raises(ValueError, match="on_bad_image"):
+        load_benchmark("dtd", data_dir=str(tmp_path), on_bad_image="ignore")
+    bad = fixture("cifar10")
+    bad = Dataset.from_dict({"img": bad["img"], "label": [0, 1, 10]})
+    with pytest.raises(ValueError, match=r"labels in \[0, 10\] outside the 10 classes"):
+        load_benchmark("cifar10", data_dir=_saved(tmp_path / "c", bad))
+    strange = Dataset.from_dict(
+        {"image": [png()], "label": [0]},
+        features=Features({"image": ImageFeature(), "label": ClassLabel(names=["x"])}),
+    )
+    with pytest.raises(ValueError, match=r"\['x'\] of the data are not in the registry"):
+        load_benchmark("dtd", data_dir=_saved(tmp_path / "d", strange))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16"])
+def test_every_image_kind_comes_out_rgb(mode, tmp_path):
+    image = png("L").convert("I;16") if mode == "I;16" else png(mode)
+    data = Dataset.from_dict(
+        {"image": [image], "label": [1]},
+        features=Features({"image": ImageFeature(), "label": ClassLabel(names=get_benchmark("dtd").class_names)}),
+    )
+    loaded = load_benchmark("dtd", data_dir=_saved(tmp_path / mode, data))
+    assert loaded[0]["image"].mode == "RGB" and loaded[0]["image"].size == (12, 12)
+
+
+def corrupt_copy(tmp_path) -> str:
+    good = io.BytesIO()
+    png().save(good, format="PNG")
+    rows = [{"bytes": good.getvalue(), "path": None}, {"bytes": good.getvalue()[:40], "path": None},
+            {"bytes": good.getvalue(), "path": None}]  # fmt: skip
+    data = Dataset.from_dict(
+        {"image": rows, "label": [0, 1, 2]},
+        features=Features({"image": ImageFeature(), "label": ClassLabel(names=get_benchmark("dtd").class_names)}),
+    )
+    return _saved(tmp_path / "corrupt", data)
+
+
+def test_a_corrupt_image_is_named_or_skipped(tmp_path, caplog):
+    path = corrupt_copy(tmp_path)
+    with pytest.raises(BadImageError, match=r"dtd: the image at index 1 cannot be decoded"):
+        load_benchmark("dtd", data_dir=path)
+    with caplog.at_level("WARNING"):
+        data = load_benchmark("dtd", data_dir=path, on_bad_image="skip")
+    assert len(data) == 2 and [data[i]["label"] for i in range(2)] == [0, 2]
+    assert "skipped 1 undecodable image" in caplog.text
+    stream = load_benchmark("dtd", data_dir=path, streaming=True, on_bad_image="skip")
+    assert [row["label"] for row in stream] == [0, 2]
+    with pytest.raises(BadImageError, match="index 1"):
+        list(load_benchmark("dtd", data_dir=path, streaming=True))
+
+
+def test_max_samples_and_splits(tmp_path):
+    bench = get_benchmark("tiny-imagenet")
+    DatasetDict({"train": fixture("tiny-imagenet", 3), "valid": fixture("tiny-imagenet", 2)}).save_to_disk(
+        str(tmp_path / "t")
+    )
+    assert len(load_benchmark("tiny-imagenet", data_dir=str(tmp_path / "t"))) == 2  # the eval split: valid
+    assert len(load_benchmark("tiny-imagenet", split="train", data_dir=str(tmp_path / "t"), max_samples=2)) == 2
+    with pytest.raises(ValueError, match=r"splits are \['train', 'valid'\]"):
+        load_benchmark("tiny-imagenet", split="extra", data_dir=str(tmp_path / "t"))
+    assert bench.hub_split("test") == "valid"
