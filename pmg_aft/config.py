@@ -130,7 +130,33 @@ class PMGAFTConfig(TrainingArguments):
             "inside the classifier) instead of Resize/CenterCrop to the model's size before the attack."
         },
     )
-    # Evaluation attack.
+    benchmark_data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder with local copies of benchmarks given by name, one sub-folder per benchmark "
+            "(`cifar10/`, `tiny-imagenet/`, ...) in the Hub dataset's schema; default: the Hub."
+        },
+    )
+    on_bad_image: str = field(
+        default="raise",
+        metadata={
+            "help": "For benchmarks given by name: `raise` names the first undecodable image, `skip` drops "
+            "them (and logs how many).",
+            "choices": ["raise", "skip"],
+        },
+    )
+    # Evaluation.
+    eval_protocol: str = field(
+        default="paper",
+        metadata={
+            "help": "Prompts for registered benchmarks: `paper` (the official per-dataset prompt) or "
+            "`clip_benchmark` (template ensembles).",
+            "choices": ["paper", "clip_benchmark"],
+        },
+    )
+    eval_max_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate benchmarks given by name on their first N samples."}
+    )
     eval_eps: PixelValue = field(
         default=PixelValue(1 / 255), metadata={"help": "Budget of the PGD attack used by `evaluate()`, pixel units."}
     )
@@ -170,6 +196,10 @@ class PMGAFTConfig(TrainingArguments):
         for name in ("train_steps", "eval_attack_steps"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.eval_protocol not in ("paper", "clip_benchmark"):
+            raise ValueError(f"eval_protocol={self.eval_protocol!r} is not 'paper' or 'clip_benchmark'.")
+        if self.on_bad_image not in ("raise", "skip"):
+            raise ValueError(f"on_bad_image={self.on_bad_image!r} is not 'raise' or 'skip'.")
         if self.kl_direction not in KL_DIRECTIONS:
             raise ValueError(f"kl_direction={self.kl_direction!r} is not one of {KL_DIRECTIONS}.")
         if self.alpha < 0 or self.beta < 0:

@@ -51,6 +51,20 @@ class DataArguments:
     eval_split: str | None = field(default=None, metadata={"help": "Split to evaluate on (none: no eval set)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation rows."})
+    train_benchmark: str | None = field(
+        default=None,
+        metadata={
+            "help": "A registered benchmark to train on instead of dataset_name, e.g. tiny-imagenet "
+            "(`pmg-aft datasets list`); local copies via --benchmark_data_dir."
+        },
+    )
+    eval_benchmarks: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated registered benchmarks to evaluate on (each with its own prompts and "
+            "resolution), or `all` for the 16-dataset suite; replaces eval_split."
+        },
+    )
     class_names_file: str | None = field(
         default=None,
         metadata={
@@ -126,8 +140,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             seed=training_args.seed,
         )
 
-    train_dataset = split(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
-    eval_dataset = split(data_args.eval_split, data_args.max_eval_samples)
+    train_dataset, eval_dataset = None, None
+    if training_args.do_train:
+        train_dataset = data_args.train_benchmark or split(data_args.train_split, data_args.max_train_samples)
+    eval_dataset = data_args.eval_benchmarks or split(data_args.eval_split, data_args.max_eval_samples)
+    if data_args.eval_benchmarks and data_args.max_eval_samples and training_args.eval_max_samples is None:
+        training_args.eval_max_samples = data_args.max_eval_samples
     class_names = read_class_names(data_args.class_names_file) if data_args.class_names_file else None
     model, processor = load_model(model_args, data_args, training_args.seed)
 
@@ -157,21 +175,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 def print_before_after(trainer: PMGAFTTrainer) -> None:
-    """Print clean and robust accuracy of the first evaluation (before training, with eval_on_start) and the last."""
-    evals = [entry for entry in trainer.state.log_history if "eval_clean_accuracy" in entry]
+    """Print clean and robust accuracy per eval dataset: before training (with eval_on_start) and at the end."""
+    evals = [entry for entry in trainer.state.log_history if any(k.endswith("_robust_accuracy") for k in entry)]
     if not trainer.is_world_process_zero() or not evals:
         return
     args = trainer.args
     first, last = evals[0], evals[-1]
+    prefixes = [k[: -len("_robust_accuracy")] for k in last if k.endswith("_robust_accuracy")]
     print(
-        f"\nZero-shot accuracy on the eval split, PGD-{args.eval_attack_steps} L-{args.attack_norm[1:]} "
-        f"eps={args.eval_eps * 255:g}/255 ({last['eval_samples']} images):"
+        f"\nZero-shot accuracy, PGD-{args.eval_attack_steps} L-{args.attack_norm[1:]} eps={args.eval_eps * 255:g}/255:"
     )
-    print(f"  {'':8s} {'clean':>8s} {'robust':>8s}")
-    if args.eval_on_start and len(evals) > 1:
-        print(f"  {'before':8s} {first['eval_clean_accuracy']:8.2%} {first['eval_robust_accuracy']:8.2%}")
-    label = "after" if args.do_train else "model"
-    print(f"  {label:8s} {last['eval_clean_accuracy']:8.2%} {last['eval_robust_accuracy']:8.2%}")
+    print(f"  {'':24s} {'':8s} {'clean':>8s} {'robust':>8s}")
+    rows = [("before", first)] if args.eval_on_start and len(evals) > 1 else []
+    rows.append(("after" if args.do_train else "model", last))
+    for prefix in prefixes:
+        dataset = prefix.removeprefix("eval").lstrip("_") or "eval split"
+        dataset = f"{dataset} ({int(last[prefix + '_samples'])})"
+        for label, entry in rows:
+            print(f"  {dataset:24s} {label:8s} {entry[prefix + '_clean_accuracy']:8.2%} "
+                  f"{entry[prefix + '_robust_accuracy']:8.2%}")  # fmt: skip
+            dataset = ""
     if args.do_train:
         print(f"Checkpoint: {args.output_dir} (load it with CLIPModel.from_pretrained)")
     print()

@@ -19,7 +19,15 @@ from transformers.utils import is_torchvision_available, logging
 
 from .attacks import pgd
 from .config import PMGAFTConfig
-from .data import ImageClassificationCollator, dataset_class_names, resolve_class_names
+from .data import (
+    BENCHMARKS,
+    EVAL_SUITE,
+    ImageClassificationCollator,
+    dataset_class_names,
+    get_benchmark,
+    load_benchmark,
+    resolve_class_names,
+)
 from .losses import pmg_aft_loss
 from .zeroshot import ZeroShotClassifier, build_class_embeddings, check_clip_model, clean_class_name
 
@@ -38,8 +46,25 @@ def freeze_all_but_vision(model: nn.Module) -> list[str]:
     return trainable
 
 
-def check_dataset(dataset, name: str, columns: Sequence[str]) -> None:
-    """Fail early, before training, on an empty dataset or missing columns."""
+def load_named_datasets(train_dataset, eval_dataset, args: PMGAFTConfig):
+    """Replace benchmark names by datasets: `"tiny-imagenet"` (train split), `"cifar10,stl10"`, a list, or `"all"`."""
+
+    def load(name: str, split: str | None, max_samples: int | None = None):
+        bench = get_benchmark(name)
+        local = os.path.join(args.benchmark_data_dir, bench.name) if args.benchmark_data_dir else None
+        return load_benchmark(bench.name, split, local, max_samples=max_samples, on_bad_image=args.on_bad_image)
+
+    if isinstance(train_dataset, str):
+        train_dataset = load(train_dataset, "train")
+    if isinstance(eval_dataset, str):
+        eval_dataset = EVAL_SUITE if eval_dataset.strip() == "all" else [n.strip() for n in eval_dataset.split(",")]
+    if isinstance(eval_dataset, (list, tuple)):
+        eval_dataset = {get_benchmark(n).name: load(n, None, args.eval_max_samples) for n in eval_dataset if n}
+    return train_dataset, eval_dataset
+
+
+def check_dataset(dataset, name: str, columns: Sequence[str] | None) -> None:
+    """Fail early, before training, on an empty dataset or missing columns (`None`: the columns its spec needs)."""
     if dataset is None:
         return
     if isinstance(dataset, dict):
@@ -47,7 +72,7 @@ def check_dataset(dataset, name: str, columns: Sequence[str]) -> None:
             check_dataset(value, f"{name}[{key!r}]", columns)
         return
     found = getattr(dataset, "column_names", None)
-    if found is not None:
+    if found is not None and columns is not None:
         missing = [c for c in columns if c not in found]
         if missing:
             raise ValueError(
@@ -145,9 +170,10 @@ class PMGAFTTrainer(Trainer):
             args = PMGAFTConfig(output_dir="pmg-aft-output")
         if not isinstance(args, PMGAFTConfig):
             raise TypeError(f"args must be a PMGAFTConfig, got {type(args).__name__}.")
+        train_dataset, eval_dataset = load_named_datasets(train_dataset, eval_dataset, args)
         columns = (args.image_column, args.label_column)
         check_dataset(train_dataset, "train_dataset", columns)
-        check_dataset(eval_dataset, "eval_dataset", columns)
+        check_dataset(eval_dataset, "eval_dataset", None)
 
         if class_names is None and train_dataset is not None:
             class_names = dataset_class_names(train_dataset, args.label_column)
@@ -211,15 +237,21 @@ class PMGAFTTrainer(Trainer):
     def _prompt_names(names: Sequence[str]) -> list[str]:
         return [clean_class_name(n) for n in resolve_class_names(names)]
 
-    def classifier(self, names: Sequence[str], reference: bool = False) -> ZeroShotClassifier:
-        """The zero-shot head over `names` (already cleaned) on the target model, or on the frozen reference."""
+    def classifier(
+        self, names: Sequence[str], reference: bool = False, templates: Sequence[str] | None = None
+    ) -> ZeroShotClassifier:
+        """The zero-shot head over `names` (already cleaned) on the target model, or on the frozen reference.
+
+        `templates` defaults to `[prompt_template]`; embeddings are averaged over them.
+        """
         model = self.accelerator.unwrap_model(self.ref_model if reference else self.model)
-        key = ("ref" if reference and not self._ref_is_copy else "target", tuple(names))
+        templates = tuple(templates or [self.args.prompt_template])
+        key = ("ref" if reference and not self._ref_is_copy else "target", tuple(names), templates)
         if key not in self._class_embeddings:
             # The text tower is frozen, so these stay valid for the whole run.
             text_model = self.accelerator.unwrap_model(self.ref_model if key[0] == "ref" else self.model)
             self._class_embeddings[key] = build_class_embeddings(
-                text_model, self.processing_class.tokenizer, names, [self.args.prompt_template]
+                text_model, self.processing_class.tokenizer, names, templates
             )
         return ZeroShotClassifier(
             model,
@@ -229,13 +261,29 @@ class PMGAFTTrainer(Trainer):
             logit_scale=self.args.resolved_logit_scale(),
         )
 
-    def _eval_class_names(self, dataset, name: str) -> list[str]:
-        names = dataset_class_names(dataset, self.args.label_column)
+    def _eval_spec(self, key: str, dataset, prefix: str) -> tuple[list[str], list[str], Any]:
+        """Class names, prompt templates and collator for one eval dataset.
+
+        A dataset keyed by a registered benchmark name whose labels are that benchmark's (as `load_benchmark`
+        returns it) gets the benchmark's prompts (`eval_protocol`) and resolution; any other dataset gets its own
+        `ClassLabel` names, `prompt_template` and the trainer's collator.
+        """
+        bench = BENCHMARKS.get(key)
+        names = dataset_class_names(dataset, "label" if bench else self.args.label_column)
+        if bench is not None and names is not None and (names == bench.class_names or not bench.class_names):
+            protocol = self.args.eval_protocol
+            prompt_names = bench.names(protocol) or names
+            collator = ImageClassificationCollator(
+                image_size=self.accelerator.unwrap_model(self.model).config.vision_config.image_size,
+                native_resolution=bench.native_resolution,
+            )
+            return self._prompt_names(prompt_names), bench.templates(protocol), collator
+        check_dataset(dataset, prefix, (self.args.image_column, self.args.label_column))
         if names is not None:
-            return self._prompt_names(names)
+            return self._prompt_names(names), [self.args.prompt_template], self.data_collator
         if self.class_names is None:
-            raise ValueError(f"{name} has no ClassLabel names and the trainer has no class_names; pass class_names.")
-        return self.class_names
+            raise ValueError(f"{prefix} has no ClassLabel names and the trainer has no class_names; pass class_names.")
+        return self.class_names, [self.args.prompt_template], self.data_collator
 
     def attack(self, classifier, images: torch.Tensor, labels: torch.Tensor, training: bool) -> torch.Tensor:
         """PGD with the training budget (`train_eps`, ...) or the evaluation one (`eval_eps`, ...)."""
@@ -331,11 +379,13 @@ class PMGAFTTrainer(Trainer):
         datasets = eval_dataset if eval_dataset is not None else self.eval_dataset
         if datasets is None:
             raise ValueError("evaluate() needs an eval_dataset (a dataset or a dict of datasets).")
-        if isinstance(datasets, str):
+        if isinstance(datasets, str) and isinstance(self.eval_dataset, dict) and datasets in self.eval_dataset:
             datasets = {datasets: self.eval_dataset[datasets]}
+        elif isinstance(datasets, (str, list, tuple)):  # benchmark names
+            _, datasets = load_named_datasets(None, datasets, self.args)
         if not isinstance(datasets, dict):
             datasets = {"": datasets}
-        check_dataset(datasets, "eval_dataset", (self.args.image_column, self.args.label_column))
+        check_dataset(datasets, "eval_dataset", None)
         args = self.args
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
@@ -345,9 +395,10 @@ class PMGAFTTrainer(Trainer):
         total = 0
         for name, dataset in datasets.items():
             prefix = f"{metric_key_prefix}_{name}" if name else metric_key_prefix
-            classifier = self.classifier(self._eval_class_names(dataset, prefix))
+            names, templates, collator = self._eval_spec(name, dataset, prefix)
+            classifier = self.classifier(names, templates=templates)
             correct = []
-            for batch in self._robust_eval_dataloader(dataset):
+            for batch in self._robust_eval_dataloader(dataset, collator):
                 batch = self._prepare_inputs(batch)
                 images, labels = batch["pixel_values"], batch["labels"]
                 with self.accelerator.autocast() if args.eval_mixed_precision else contextlib.nullcontext():
@@ -370,7 +421,7 @@ class PMGAFTTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
-    def _robust_eval_dataloader(self, dataset) -> DataLoader:
+    def _robust_eval_dataloader(self, dataset, collator) -> DataLoader:
         # Not Trainer.get_eval_dataloader: it caches persistent-worker loaders under one key for every dataset
         # object, and drops the last partial batch with dataloader_drop_last; accuracy counts every sample once.
         args = self.args
@@ -379,7 +430,7 @@ class PMGAFTTrainer(Trainer):
             batch_size=args.eval_batch_size,
             shuffle=False,
             drop_last=False,
-            collate_fn=self.data_collator,
+            collate_fn=collator,
             num_workers=args.dataloader_num_workers,
             pin_memory=args.dataloader_pin_memory,
         )

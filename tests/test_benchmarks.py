@@ -1,6 +1,7 @@
 """Every registry entry loads from an on-disk fixture in its Hub dataset's own schema into the common schema."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -193,3 +194,51 @@ def test_max_samples_and_splits(tmp_path):
     with pytest.raises(ValueError, match=r"splits are \['train', 'valid'\]"):
         load_benchmark("tiny-imagenet", split="extra", data_dir=str(tmp_path / "t"))
     assert bench.hub_split("test") == "valid"
+
+
+def test_finetune_trains_and_evaluates_on_benchmarks_by_name(tmp_path):
+    from pmg_aft.finetune import main
+
+    root = tmp_path / "benchmarks"
+    DatasetDict({"train": fixture("tiny-imagenet"), "valid": fixture("tiny-imagenet")}).save_to_disk(
+        str(root / "tiny-imagenet")
+    )
+    for name in ("cifar10", "pcam"):
+        DatasetDict({get_benchmark(name).split: fixture(name)}).save_to_disk(str(root / name))
+    out = tmp_path / "run"
+    metrics = main(
+        ["--train_benchmark", "tiny-imagenet", "--eval_benchmarks", "cifar10,pcam", "--benchmark_data_dir", str(root),
+         "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "3", "--use_cpu", "true",
+         "--do_train", "true", "--do_eval", "true", "--report_to", "none", "--disable_tqdm", "true",
+         "--eval_attack_steps", "1", "--save_strategy", "no"]
+    )  # fmt: skip
+    assert metrics["eval_cifar10_samples"] == 3 and metrics["eval_pcam_samples"] == 3
+    assert metrics["eval_pcam_robust_accuracy"] <= metrics["eval_pcam_clean_accuracy"]
+    with open(out / "pmg_aft_class_names.json") as f:
+        assert json.load(f)[0] == "goldfish"  # Tiny-ImageNet names in the prompts
+
+
+def test_eval_benchmarks_get_their_own_prompts_and_resolution(tmp_path, make_config, tokenizer):
+    from pmg_aft import PMGAFTTrainer
+    from pmg_aft.tiny import tiny_clip
+
+    root = tmp_path / "benchmarks"
+    for name in ("cifar10", "pcam", "food101"):
+        DatasetDict({get_benchmark(name).split: fixture(name)}).save_to_disk(str(root / name))
+    config = make_config(benchmark_data_dir=str(root), eval_attack_steps=1, native_resolution=False)
+    trainer = PMGAFTTrainer(tiny_clip(), config, eval_dataset="cifar10,pcam", processing_class=tokenizer,
+                            class_names=["a", "b"])  # fmt: skip
+    assert sorted(trainer.eval_dataset) == ["cifar10", "pcam"]
+    names, templates, collator = trainer._eval_spec("pcam", trainer.eval_dataset["pcam"], "eval_pcam")
+    assert names == ["healthy lymph node tissue", "lymph node tumor tissue"]
+    assert templates == ["This is a photo of {}"] and not collator.native_resolution
+    _, templates, collator = trainer._eval_spec("cifar10", trainer.eval_dataset["cifar10"], "eval_cifar10")
+    assert templates == ["This is a photo of a {}"] and collator.native_resolution  # attacked at 32 px
+    metrics = trainer.evaluate(["food101"])
+    assert metrics["eval_food101_samples"] == 3
+    assert any(key[2] == ("A photo of {}, a type of food.",) for key in trainer._class_embeddings)
+    config = make_config(benchmark_data_dir=str(root), eval_protocol="clip_benchmark", eval_attack_steps=1)
+    trainer = PMGAFTTrainer(tiny_clip(), config, eval_dataset="food101", processing_class=tokenizer,
+                            class_names=["a", "b"])  # fmt: skip
+    _, templates, _ = trainer._eval_spec("food101", trainer.eval_dataset["food101"], "eval_food101")
+    assert templates == get_benchmark("food101").templates("clip_benchmark")
