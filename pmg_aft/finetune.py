@@ -17,7 +17,8 @@ from transformers import CLIPModel, CLIPProcessor, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import PMGAFTConfig
-from .data import load_image_dataset
+from .data import check_images, load_image_dataset
+from .data.loading import GENERATED
 from .trainer import PMGAFTTrainer
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def read_class_names(path: str) -> list[str]:
     return names
 
 
-def load_model(args: ModelArguments, data_args: DataArguments, seed: int):
+def load_model(args: ModelArguments, seed: int):
     if args.model_name_or_path != TINY:
         model = CLIPModel.from_pretrained(args.model_name_or_path, revision=args.model_revision)
         processor = CLIPProcessor.from_pretrained(args.model_name_or_path, revision=args.model_revision)
@@ -112,7 +113,8 @@ def load_model(args: ModelArguments, data_args: DataArguments, seed: int):
     from .tiny import pretrain_tiny_clip, tiny_clip, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    pretraining_set = load_image_dataset(data_args.dataset_name, split="train", seed=seed + 100)
+    # Pre-trained on the generated colour patches whatever the fine-tuning data: the tiny default is a demo model.
+    pretraining_set = load_image_dataset(GENERATED, split="train", seed=seed + 100)
     model = pretrain_tiny_clip(tiny_clip(seed=seed), tokenizer, pretraining_set, steps=300)
     return model, tokenizer
 
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     def split(name: str | None, max_samples: int | None):
         if name is None:
             return None
-        return load_image_dataset(
+        data = load_image_dataset(
             data_args.dataset_name,
             split=name,
             config=data_args.dataset_config,
@@ -139,6 +141,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             max_samples=max_samples,
             seed=training_args.seed,
         )
+        if training_args.image_column in data.column_names:  # else the trainer names the missing column
+            data = check_images(data, f"{data_args.dataset_name}[{name}]", training_args.image_column,
+                                training_args.on_bad_image)  # fmt: skip
+        return data
 
     train_dataset, eval_dataset = None, None
     if training_args.do_train:
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if data_args.eval_benchmarks and data_args.max_eval_samples and training_args.eval_max_samples is None:
         training_args.eval_max_samples = data_args.max_eval_samples
     class_names = read_class_names(data_args.class_names_file) if data_args.class_names_file else None
-    model, processor = load_model(model_args, data_args, training_args.seed)
+    model, processor = load_model(model_args, training_args.seed)
 
     trainer = PMGAFTTrainer(
         model=model,

@@ -242,3 +242,15 @@ def test_eval_benchmarks_get_their_own_prompts_and_resolution(tmp_path, make_con
                             class_names=["a", "b"])  # fmt: skip
     _, templates, _ = trainer._eval_spec("food101", trainer.eval_dataset["food101"], "eval_food101")
     assert templates == get_benchmark("food101").templates("clip_benchmark")
+
+
+def test_any_local_training_set_is_checked_before_training(tmp_path):
+    from pmg_aft.finetune import main
+
+    path = corrupt_copy(tmp_path)
+    common = ["--dataset_name", path, "--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--use_cpu", "true",
+              "--do_train", "true", "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no",
+              "--per_device_train_batch_size", "2"]  # fmt: skip
+    with pytest.raises(BadImageError, match=r"the image at index 1 cannot be decoded"):
+        main(common)
+    assert main([*common, "--on_bad_image", "skip"])["train_loss"] > 0

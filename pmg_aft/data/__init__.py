@@ -2,7 +2,7 @@
 
 from .classnames import dataset_class_names, imagenet_wnid_to_name, resolve_class_names
 from .images import ImageClassificationCollator, image_to_tensor, resize_center_crop, to_rgb
-from .loading import BadImageError, load_benchmark, load_image_dataset, normalize_name
+from .loading import BadImageError, check_images, load_benchmark, load_image_dataset, normalize_name
 from .registry import BENCHMARKS, EVAL_SUITE, PROTOCOLS, Benchmark, get_benchmark
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "PROTOCOLS",
     "BadImageError",
     "Benchmark",
+    "check_images",
     "get_benchmark",
     "load_benchmark",
     "normalize_name",

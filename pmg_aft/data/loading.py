@@ -161,10 +161,9 @@ def to_common_schema(raw, bench, on_bad_image: str = "raise"):
             features=None,
         )
     data = data.cast_column("label", ClassLabel(names=names))
-    data = data.cast_column("image", ImageFeature(decode=False))
     if not streaming_dataset(data):
         _check_label_range(data, bench.name, len(names))
-    data = _check_images(data, bench.name, on_bad_image).cast_column("image", ImageFeature())
+    data = check_images(data, bench.name, "image", on_bad_image)
     # Grayscale, palette, RGBA, CMYK and 16-bit images become 8-bit RGB as they are read.
     if streaming_dataset(data):
         return data.map(lambda row: {"image": to_rgb(row["image"])})
@@ -241,21 +240,34 @@ def _decodable(image) -> bool:
         return False
 
 
-def _check_images(data, name: str, on_bad_image: str):
-    """Check every (undecoded) image once: raise at the first bad one, or drop the bad ones and log the count."""
+def check_images(data, name: str, image_column: str = "image", on_bad_image: str = "raise"):
+    """Check every image once, before training or evaluation: raise naming the first bad one, or drop and count.
+
+    Args:
+        data (`Dataset` or `IterableDataset`): the dataset; an `IterableDataset` is checked lazily as it is read.
+        name (`str`): the dataset's name, for messages.
+        image_column (`str`): the image column.
+        on_bad_image (`str`): `"raise"` ([`BadImageError`] with the index) or `"skip"` (logged with the count).
+
+    Returns:
+        The dataset (without the bad rows with `"skip"`), its image column decoded as PIL images.
+    """
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"on_bad_image={on_bad_image!r} is not one of {BAD_IMAGE_POLICIES}.")
+    data = data.cast_column(image_column, ImageFeature(decode=False))
     if streaming_dataset(data):
 
         def keep(row, index):
-            if _decodable(row["image"]):
+            if _decodable(row[image_column]):
                 return True
             if on_bad_image == "raise":
                 raise BadImageError(f"{name}: the image at index {index} cannot be decoded (corrupt or truncated).")
             logger.warning("%s: skipping the undecodable image at index %d.", name, index)
             return False
 
-        return data.filter(keep, with_indices=True)
+        return data.filter(keep, with_indices=True).cast_column(image_column, ImageFeature())
     ok = data.map(
-        lambda images: {"ok": [_decodable(im) for im in images]}, input_columns="image", batched=True,
+        lambda images: {"ok": [_decodable(im) for im in images]}, input_columns=image_column, batched=True,
         remove_columns=data.column_names,
     )["ok"]  # fmt: skip
     bad = [i for i, good in enumerate(ok) if not good]
@@ -267,4 +279,4 @@ def _check_images(data, name: str, on_bad_image: str):
     if bad:
         logger.warning("%s: skipped %d undecodable image(s), at indices %s.", name, len(bad), bad[:10])
         data = data.select([i for i, good in enumerate(ok) if good])
-    return data
+    return data.cast_column(image_column, ImageFeature())
