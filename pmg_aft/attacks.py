@@ -51,8 +51,8 @@ def _attack_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tens
 FP16_ATTACK_SCALE = 2.0**12
 
 
-def _gradient(classifier, objective, x, delta, labels) -> torch.Tensor:
-    """Gradient of the summed attack loss with respect to `delta`.
+def _gradient(classifier, objective, x, delta, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of the summed attack loss with respect to `delta`, and the logits at `x + delta`.
 
     Under fp16 autocast the backward pass runs in fp16, where input gradients (often ~1e-5 and smaller for robust
     models) underflow to 0 and `sign(0)` stalls the attack. As with loss scaling, the objective is multiplied by a
@@ -64,10 +64,11 @@ def _gradient(classifier, objective, x, delta, labels) -> torch.Tensor:
     while True:
         delta = delta.detach().requires_grad_(True)
         with torch.enable_grad():
-            value = objective(classifier(x + delta), labels).float().sum()
+            logits = classifier(x + delta)
+            value = objective(logits, labels).float().sum()
             (grad,) = torch.autograd.grad(value * scale, delta)
         if scale == 1.0 or torch.isfinite(grad).all():
-            return grad
+            return grad, logits.detach()
         scale = max(scale / 64, 1.0)
 
 
@@ -85,6 +86,7 @@ def pgd(
     norm: str = "linf",
     random_start: bool = True,
     loss: str = "ce",
+    early_stop: bool = False,
 ) -> torch.Tensor:
     r"""Untargeted PGD that maximises `loss` of `classifier` around `images`.
 
@@ -105,6 +107,9 @@ def pgd(
         norm (`str`, defaults to `"linf"`): `"linf"` or `"l2"`.
         random_start (`bool`, defaults to `True`): start from a random point of the ball rather than the image.
         loss (`str`, defaults to `"ce"`): `"ce"` (cross-entropy) or `"cw"` (margin loss).
+        early_stop (`bool`, defaults to `False`): freeze each sample's perturbation once it is misclassified (for
+            evaluation: the attack then keeps the first success, so more steps never raise robust accuracy).
+            Training uses the final iterate, as the paper does.
 
     Returns:
         `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images`.
@@ -139,13 +144,19 @@ def pgd(
     else:
         delta = torch.zeros_like(x)
 
+    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     for _ in range(int(steps)):
-        grad = _gradient(classifier, objective, x, delta, labels)
+        grad, logits = _gradient(classifier, objective, x, delta, labels)
         with torch.no_grad():
+            if early_stop:
+                active &= logits.argmax(-1) == labels
+                if not active.any():
+                    break
             if norm == "linf":
-                delta = (delta + step_size * grad.sign()).clamp(-eps, eps)
+                step = (delta + step_size * grad.sign()).clamp(-eps, eps)
             else:
-                delta = delta + step_size * grad / _flat_norm(grad)
-                delta = delta * (eps / _flat_norm(delta)).clamp(max=1.0)
-            delta = (x + delta).clamp(0, 1) - x
+                step = delta + step_size * grad / _flat_norm(grad)
+                step = step * (eps / _flat_norm(step)).clamp(max=1.0)
+            step = (x + step).clamp(0, 1) - x
+            delta = torch.where(active.view(-1, *([1] * (x.dim() - 1))), step, delta)
     return (x + delta).detach()

@@ -96,3 +96,14 @@ def test_fp16_attack_gradients_do_not_underflow():
         adv = pgd(classifier, x, y, eps=1 / 255, step_size=1 / 255, steps=1, random_start=False)
     moved = ((adv - x).abs() > 0.5 / 255) | (x == 0) | (x == 1)
     assert moved.float().mean() > 0.95
+
+
+def test_early_stop_keeps_the_first_success_so_more_steps_never_help(classifier, batch):
+    x, y = batch["pixel_values"], batch["labels"]
+    robust = []
+    for steps in (1, 3, 10):
+        adv = pgd(classifier, x, y, 2 / 255, 0.5 / 255, steps, random_start=False, early_stop=True)
+        with torch.no_grad():
+            robust.append(classifier(adv).argmax(-1) == y)
+    assert (robust[1] <= robust[0]).all() and (robust[2] <= robust[1]).all()  # per sample, not just on average
+    assert robust[2].sum() < robust[0].sum()
