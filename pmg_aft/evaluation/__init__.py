@@ -1,0 +1,18 @@
+"""Robust zero-shot evaluation: the suite, the report and sanity checks."""
+
+from .autoattack import autoattack, autoattack_plan
+from .checks import gradient_health, sanity_warnings
+from .report import Report
+from .suite import ATTACKS, AttackSetting, attack_settings, evaluate_robustness
+
+__all__ = [
+    "ATTACKS",
+    "AttackSetting",
+    "Report",
+    "attack_settings",
+    "autoattack",
+    "autoattack_plan",
+    "evaluate_robustness",
+    "gradient_health",
+    "sanity_warnings",
+]

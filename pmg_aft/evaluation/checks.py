@@ -1,0 +1,59 @@
+"""Sanity checks in the AutoAttack spirit: evaluation mistakes that the numbers themselves reveal."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+
+
+def gradient_health(classifier, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Share of samples whose input gradient of the cross-entropy is all zero or non-finite (gradient masking)."""
+    x = images.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(classifier(x).float(), labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+    flat = grad.flatten(1)
+    return {
+        "samples": int(flat.shape[0]),
+        "zero_gradient": (flat == 0).all(dim=1).float().mean().item(),
+        "non_finite_gradient": (~torch.isfinite(flat)).any(dim=1).float().mean().item(),
+    }
+
+
+def sanity_warnings(report) -> list[str]:
+    """Warnings for results that point to a broken evaluation rather than a robust model.
+
+    - robust accuracy above clean accuracy (an attack cannot help);
+    - more steps of the same attack and budget giving higher robust accuracy (a weak or masked attack);
+    - input gradients that are zero or non-finite for some samples (gradient masking or numerical trouble).
+    """
+    warnings = []
+    for name, result in report.results.items():
+        clean = result["clean_accuracy"]
+        robust = result["robust_accuracy"]
+        for key, value in robust.items():
+            if value > clean + 1e-9:
+                warnings.append(f"{name}: robust accuracy under {key} ({value:.2%}) is above clean ({clean:.2%}).")
+        by_budget: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        for key, value in robust.items():
+            match = re.fullmatch(r"(\w+)-(\d+)@(.+)", key)
+            if match:
+                by_budget.setdefault((match[1], match[3]), []).append((int(match[2]), value))
+        for (attack, budget), runs in by_budget.items():
+            runs.sort()
+            for (few, low), (many, high) in zip(runs, runs[1:]):
+                if high > low + 1e-9:
+                    warnings.append(
+                        f"{name}: {attack} at {budget} gives higher robust accuracy with {many} steps ({high:.2%}) "
+                        f"than with {few} ({low:.2%}); the attack may be weak or the gradients masked."
+                    )
+        health = result.get("gradient_health") or {}
+        for kind in ("zero_gradient", "non_finite_gradient"):
+            if health.get(kind, 0) > 0:
+                warnings.append(
+                    f"{name}: {health[kind]:.1%} of the checked samples have a {kind.replace('_', ' ')}; gradient "
+                    "attacks cannot move them (masking or numerical trouble), so robust accuracy may be overstated."
+                )
+    return warnings

@@ -1,0 +1,137 @@
+"""The evaluation report: JSON, a Markdown table and PNG plots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+REPORT_FILE = "report.json"
+
+
+@dataclass
+class Report:
+    """Results of [`evaluate_robustness`] and exactly how they were obtained.
+
+    `results[dataset]` holds `clean_accuracy`, `robust_accuracy` (`{attack key: accuracy}`, keys such as
+    `pgd-10@1/255`), `samples`, `hub_id`, `revision`, `split`, `autoattack_attacks` and `seconds`.
+    """
+
+    model: str
+    protocol: str
+    logit_scale: float
+    norm: str
+    image_mean: list[float]
+    image_std: list[float]
+    settings: list[dict]
+    max_samples: int | None = None
+    results: dict[str, dict] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    pmg_aft_version: str = field(default_factory=lambda: __import__("pmg_aft").__version__)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that determines a dataset's numbers (so a resumed run reuses only matching ones)."""
+        keys = ("model", "protocol", "logit_scale", "norm", "image_mean", "image_std", "settings", "max_samples")
+        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def attack_keys(self) -> list[str]:
+        return [s["key"] for s in self.settings]
+
+    def summary(self) -> dict[str, float]:
+        """Unweighted means over datasets (the protocol's summary): `clean` and one entry per attack key."""
+        if not self.results:
+            return {}
+        values = list(self.results.values())
+        out = {"clean": sum(r["clean_accuracy"] for r in values) / len(values)}
+        for key in self.attack_keys:
+            out[key] = sum(r["robust_accuracy"][key] for r in values) / len(values)
+        return out
+
+    def to_markdown(self) -> str:
+        """A Markdown table: one row per dataset plus the mean, accuracy in percent."""
+        keys = self.attack_keys
+        lines = [
+            f"Protocol `{self.protocol}` (logit scale {self.logit_scale:g}, {self.norm}), model `{self.model}`.",
+            "",
+            "| dataset | samples | clean | " + " | ".join(keys) + " |",
+            "|---|---:|---:|" + "---:|" * len(keys),
+        ]
+        for name, r in self.results.items():
+            cells = " | ".join(f"{100 * r['robust_accuracy'][k]:.2f}" for k in keys)
+            lines.append(f"| {name} | {r['samples']} | {100 * r['clean_accuracy']:.2f} | {cells} |")
+        if len(self.results) > 1:
+            mean = self.summary()
+            cells = " | ".join(f"{100 * mean[k]:.2f}" for k in keys)
+            lines.append(f"| **mean** | | **{100 * mean['clean']:.2f}** | {cells} |")
+        return "\n".join(lines) + "\n"
+
+    def save(self, output_dir: str) -> list[str]:
+        """Write `report.json`, `report.md` and the plots; return the written paths."""
+        os.makedirs(output_dir, exist_ok=True)
+        paths = [os.path.join(output_dir, REPORT_FILE), os.path.join(output_dir, "report.md")]
+        with open(paths[0], "w", encoding="utf-8") as f:
+            json.dump(asdict(self), f, indent=1)
+        with open(paths[1], "w", encoding="utf-8") as f:
+            f.write(self.to_markdown())
+        return paths + self.plot(output_dir)
+
+    @classmethod
+    def load(cls, path: str) -> Report:
+        """Load a report from its JSON file or the folder holding it."""
+        if os.path.isdir(path):
+            path = os.path.join(path, REPORT_FILE)
+        with open(path, encoding="utf-8") as f:
+            return cls(**json.load(f))
+
+    def plot(self, output_dir: str) -> list[str]:
+        """Per-dataset clean vs robust bars (`accuracy.png`) and, with several budgets, accuracy vs eps."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = list(self.results)
+        if not names:
+            return []
+        keys = self.attack_keys
+        series = [("clean", [self.results[n]["clean_accuracy"] for n in names])]
+        series += [(k, [self.results[n]["robust_accuracy"][k] for n in names]) for k in keys]
+        width = 0.8 / len(series)
+        fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(names) * len(series) + 3), 4))
+        for i, (label, values) in enumerate(series):
+            ax.bar([j + i * width for j in range(len(names))], [100 * v for v in values], width, label=label)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=45, ha="right")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{self.model}: clean and robust zero-shot accuracy ({self.protocol} protocol)")
+        ax.legend(fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
+        fig.tight_layout()
+        paths = [os.path.join(output_dir, "accuracy.png")]
+        fig.savefig(paths[0], dpi=120)
+        plt.close(fig)
+        curves = self._eps_curves()
+        if curves:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for label, points in curves.items():
+                ax.plot([p[0] * 255 for p in points], [100 * p[1] for p in points], marker="o", label=label)
+            ax.set_xlabel("eps (x 1/255)")
+            ax.set_ylabel("mean robust accuracy (%)")
+            ax.legend(fontsize="small")
+            fig.tight_layout()
+            paths.append(os.path.join(output_dir, "accuracy_vs_eps.png"))
+            fig.savefig(paths[-1], dpi=120)
+            plt.close(fig)
+        return paths
+
+    def _eps_curves(self) -> dict[str, list[tuple[float, float]]]:
+        mean = self.summary()
+        curves: dict[str, list[tuple[float, float]]] = {}
+        for setting in self.settings:
+            label = setting["attack"] + (f"-{setting['steps']}" if setting.get("steps") is not None else "")
+            curves.setdefault(label, []).append((setting["eps"], mean[setting["key"]]))
+        return {k: sorted(v) for k, v in curves.items() if len(v) > 1}

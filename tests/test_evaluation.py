@@ -1,0 +1,133 @@
+import json
+import os
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, ZeroShotClassifier, clean_class_name
+from pmg_aft.data import ImageClassificationCollator
+from pmg_aft.evaluation import Report, autoattack_plan, evaluate_robustness, sanity_warnings
+from pmg_aft.evaluation import suite as suite_module
+from pmg_aft.trainer import clip_processor_for
+
+from .test_distributed import free_port, run
+
+
+@pytest.fixture
+def processor(model, tokenizer):
+    return clip_processor_for(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def test_clean_accuracy_is_a_hand_count_and_attacks_only_lower_it(model, processor, tokenizer, test_set):
+    report = evaluate_robustness(model, processor, datasets={"patches": test_set}, attacks=("pgd", "cw"),
+                                 eps=(1 / 255, 4 / 255), steps=(1, 5, 20), batch_size=16)  # fmt: skip
+    result = report.results["patches"]
+    names = [clean_class_name(n) for n in test_set.features["label"].names]
+    head = ZeroShotClassifier(model, tokenizer, names, ["This is a photo of a {}"], IMAGENET_MEAN, IMAGENET_STD, 1.0)
+    batch = ImageClassificationCollator(image_size=32)([row for row in test_set])
+    with torch.no_grad():
+        hand = (head(batch["pixel_values"]).argmax(-1) == batch["labels"]).sum().item()
+    assert result["samples"] == len(test_set)
+    assert result["clean_accuracy"] == pytest.approx(hand / len(test_set))
+    robust = result["robust_accuracy"]
+    assert all(v <= result["clean_accuracy"] for v in robust.values())
+    for attack in ("pgd", "cw"):
+        for eps in ("1/255", "4/255"):  # same samples, same start: more steps never help the model
+            assert robust[f"{attack}-1@{eps}"] >= robust[f"{attack}-5@{eps}"] >= robust[f"{attack}-20@{eps}"]
+    assert robust["pgd-20@4/255"] < result["clean_accuracy"]
+    assert report.warnings == []
+
+
+def test_autoattack_runs_end_to_end_on_a_handful_of_samples(model, processor, test_set):
+    pytest.importorskip("pyautoattack")
+    two = test_set.filter(lambda row: row["label"] < 2).select(range(4))
+    data = {"two": two.cast_column("label", _two_classes(test_set)), "six": test_set.select(range(4))}
+    report = evaluate_robustness(
+        model, processor, datasets=data, attacks=("autoattack",), eps=(16 / 255,), batch_size=4
+    )
+    for result in report.results.values():
+        assert result["robust_accuracy"]["autoattack@16/255"] <= result["clean_accuracy"]
+    assert report.results["six"]["autoattack_attacks"]["autoattack@16/255"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert report.results["two"]["autoattack_attacks"]["autoattack@16/255"] == ["apgd-ce", "fab", "square"]
+    assert autoattack_plan(3) == ("custom", ["apgd-ce", "fab", "square"])
+
+
+def _two_classes(data):
+    from datasets import ClassLabel
+
+    labels = data.features["label"].names  # a 2-class task, like PCAM
+    return ClassLabel(names=labels[:2])
+
+
+def test_an_interrupted_suite_resumes_without_recomputing(model, processor, test_set, tmp_path, monkeypatch):
+    data = {"first": test_set.select(range(6)), "second": test_set.select(range(6, 12))}
+    computed = []
+    original = suite_module._evaluate_dataset
+
+    def flaky(model, processor, name, *args):
+        computed.append(name)
+        if name == "second" and computed.count("second") == 1:
+            raise KeyboardInterrupt  # killed during the second dataset
+        return original(model, processor, name, *args)
+
+    monkeypatch.setattr(suite_module, "_evaluate_dataset", flaky)
+    common = dict(datasets=data, eps=(2 / 255,), steps=2, batch_size=8, output_dir=str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_robustness(model, processor, **common)
+    first = tmp_path / "results" / "first.json"
+    stamp = first.stat().st_mtime_ns
+    report = evaluate_robustness(model, processor, **common)
+    assert computed == ["first", "second", "second"]  # 'first' was not computed again
+    assert first.stat().st_mtime_ns == stamp and sorted(report.results) == ["first", "second"]
+    evaluate_robustness(model, processor, **{**common, "steps": 3})  # other settings: recomputed
+    assert computed[-2:] == ["first", "second"]
+
+
+def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
+    report = evaluate_robustness(model, processor, datasets={"a": test_set, "b": test_set.select(range(8))},
+                                 eps=(1 / 255, 2 / 255), steps=2, batch_size=16, output_dir=str(tmp_path),
+                                 model_id="org/tiny")  # fmt: skip
+    saved = Report.load(str(tmp_path))
+    assert saved.results == report.results and saved.model == "org/tiny" and saved.protocol == "paper"
+    table = (tmp_path / "report.md").read_text()
+    assert "| a | 48 |" in table and "**mean**" in table and "pgd-2@2/255" in table
+    for png in ("accuracy.png", "accuracy_vs_eps.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(tmp_path / png) as image:
+            assert image.size[0] > 100
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["results"]["a"]["samples"] == 48 and data["settings"][0]["steps"] == 2
+
+
+def test_sanity_checks_flag_impossible_numbers():
+    report = Report("m", "paper", 1.0, "linf", [0.5] * 3, [0.5] * 3, settings=[])
+    report.results["x"] = {
+        "clean_accuracy": 0.5,
+        "robust_accuracy": {"pgd-10@1/255": 0.6, "pgd-100@1/255": 0.7},
+        "gradient_health": {"zero_gradient": 0.25, "non_finite_gradient": 0.0},
+    }
+    warnings = " ".join(sanity_warnings(report))
+    assert "above clean" in warnings and "with 100 steps" in warnings and "zero gradient" in warnings
+
+
+def test_bad_settings_are_clear_errors(model, processor, test_set):
+    with pytest.raises(ValueError, match="Unknown attack"):
+        evaluate_robustness(model, processor, datasets={"a": test_set}, attacks=("fgsm",))
+    with pytest.raises(ValueError, match="Did you mean 8/255"):
+        evaluate_robustness(model, processor, datasets={"a": test_set}, eps=(8,))
+    with pytest.raises(KeyError, match="Valid benchmarks"):
+        evaluate_robustness(model, processor, benchmarks="cifar-9000")
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_report_as_one(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "eval_dist.py")
+    run([sys.executable, script, str(tmp_path / "one")], tmp_path)
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+         script, str(tmp_path / "two")], tmp_path)  # fmt: skip
+    one, two = Report.load(str(tmp_path / "one")), Report.load(str(tmp_path / "two"))
+    assert one.results["patches"]["samples"] == two.results["patches"]["samples"] == 11
+    for key in ("clean_accuracy", "robust_accuracy"):
+        assert one.results["patches"][key] == two.results["patches"][key]
