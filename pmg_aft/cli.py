@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 USAGE = """usage: pmg-aft <command> [options]
@@ -38,7 +39,7 @@ def datasets_download(names: list[str], revision: str | None = None, lock: str |
     from datasets import load_dataset
     from huggingface_hub import HfApi
 
-    from .data.registry import BENCHMARKS, get_benchmark
+    from .data.registry import BENCHMARKS, get_benchmark, revisions_file
 
     benches = list(BENCHMARKS.values()) if names == ["all"] else [get_benchmark(n) for n in names]
     resolved = {}
@@ -56,10 +57,15 @@ def datasets_download(names: list[str], revision: str | None = None, lock: str |
             hint = " It is gated: accept its terms on the Hub and set HF_TOKEN." if bench.gated else ""
             raise SystemExit(f"pmg-aft: could not download {bench.name} ({bench.hub_id}): {error}.{hint}") from error
         resolved[bench.name] = sha
-    if lock:
-        with open(lock, "w", encoding="utf-8") as f:
-            json.dump(resolved, f, indent=1)
-        print(f"resolved revisions written to {lock}")
+    lock = lock or revisions_file()
+    recorded = {}
+    if os.path.exists(lock):
+        with open(lock, encoding="utf-8") as f:
+            recorded = json.load(f)
+    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
+    with open(lock, "w", encoding="utf-8") as f:
+        json.dump({**recorded, **resolved}, f, indent=1)
+    print(f"resolved revisions written to {lock}; load_benchmark and reports use them from now on")
     return resolved
 
 
@@ -82,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         download = sub.add_parser("download", help="pre-fetch benchmarks into the Hugging Face cache")
         download.add_argument("names", nargs="+", help="benchmark names, or `all`")
         download.add_argument("--revision", help="a Hub revision instead of the registry's pinned one")
-        download.add_argument("--lock", help="write the resolved commit of each benchmark to this JSON file")
+        download.add_argument(
+            "--lock", help="JSON file for the resolved commits (default: $PMG_AFT_REVISIONS or ~/.cache/pmg_aft/)"
+        )
         args = parser.parse_args(rest)
         if args.action == "list":
             datasets_list()

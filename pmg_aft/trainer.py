@@ -264,20 +264,19 @@ class PMGAFTTrainer(Trainer):
     def _eval_spec(self, key: str, dataset, prefix: str) -> tuple[list[str], list[str], Any]:
         """Class names, prompt templates and collator for one eval dataset.
 
-        A dataset keyed by a registered benchmark name whose labels are that benchmark's (as `load_benchmark`
-        returns it) gets the benchmark's prompts (`eval_protocol`) and resolution; any other dataset gets its own
-        `ClassLabel` names, `prompt_template` and the trainer's collator.
+        A dataset keyed by a registered benchmark name whose labels are that benchmark's, or some of them (as
+        `load_benchmark` returns it), gets the benchmark's prompts (`eval_protocol`) and resolution; any other
+        dataset gets its own `ClassLabel` names, `prompt_template` and the trainer's collator.
         """
         bench = BENCHMARKS.get(key)
         names = dataset_class_names(dataset, "label" if bench else self.args.label_column)
-        if bench is not None and names is not None and (names == bench.class_names or not bench.class_names):
+        if bench is not None and names is not None and (not bench.class_names or set(names) <= set(bench.class_names)):
             protocol = self.args.eval_protocol
-            prompt_names = bench.names(protocol) or names
             collator = ImageClassificationCollator(
                 image_size=self.accelerator.unwrap_model(self.model).config.vision_config.image_size,
                 native_resolution=bench.native_resolution,
             )
-            return self._prompt_names(prompt_names), bench.templates(protocol), collator
+            return bench.prompt_names(names, protocol), bench.templates(protocol), collator
         check_dataset(dataset, prefix, (self.args.image_column, self.args.label_column))
         if names is not None:
             return self._prompt_names(names), [self.args.prompt_template], self.data_collator

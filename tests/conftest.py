@@ -70,3 +70,9 @@ def make_config(tmp_path):
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(-1) == labels).float().mean().item()
+
+
+@pytest.fixture(autouse=True)
+def _private_revisions_file(tmp_path, monkeypatch):
+    """Keep tests away from the user's ~/.cache/pmg_aft/revisions.json."""
+    monkeypatch.setenv("PMG_AFT_REVISIONS", str(tmp_path / "revisions.json"))

@@ -137,7 +137,7 @@ def test_unknown_names_and_bad_options_are_clear_errors(tmp_path):
         load_benchmark("dtd", data_dir=str(tmp_path), on_bad_image="ignore")
     bad = fixture("cifar10")
     bad = Dataset.from_dict({"img": bad["img"], "label": [0, 1, 10]})
-    with pytest.raises(ValueError, match=r"labels in \[0, 10\] outside the 10 classes"):
+    with pytest.raises(ValueError, match=r"cifar10: label\(s\) \[10\] outside the 10 classes"):
         load_benchmark("cifar10", data_dir=_saved(tmp_path / "c", bad))
     strange = Dataset.from_dict(
         {"image": [png()], "label": [0]},
@@ -254,3 +254,67 @@ def test_any_local_training_set_is_checked_before_training(tmp_path):
     with pytest.raises(BadImageError, match=r"the image at index 1 cannot be decoded"):
         main(common)
     assert main([*common, "--on_bad_image", "skip"])["train_loss"] > 0
+
+
+def test_a_local_copy_never_serves_another_split(tmp_path):
+    (tmp_path / "pq").mkdir()
+    fixture("pcam", 3).to_parquet(str(tmp_path / "pq" / "train-00000-of-00001.parquet"))
+    fixture("pcam", 2).to_parquet(str(tmp_path / "pq" / "test-00000-of-00001.parquet"))
+    assert len(load_benchmark("pcam", data_dir=str(tmp_path / "pq"))) == 2  # test, not train + test
+    for split in ("train", "val"):
+        (tmp_path / "folder" / split / "airplane").mkdir(parents=True)
+        png().save(tmp_path / "folder" / split / "airplane" / "0.png")
+    with pytest.raises(ValueError, match=r"Split 'test' not found .* its splits are \['train', 'validation'\]"):
+        load_benchmark("stl10", data_dir=str(tmp_path / "folder"))
+
+
+def test_streaming_keeps_the_schema_and_the_label_checks(tmp_path):
+    path = _saved(tmp_path / "pcam", fixture("pcam"))
+    stream = load_benchmark("pcam", data_dir=path, streaming=True)
+    assert stream.features["label"].names == get_benchmark("pcam").class_names
+    rows = list(stream)
+    assert [r["label"] for r in rows] == [0, 1, 1] and rows[0]["image"].mode == "RGB"
+    bad = Dataset.from_dict(
+        {"image": [png()], "label": [60]},
+        features=Features({"image": ImageFeature(), "label": Value("int64")}),
+    )
+    with pytest.raises(ValueError, match=r"label\(s\) \[60\] outside the 47 classes"):
+        list(load_benchmark("dtd", data_dir=_saved(tmp_path / "dtd", bad), streaming=True))
+
+
+def test_16_bit_images_keep_their_brightness(tmp_path):
+    array = np.array([[65535, 32768], [0, 65535]], dtype=np.uint16)
+    data = Dataset.from_dict(
+        {"image": [Image.fromarray(array)], "label": [0]},
+        features=Features({"image": ImageFeature(), "label": ClassLabel(names=get_benchmark("dtd").class_names)}),
+    )
+    rgb = np.asarray(load_benchmark("dtd", data_dir=_saved(tmp_path / "d", data))[0]["image"])
+    assert rgb[0, 0].tolist() == [255, 255, 255] and rgb[0, 1].tolist() == [128, 128, 128] and rgb[1, 0].max() == 0
+
+
+def test_label_orders_rest_on_facts():
+    imagenet = get_benchmark("imagenet")
+    assert imagenet.aliases == sorted(imagenet.aliases) and imagenet.aliases[0] == "n01440764"
+    assert imagenet.class_names[0] == "tench" and imagenet.class_names[999] == "toilet paper"
+    tiny = get_benchmark("tiny-imagenet")
+    assert len(set(tiny.aliases)) == 200 and set(tiny.aliases) <= set(imagenet.aliases)
+    assert tiny.aliases[0] == "n01443537" and tiny.class_names[0] == "goldfish"
+    caltech = get_benchmark("caltech101")
+    assert caltech.aliases == sorted(caltech.aliases) and caltech.class_names[:3] == [
+        "background", "off-center face", "centered face"]  # fmt: skip
+    assert get_benchmark("cifar100").class_names[26] == "crab"  # fixed from the source's 'cra'
+
+
+def test_loads_use_the_revision_recorded_at_download(tmp_path, monkeypatch):
+    import os
+
+    seen = {}
+    monkeypatch.setattr("pmg_aft.data.loading.load_dataset", lambda *a, **k: seen.update(k) or fixture("dtd"))
+    load_benchmark("dtd")
+    assert seen["revision"] is None
+    with open(os.environ["PMG_AFT_REVISIONS"], "w") as f:
+        json.dump({"dtd": "abc123"}, f)
+    load_benchmark("dtd")
+    assert seen["revision"] == "abc123"
+    load_benchmark("dtd", revision="main")
+    assert seen["revision"] == "main"

@@ -7,7 +7,7 @@ import logging
 import os
 import re
 
-from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets, load_dataset, load_from_disk
 from datasets import Image as ImageFeature
 
 from .images import to_rgb
@@ -48,23 +48,35 @@ def load_image_dataset(
     else:
         dataset = load_dataset(name, config, split=split, revision=revision)
     if isinstance(dataset, DatasetDict):
-        if split not in dataset:
-            raise ValueError(f"Split {split!r} not found in {name}; its splits are {list(dataset)}.")
-        dataset = dataset[split]
+        dataset = _pick_split(dataset, split, name)
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset
 
 
 def _load_local(path: str, split: str):
+    """A local copy: `save_to_disk` folder, parquet files or an image folder, split by datasets' own inference.
+
+    A folder whose files name no split (one `train` split inferred) serves any requested split; otherwise the
+    requested split must exist, and the error lists the ones found (never another split's rows silently).
+    """
     if os.path.exists(os.path.join(path, "dataset_dict.json")) or os.path.exists(os.path.join(path, "state.json")):
-        return load_from_disk(path)
-    parquet = sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
-    if parquet:
-        split_files = [f for f in parquet if os.path.basename(f).startswith(split) or f"/{split}/" in f]
-        return load_dataset("parquet", data_files=split_files or parquet, split="train")
-    split_dir = os.path.join(path, split)
-    return load_dataset("imagefolder", data_dir=split_dir if os.path.isdir(split_dir) else path, split="train")
+        data = load_from_disk(path)
+    elif glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True):
+        data = load_dataset("parquet", data_dir=path)
+    else:
+        data = load_dataset("imagefolder", data_dir=path)
+    if isinstance(data, DatasetDict):
+        if split not in data and list(data) == ["train"] and not _names_a_split(path):
+            return data["train"]  # an unsplit folder: its only data
+        return _pick_split(data, split, path)
+    return data
+
+
+def _names_a_split(path: str) -> bool:
+    """Whether any file or folder below `path` is named after a split (then datasets' inference is trusted)."""
+    pattern = re.compile(r"(^|[/_.\-])(train|test|valid|validation|val|dev|eval)([/_.\-]|$)")
+    return any(pattern.search(os.path.relpath(f, path)) for f in glob.glob(os.path.join(path, "**"), recursive=True))
 
 
 BAD_IMAGE_POLICIES = ("raise", "skip")
@@ -97,7 +109,8 @@ def load_benchmark(
         split (`str`, *optional*): defaults to the benchmark's evaluation split; `train` for Tiny-ImageNet training.
         data_dir (`str`, *optional*): a local copy instead of the Hub: a `save_to_disk` folder, parquet files or an
             image folder, in the Hub dataset's own schema (same column names and label encoding).
-        revision (`str`, *optional*): a Hub revision; defaults to the registry's pinned one.
+        revision (`str`, *optional*): a Hub revision; defaults to the registry's pin, else the commit recorded by
+            `pmg-aft datasets download` (`pinned_revision`).
         max_samples (`int`, *optional*): keep the first `max_samples` rows.
         streaming (`bool`): return an `IterableDataset` that reads as it goes.
         on_bad_image (`str`): `"raise"` (default) raises [`BadImageError`] naming the dataset and index of the first
@@ -108,7 +121,7 @@ def load_benchmark(
         `datasets.Dataset` (or `IterableDataset`) with `image` and `label` columns; `label` is a `ClassLabel` whose
         names are the registry's class names in label order.
     """
-    from .registry import get_benchmark
+    from .registry import get_benchmark, pinned_revision
 
     bench = get_benchmark(name)
     if on_bad_image not in BAD_IMAGE_POLICIES:
@@ -124,7 +137,11 @@ def load_benchmark(
             raw = raw.to_iterable_dataset()
     else:
         raw = load_dataset(
-            bench.hub_id, bench.config, split=hub_split, revision=revision or bench.revision, streaming=streaming
+            bench.hub_id,
+            bench.config,
+            split=hub_split,
+            revision=revision or pinned_revision(bench.name),
+            streaming=streaming,
         )
     if max_samples is not None:
         raw = raw.take(max_samples) if streaming else raw.select(range(min(max_samples, len(raw))))
@@ -153,21 +170,35 @@ def to_common_schema(raw, bench, on_bad_image: str = "raise"):
     if bench.label_column != "label":
         data = data.rename_column(bench.label_column, "label")
     names, mapping = _label_mapping(data.features["label"] if data.features else None, bench)
-    if mapping is not None:
-        data = data.map(
-            lambda labels: {"label": [_map_label(label, mapping, bench.name) for label in labels]},
-            input_columns="label",
-            batched=True,
-            features=None,
-        )
-    data = data.cast_column("label", ClassLabel(names=names))
-    if not streaming_dataset(data):
-        _check_label_range(data, bench.name, len(names))
+    # Undecoded until checked: nothing below may decode (and die on) a corrupt image.
+    data = _encode_labels(data.cast_column("image", ImageFeature(decode=False)), names, mapping, bench.name)
     data = check_images(data, bench.name, "image", on_bad_image)
     # Grayscale, palette, RGBA, CMYK and 16-bit images become 8-bit RGB as they are read.
     if streaming_dataset(data):
-        return data.map(lambda row: {"image": to_rgb(row["image"])})
+        return data.map(lambda row: {"image": to_rgb(row["image"])}, features=data.features)
     return data.with_transform(_rgb_rows)
+
+
+def _encode_labels(data, names: list[str], mapping: dict | None, name: str):
+    """Labels as `ClassLabel(names)`, mapped through `mapping`; the image column is not copied."""
+    target = ClassLabel(names=names)
+
+    def encode(labels):
+        encoded = [_map_label(label, mapping, name) if mapping is not None else int(label) for label in labels]
+        bad = [label for label in encoded if not 0 <= label < len(names)]
+        if bad:
+            raise ValueError(f"{name}: label(s) {bad[:5]} outside the {len(names)} classes.")
+        return {"label": encoded}
+
+    if streaming_dataset(data):  # lazily, with the features declared so the ClassLabel survives
+        features = Features({"image": data.features["image"], "label": target}) if data.features else None
+        return data.map(encode, input_columns="label", batched=True, features=features)
+    # Re-encode the small label column on its own and put it back beside the untouched image column: casting or
+    # mapping the whole table would rewrite every image.
+    labels = data.select_columns(["label"]).map(
+        encode, input_columns="label", batched=True, features=Features({"label": target})
+    )
+    return concatenate_datasets([data.select_columns(["image"]), labels], axis=1)
 
 
 def _rgb_rows(batch: dict) -> dict:
@@ -222,14 +253,6 @@ def _map_label(label, mapping: dict, name: str) -> int:
             raise ValueError(f"{name}: label {label!r} is not one of the registry's class names.")
         return mapping["__by_name__"][key]
     return mapping[label]
-
-
-def _check_label_range(data: Dataset, name: str, num_classes: int) -> None:
-    import pyarrow.compute as pc
-
-    bounds = pc.min_max(data.with_format("arrow")["label"]).as_py()
-    if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= num_classes):
-        raise ValueError(f"{name}: labels in [{bounds['min']}, {bounds['max']}] outside the {num_classes} classes.")
 
 
 def _decodable(image) -> bool:

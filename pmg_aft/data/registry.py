@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+
+from ..zeroshot import clean_class_name
 
 PROTOCOLS = ("paper", "clip_benchmark")
 DEFAULT_PAPER_TEMPLATE = "This is a photo of a {}"
@@ -29,7 +32,9 @@ class Benchmark:
         name: the registry name (`cifar10`, `tiny-imagenet`, ...).
         hub_id: the Hub dataset id.
         config: the Hub configuration, if any.
-        revision: the pinned Hub revision (`None`: not pinned yet; the resolved commit is recorded at download).
+        revision: the pinned Hub revision. `None` in this release (the commits could not be looked up where it was
+            built): `pmg-aft datasets download` records the commit each benchmark resolves to, and later loads and
+            reports use that one (`pinned_revision`).
         split: the evaluation split; `splits` maps other names (e.g. `train`) to Hub split names.
         image_column, label_column: the columns of the Hub dataset.
         paper_templates: the official per-dataset prompt(s) of the TeCoA/PMG-AFT protocol.
@@ -69,6 +74,18 @@ class Benchmark:
         if protocol == "paper" and self.paper_names is not None:
             return list(self.paper_names)
         return self.class_names
+
+    def prompt_names(self, names: list[str], protocol: str = "paper") -> list[str]:
+        """The names to put in the prompts for a dataset labelled with `names` (all or some of `class_names`).
+
+        The paper protocol uses its own names where it has them (PCAM's sentences) and cleans them as the official
+        code does (lower case, `_ - /` as spaces); CLIP_benchmark uses its names as they are.
+        """
+        check_protocol(protocol)
+        if protocol == "paper" and self.paper_names is not None:
+            index = {n: i for i, n in enumerate(self.class_names)}
+            names = [self.paper_names[index[n]] for n in names]
+        return [clean_class_name(n) for n in names] if protocol == "paper" else list(names)
 
     def templates(self, protocol: str = "paper") -> list[str]:
         """Prompt templates of `protocol`: the official single prompt, or CLIP_benchmark's ensemble."""
@@ -126,6 +143,23 @@ ALIASES = {"cifar-10": "cifar10", "cifar-100": "cifar100", "stl-10": "stl10", "o
            "imagenet-1k": "imagenet", "imagenet1k": "imagenet", "cars": "stanford-cars",
            "stanford_cars": "stanford-cars", "patchcamelyon": "pcam"}  # fmt: skip
 EVAL_SUITE = [b.name for b in _ENTRIES]  # the 16 evaluation sets (Tiny-ImageNet's valid split among them)
+
+
+def revisions_file() -> str:
+    """Where `pmg-aft datasets download` records the commit each benchmark resolved to (`PMG_AFT_REVISIONS`)."""
+    default = os.path.join(os.path.expanduser("~"), ".cache", "pmg_aft", "revisions.json")
+    return os.environ.get("PMG_AFT_REVISIONS", default)
+
+
+def pinned_revision(name: str) -> str | None:
+    """The revision to load: the registry's pin, else the commit recorded at download, else `None` (latest)."""
+    bench = get_benchmark(name)
+    if bench.revision:
+        return bench.revision
+    if os.path.exists(revisions_file()):
+        with open(revisions_file(), encoding="utf-8") as f:
+            return json.load(f).get(bench.name)
+    return None
 
 
 def get_benchmark(name: str) -> Benchmark:

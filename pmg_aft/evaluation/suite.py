@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..attacks import NORMS, check_budget, pgd
 from ..data import ImageClassificationCollator, get_benchmark, load_benchmark
-from ..data.registry import EVAL_SUITE, check_protocol
+from ..data.registry import EVAL_SUITE, check_protocol, pinned_revision
 from ..zeroshot import ZeroShotClassifier, clean_class_name
 from .autoattack import autoattack
 from .checks import gradient_health, sanity_warnings
@@ -187,14 +187,14 @@ def _save_result(output_dir: str, name: str, fingerprint: str, result: dict) -> 
 def _classifier(model, processor, name: str, data, protocol: str, scale: float) -> ZeroShotClassifier:
     bench = get_benchmark(name) if name in EVAL_SUITE else None
     names = data.features["label"].names
-    templates = ["This is a photo of a {}"]
     if bench is not None:
-        names = bench.names(protocol) or names
-        templates = bench.templates(protocol)
+        names, templates = bench.prompt_names(names, protocol), bench.templates(protocol)
+    else:
+        names, templates = [clean_class_name(n) for n in names], ["This is a photo of a {}"]
     return ZeroShotClassifier(
         model,
         processor.tokenizer,
-        [clean_class_name(n) for n in names],
+        names,
         templates,
         image_mean=processor.image_processor.image_mean,
         image_std=processor.image_processor.image_std,
@@ -237,7 +237,7 @@ def _evaluate_dataset(model, processor, name, data, protocol, scale, settings, n
     result = {
         "dataset": name,
         "hub_id": bench.hub_id if bench else None,
-        "revision": bench.revision if bench else None,
+        "revision": (pinned_revision(name) or "unpinned (latest)") if bench else None,
         "split": bench.split if bench else None,
         "samples": int(flags.shape[0]),
         "num_classes": classifier.num_classes,
