@@ -13,7 +13,90 @@ commands:
   train                      adversarially fine-tune a CLIP model (flags of examples/finetune.py; --config FILE.yaml)
   datasets list              the registered benchmarks: Hub ids, splits, columns, class counts, prompts
   datasets download NAME|all pre-fetch benchmarks into the Hugging Face cache (for offline compute nodes)
+  eval                       clean and robust zero-shot accuracy of any CLIP checkpoint (pmg-aft eval --help)
+  push                       upload a checkpoint with its model card and plots to the Hub (pmg-aft push --help)
 """
+
+
+def _floats(text: str) -> list[float]:
+    from .config import parse_pixel_value
+
+    return [parse_pixel_value(v, "eps") for v in text.split(",") if v.strip()]
+
+
+def eval_command(argv: list[str]) -> int:
+    """`pmg-aft eval`: run the evaluation suite and write the report (JSON, Markdown, plots)."""
+    parser = argparse.ArgumentParser(prog="pmg-aft eval", description="Robust zero-shot evaluation of a CLIPModel.")
+    parser.add_argument("--model", required=True, help="a Hub id or a local checkpoint folder")
+    parser.add_argument("--revision", default=None, help="Hub revision of the model")
+    parser.add_argument("--benchmarks", default="all", help="`all` or comma-separated names (pmg-aft datasets list)")
+    parser.add_argument("--protocol", default="paper", choices=["paper", "clip_benchmark"])
+    parser.add_argument("--attack", default="pgd", help="comma-separated: pgd, cw, autoattack")
+    parser.add_argument("--eps", default="1/255", help="comma-separated budgets, e.g. 1/255,4/255")
+    parser.add_argument("--steps", default="10", help="PGD/CW steps, comma-separated, e.g. 10,100")
+    parser.add_argument("--step-size", default=None, help="PGD/CW step size (default 1/255)")
+    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    parser.add_argument("--max-samples", type=int, default=None, help="first N test samples per dataset")
+    parser.add_argument("--batch-size", type=int, default=64, help="per process")
+    parser.add_argument("--data-dir", default=None, help="local copies, one sub-folder per benchmark")
+    parser.add_argument("--logit-scale", type=float, default=None, help="override the protocol's (1 or 100)")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--output", required=True, help="report folder; a rerun resumes finished datasets")
+    args = parser.parse_args(argv)
+
+    from transformers import CLIPModel, CLIPProcessor
+
+    from .config import parse_pixel_value
+    from .evaluation import evaluate_robustness
+
+    model = CLIPModel.from_pretrained(args.model, revision=args.revision)
+    processor = CLIPProcessor.from_pretrained(args.model, revision=args.revision)
+    report = evaluate_robustness(
+        model,
+        processor,
+        benchmarks=args.benchmarks,
+        protocol=args.protocol,
+        attacks=[a.strip() for a in args.attack.split(",") if a.strip()],
+        eps=_floats(args.eps),
+        steps=[int(s) for s in args.steps.split(",")],
+        step_size=parse_pixel_value(args.step_size, "step_size") if args.step_size else None,
+        norm=args.norm,
+        max_samples=args.max_samples,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        output_dir=args.output,
+        logit_scale=args.logit_scale,
+        mixed_precision=args.mixed_precision,
+        model_id=args.model,
+    )
+    print(report.to_markdown())
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    print(f"report written to {args.output}")
+    return 0
+
+
+def push_command(argv: list[str]) -> int:
+    """`pmg-aft push`: upload weights, processor, model card and plots."""
+    parser = argparse.ArgumentParser(prog="pmg-aft push", description="Publish a checkpoint to the Hugging Face Hub.")
+    parser.add_argument("--model", required=True, help="checkpoint folder (save_model / save_pretrained output)")
+    parser.add_argument("--repo", required=True, help="target repository, org/name")
+    parser.add_argument("--report", default=None, help="folder of a `pmg-aft eval` report to put in the card")
+    parser.add_argument("--base-model", default=None, help="Hub id it was fine-tuned from (default: from config)")
+    parser.add_argument("--license", default="mit")
+    parser.add_argument("--private", action="store_true")
+    args = parser.parse_args(argv)
+
+    from .hub import push
+
+    try:
+        url = push(args.model, args.repo, args.report, private=args.private, base_model=args.base_model,
+                   license=args.license)  # fmt: skip
+    except (RuntimeError, FileNotFoundError) as error:
+        print(f"pmg-aft: {error}", file=sys.stderr)
+        return 1
+    print(f"uploaded to {url}")
+    return 0
 
 
 def datasets_list(out=None) -> None:
@@ -81,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
 
         finetune(rest)
         return 0
+    if command == "eval":
+        return eval_command(rest)
+    if command == "push":
+        return push_command(rest)
     if command == "datasets":
         parser = argparse.ArgumentParser(prog="pmg-aft datasets")
         sub = parser.add_subparsers(dest="action", required=True)

@@ -28,6 +28,9 @@ from .data import (
     load_benchmark,
     resolve_class_names,
 )
+from .data.registry import pinned_revision
+from .evaluation.report import Report
+from .hub import build_model_card
 from .losses import pmg_aft_loss
 from .zeroshot import ZeroShotClassifier, build_class_embeddings, check_clip_model, clean_class_name
 
@@ -186,6 +189,8 @@ class PMGAFTTrainer(Trainer):
         if train_dataset is not None:
             check_labels(train_dataset, "train_dataset", args.label_column, len(self.class_names))
 
+        name = getattr(model.config, "_name_or_path", "") or ""
+        self.base_model = name if name.count("/") == 1 and not os.path.exists(name) else None  # a Hub id
         freeze_all_but_vision(model)
         # A copy of the target has the same (frozen) text tower: it shares the target's class embeddings.
         self._ref_is_copy = ref_model is None
@@ -434,6 +439,59 @@ class PMGAFTTrainer(Trainer):
             pin_memory=args.dataloader_pin_memory,
         )
         return self.accelerator.prepare_data_loader(loader)
+
+    # ---- model card ------------------------------------------------------------------------------------------
+
+    def evaluation_report(self) -> Report | None:
+        """The last `evaluate()` results as a [`Report`] (PGD with the eval settings), or `None` before any."""
+        args = self.args
+        entries = [e for e in self.state.log_history if any(k.endswith("_robust_accuracy") for k in e)]
+        if not entries:
+            return None
+        last = entries[-1]
+        key = f"pgd-{args.eval_attack_steps}@{args.eval_eps * 255:g}/255"
+        report = Report(
+            model=self.args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
+            protocol=args.eval_protocol,
+            logit_scale=args.resolved_logit_scale() or 0.0,
+            norm=args.attack_norm,
+            image_mean=list(args.image_mean),
+            image_std=list(args.image_std),
+            settings=[
+                {
+                    "attack": "pgd",
+                    "eps": args.eval_eps,
+                    "steps": args.eval_attack_steps,
+                    "step_size": args.eval_step_size,
+                    "key": key,
+                }
+            ],  # fmt: skip
+        )
+        for metric in (k for k in last if k.endswith("_robust_accuracy")):
+            prefix = metric[: -len("_robust_accuracy")]
+            name = prefix.removeprefix("eval").lstrip("_") or "eval"
+            bench = BENCHMARKS.get(name)
+            report.results[name] = {
+                "dataset": name,
+                "hub_id": bench.hub_id if bench else None,
+                "split": bench.split if bench else None,
+                "revision": pinned_revision(name) if bench else None,
+                "samples": int(last.get(prefix + "_samples", 0)),
+                "clean_accuracy": last[prefix + "_clean_accuracy"],
+                "robust_accuracy": {key: last[metric]},
+            }
+        return report
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs) -> None:
+        """Write `README.md` in `output_dir`: usage, the recipe, and the last evaluation's clean and robust accuracy
+        in the `model-index`, so `push_to_hub` publishes a card with the robust-accuracy table."""
+        if not self.is_world_process_zero():
+            return
+        repo_id = self.args.hub_model_id or model_name or os.path.basename(os.path.abspath(self.args.output_dir))
+        card = build_model_card(
+            repo_id, self.evaluation_report(), self.base_model, json.loads(self.args.to_json_string()), dataset_name
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))
 
     # ---- saving ----------------------------------------------------------------------------------------------
 

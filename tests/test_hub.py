@@ -1,0 +1,129 @@
+import os
+
+import pytest
+from datasets import DatasetDict
+from huggingface_hub import ModelCard
+
+from pmg_aft import PMGAFTTrainer, cli
+from pmg_aft.evaluation import Report
+from pmg_aft.hub import build_model_card, push
+
+from .test_benchmarks import fixture
+
+
+def sample_report() -> Report:
+    settings = [
+        {"attack": "pgd", "eps": 1 / 255, "steps": 10, "step_size": 1 / 255, "key": "pgd-10@1/255"},
+        {"attack": "autoattack", "eps": 1 / 255, "steps": None, "step_size": None, "key": "autoattack@1/255"},
+    ]
+    report = Report("org/robust-clip", "paper", 1.0, "linf", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], settings)
+    for name, hub_id, clean in (("cifar10", "uoft-cs/cifar10", 0.8), ("pcam", "1aurent/PatchCamelyon", 0.5)):
+        report.results[name] = {"dataset": name, "hub_id": hub_id, "split": "test", "revision": "abc", "samples": 100,
+                                "clean_accuracy": clean, "robust_accuracy": {"pgd-10@1/255": 0.3,
+                                                                            "autoattack@1/255": 0.25}}  # fmt: skip
+    return report
+
+
+def test_card_renders_reloads_and_holds_every_result(tmp_path):
+    report = sample_report()
+    card = build_model_card("org/robust-clip", report, base_model="openai/clip-vit-base-patch32",
+                            training={"alpha": 256, "beta": 256, "learning_rate": 5e-5},
+                            train_dataset="zh-plus/tiny-imagenet", plots=["accuracy.png"])  # fmt: skip
+    card.save(str(tmp_path / "README.md"))
+    loaded = ModelCard.load(str(tmp_path / "README.md"))
+    data = loaded.data
+    assert data.pipeline_tag == "zero-shot-image-classification" and data.base_model == "openai/clip-vit-base-patch32"
+    assert data.license == "mit" and "adversarial-robustness" in data.tags
+    assert set(data.datasets) == {"zh-plus/tiny-imagenet", "uoft-cs/cifar10", "1aurent/PatchCamelyon"}
+    found = {(r.dataset_name, r.metric_name, r.metric_value) for r in data.eval_results}
+    for name, result in report.results.items():
+        assert (name, "clean accuracy", round(100 * result["clean_accuracy"], 2)) in found
+        for key, value in result["robust_accuracy"].items():
+            assert (name, f"robust accuracy ({key}, linf, paper protocol)", round(100 * value, 2)) in found
+    assert len(found) == 6
+    text = loaded.text
+    assert (
+        'CLIPModel.from_pretrained("org/robust-clip")' in text and "| cifar10 | 100 | 80.00 | 30.00 | 25.00 |" in text
+    )
+    assert "![accuracy](accuracy.png)" in text and "| `alpha` | `256` |" in text
+
+
+def test_trainer_writes_the_card_from_its_last_evaluation(model, tokenizer, train_set, test_set, make_config):
+    trainer = PMGAFTTrainer(model, make_config(eval_attack_steps=2), train_dataset=train_set,
+                            eval_dataset={"patches": test_set}, processing_class=tokenizer)  # fmt: skip
+    trainer.train()
+    metrics = trainer.evaluate()
+    trainer.create_model_card()
+    card = ModelCard.load(os.path.join(trainer.args.output_dir, "README.md"))
+    values = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert values["clean accuracy"] == round(100 * metrics["eval_patches_clean_accuracy"], 2)
+    assert values["robust accuracy (pgd-2@1/255, linf, paper protocol)"] == round(
+        100 * metrics["eval_patches_robust_accuracy"], 2
+    )
+    assert "| `train_eps` |" in card.text
+
+
+class FakeApi:
+    uploaded: list[str] = []
+    fail = False
+
+    def create_repo(self, repo_id, private=False, exist_ok=False):
+        self.repo = repo_id
+
+    def upload_folder(self, repo_id, folder_path, commit_message):
+        if FakeApi.fail:
+            raise ConnectionError("network unreachable")
+        FakeApi.uploaded = sorted(os.listdir(folder_path))
+        return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/1"})()
+
+
+@pytest.fixture
+def checkpoint(model, tokenizer, train_set, make_config, tmp_path):
+    trainer = PMGAFTTrainer(model, make_config(), train_dataset=train_set, processing_class=tokenizer)
+    trainer.save_model(str(tmp_path / "ckpt"))
+    (tmp_path / "ckpt" / "optimizer.pt").write_bytes(b"never published")
+    return str(tmp_path / "ckpt")
+
+
+def test_push_uploads_weights_processor_card_and_plots(checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    report = sample_report()
+    report.save(str(tmp_path / "report"))
+    before = sorted(os.listdir(checkpoint))
+    assert (
+        cli.main(["push", "--model", checkpoint, "--repo", "org/robust-clip", "--report", str(tmp_path / "report")])
+        == 0
+    )
+    assert "uploaded to https://huggingface.co/org/robust-clip" in capsys.readouterr().out
+    assert {"model.safetensors", "config.json", "README.md", "accuracy.png", "report.json"} <= set(FakeApi.uploaded)
+    assert not [f for f in FakeApi.uploaded if f.endswith((".pt", ".bin", ".pth"))]
+    assert sorted(os.listdir(checkpoint)) == before  # the local folder is not touched
+
+
+def test_a_failed_push_loses_nothing_and_says_how_to_retry(checkpoint, monkeypatch, capsys):
+    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
+    monkeypatch.setattr(FakeApi, "fail", True)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    before = sorted(os.listdir(checkpoint))
+    assert cli.main(["push", "--model", checkpoint, "--repo", "org/x"]) == 1
+    err = capsys.readouterr().err
+    assert "Nothing local was changed" in err and "run the same command again" in err
+    assert "hf_secret_value" not in err
+    assert sorted(os.listdir(checkpoint)) == before
+    with pytest.raises(FileNotFoundError, match="no .safetensors"):
+        push(os.path.dirname(checkpoint), "org/x")
+
+
+def test_eval_command_end_to_end(checkpoint, tmp_path, capsys):
+    root = tmp_path / "benchmarks"
+    DatasetDict({"test": fixture("dtd")}).save_to_disk(str(root / "dtd"))
+    out = tmp_path / "eval"
+    command = ["eval", "--model", checkpoint, "--benchmarks", "dtd", "--data-dir", str(root), "--output", str(out),
+               "--eps", "1/255,2/255", "--steps", "2", "--attack", "pgd,cw"]  # fmt: skip
+    assert cli.main(command) == 0
+    report = Report.load(str(out))
+    assert report.results["dtd"]["samples"] == 3 and set(report.results["dtd"]["robust_accuracy"]) == {
+        "pgd-2@1/255", "pgd-2@2/255", "cw-2@1/255", "cw-2@2/255"}  # fmt: skip
+    assert report.image_mean == pytest.approx([0.485, 0.456, 0.406])  # the checkpoint's own processor
+    assert "| dtd | 3 |" in capsys.readouterr().out
