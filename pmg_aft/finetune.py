@@ -163,10 +163,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=processor,
         class_names=class_names,
     )
+    if (
+        data_args.train_benchmark is None
+        and not os.path.isdir(data_args.dataset_name)
+        and "/" in data_args.dataset_name
+    ):
+        trainer.train_dataset_id = data_args.dataset_name  # a Hub id, for the model card
     metrics: dict[str, float] = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
-        trainer.save_model()
+        trainer.save_model(_internal_call=True)  # saved locally now; pushed below, with the final evaluation
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
@@ -177,6 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
         print_before_after(trainer)
+    if training_args.do_train and training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="PMG-AFT fine-tuned CLIP", finetuned_from=trainer.base_model)
     return metrics
 
 

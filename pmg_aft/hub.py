@@ -69,15 +69,12 @@ def build_model_card(
         license (`str`): the licence of the weights (OpenAI CLIP's is MIT).
         plots (`Sequence[str]`): image files shipped beside the card (shown in it).
     """
-    datasets = [
-        d for d in [train_dataset] + [r.get("hub_id") for r in (report.results.values() if report else [])] if d
-    ]
     data = ModelCardData(
         license=license,
         library_name="transformers",
         pipeline_tag="zero-shot-image-classification",
         base_model=base_model,
-        datasets=list(dict.fromkeys(datasets)) or None,
+        datasets=[train_dataset] if train_dataset else None,
         tags=TAGS,
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results(report) if report and report.results else None,
@@ -182,6 +179,7 @@ def push(
         raise FileNotFoundError(f"{model_dir} has no .safetensors weights; save the model with save_pretrained first.")
     report = Report.load(report_dir) if report_dir else None
     training = _read_json(os.path.join(model_dir, "training_args.json"))
+    train_dataset = (_read_json(os.path.join(model_dir, "pmg_aft.json")) or {}).get("train_dataset")
     with tempfile.TemporaryDirectory() as staging:
         for name in sorted(os.listdir(model_dir)):
             path = os.path.join(model_dir, name)
@@ -194,7 +192,7 @@ def push(
                     shutil.copy2(os.path.join(report_dir, name), staging)
                     plots += [name] if name.endswith(".png") else []
         base_model = base_model or _base_model(model_dir, training)
-        card = build_model_card(repo_id, report, base_model, training, license=license, plots=plots)
+        card = build_model_card(repo_id, report, base_model, training, train_dataset, license=license, plots=plots)
         card.save(os.path.join(staging, "README.md"))
         api = HfApi()
         try:
@@ -202,10 +200,18 @@ def push(
             commit = api.upload_folder(repo_id=repo_id, folder_path=staging, commit_message=commit_message)
         except Exception as error:
             raise RuntimeError(
-                f"Uploading {model_dir} to {repo_id} failed: {type(error).__name__}: {error}. Nothing local was "
-                "changed; check HF_TOKEN (write access) and the network, then run the same command again."
-            ) from error
+                f"Uploading {model_dir} to {repo_id} failed: {type(error).__name__}: {_scrub(str(error))}. Nothing "
+                "local was changed; check HF_TOKEN (write access) and the network, then run the same command again."
+            ) from None
     return getattr(commit, "commit_url", str(commit))
+
+
+def _scrub(text: str) -> str:
+    """Remove the token from a message (some HTTP errors echo request headers)."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    return text.replace(token, "***") if token else text
 
 
 def _read_json(path: str) -> dict | None:
@@ -216,6 +222,5 @@ def _read_json(path: str) -> dict | None:
 
 
 def _base_model(model_dir: str, training: dict | None) -> str | None:
-    config = _read_json(os.path.join(model_dir, "config.json")) or {}
-    name = config.get("_name_or_path") or ""
-    return name if name.count("/") == 1 and not os.path.exists(name) else None
+    """The checkpoint it was fine-tuned from, as `PMGAFTTrainer` records it in `pmg_aft.json`."""
+    return (_read_json(os.path.join(model_dir, "pmg_aft.json")) or {}).get("base_model")

@@ -173,6 +173,12 @@ class PMGAFTTrainer(Trainer):
             args = PMGAFTConfig(output_dir="pmg-aft-output")
         if not isinstance(args, PMGAFTConfig):
             raise TypeError(f"args must be a PMGAFTConfig, got {type(args).__name__}.")
+        # Recorded for the model card: a benchmark name, or the Hub id a dataset was loaded from.
+        self.train_dataset_id = (
+            get_benchmark(train_dataset).hub_id
+            if isinstance(train_dataset, str)
+            else getattr(getattr(train_dataset, "info", None), "dataset_name", None)
+        )
         train_dataset, eval_dataset = load_named_datasets(train_dataset, eval_dataset, args)
         columns = (args.image_column, args.label_column)
         check_dataset(train_dataset, "train_dataset", columns)
@@ -297,7 +303,10 @@ class PMGAFTTrainer(Trainer):
             if training
             else (args.eval_eps, args.eval_step_size, args.eval_attack_steps)
         )
-        return pgd(classifier, images, labels, *budget, norm=args.attack_norm, random_start=args.attack_random_start)
+        return pgd(
+            classifier, images, labels, *budget, norm=args.attack_norm, random_start=args.attack_random_start,
+            early_stop=not training,  # evaluation keeps each sample's first success
+        )  # fmt: skip
 
     @staticmethod
     def _image_embeddings(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -449,11 +458,14 @@ class PMGAFTTrainer(Trainer):
         if not entries:
             return None
         last = entries[-1]
-        key = f"pgd-{args.eval_attack_steps}@{args.eval_eps * 255:g}/255"
+        # Random-start PGD (the trainer's) is keyed apart from the suite's deterministic PGD.
+        attack = "pgd_rs" if args.attack_random_start else "pgd"
+        key = f"{attack}-{args.eval_attack_steps}@{args.eval_eps * 255:g}/255"
         report = Report(
             model=self.args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
             protocol=args.eval_protocol,
-            logit_scale=args.resolved_logit_scale() or 0.0,
+            logit_scale=args.resolved_logit_scale()
+            or float(self.accelerator.unwrap_model(self.model).logit_scale.exp()),
             norm=args.attack_norm,
             image_mean=list(args.image_mean),
             image_std=list(args.image_std),
@@ -482,14 +494,36 @@ class PMGAFTTrainer(Trainer):
             }
         return report
 
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs) -> None:
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        license: str | None = None,
+        finetuned_from: str | None = None,
+        dataset: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Write `README.md` in `output_dir`: usage, the recipe, and the last evaluation's clean and robust accuracy
-        in the `model-index`, so `push_to_hub` publishes a card with the robust-accuracy table."""
+        in the `model-index`, so `push_to_hub` publishes a card with the robust-accuracy table.
+
+        Accepts the arguments `Trainer.push_to_hub` passes on (`license`, `finetuned_from`, `dataset`, ...).
+        """
         if not self.is_world_process_zero():
             return
-        repo_id = self.args.hub_model_id or model_name or os.path.basename(os.path.abspath(self.args.output_dir))
+        repo_id = (
+            getattr(self, "hub_model_id", None)
+            or self.args.hub_model_id
+            or model_name
+            or os.path.basename(os.path.abspath(self.args.output_dir))
+        )
+        dataset = dataset[0] if isinstance(dataset, (list, tuple)) and dataset else dataset
         card = build_model_card(
-            repo_id, self.evaluation_report(), self.base_model, json.loads(self.args.to_json_string()), dataset_name
+            repo_id,
+            self.evaluation_report(),
+            finetuned_from or self.base_model,
+            json.loads(self.args.to_json_string()),
+            dataset_name or dataset or self.train_dataset_id,
+            license=license or "mit",
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
@@ -506,5 +540,7 @@ class PMGAFTTrainer(Trainer):
         self.processing_class.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as f:
             f.write(self.args.to_json_string())
-        with open(os.path.join(output_dir, "pmg_aft_class_names.json"), "w", encoding="utf-8") as f:
-            json.dump(self.class_names, f, indent=1)
+        # What the card needs that the checkpoint cannot say: transformers does not save `_name_or_path`.
+        info = {"base_model": self.base_model, "train_dataset": self.train_dataset_id, "class_names": self.class_names}
+        with open(os.path.join(output_dir, "pmg_aft.json"), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)

@@ -214,8 +214,8 @@ def test_finetune_trains_and_evaluates_on_benchmarks_by_name(tmp_path):
     )  # fmt: skip
     assert metrics["eval_cifar10_samples"] == 3 and metrics["eval_pcam_samples"] == 3
     assert metrics["eval_pcam_robust_accuracy"] <= metrics["eval_pcam_clean_accuracy"]
-    with open(out / "pmg_aft_class_names.json") as f:
-        assert json.load(f)[0] == "goldfish"  # Tiny-ImageNet names in the prompts
+    with open(out / "pmg_aft.json") as f:
+        assert json.load(f)["class_names"][0] == "goldfish"  # Tiny-ImageNet names in the prompts
 
 
 def test_eval_benchmarks_get_their_own_prompts_and_resolution(tmp_path, make_config, tokenizer):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, ZeroShotClassifier, clean_class_name
 from pmg_aft.data import ImageClassificationCollator
-from pmg_aft.evaluation import Report, autoattack_plan, evaluate_robustness, sanity_warnings
+from pmg_aft.evaluation import Report, autoattack, autoattack_plan, evaluate_robustness, sanity_warnings
 from pmg_aft.evaluation import suite as suite_module
 from pmg_aft.trainer import clip_processor_for
 
@@ -44,14 +44,24 @@ def test_autoattack_runs_end_to_end_on_a_handful_of_samples(model, processor, te
     pytest.importorskip("pyautoattack")
     two = test_set.filter(lambda row: row["label"] < 2).select(range(4))
     data = {"two": two.cast_column("label", _two_classes(test_set)), "six": test_set.select(range(4))}
-    report = evaluate_robustness(
-        model, processor, datasets=data, attacks=("autoattack",), eps=(16 / 255,), batch_size=4
-    )
+    # A small budget, so some samples survive APGD and FAB-T and Square run too.
+    report = evaluate_robustness(model, processor, datasets=data, attacks=("autoattack", "pgd"), eps=(1 / 255,),
+                                 steps=20, batch_size=4)  # fmt: skip
+    assert all(p.grad is None for p in model.parameters()) and all(p.requires_grad for p in model.parameters())
     for result in report.results.values():
-        assert result["robust_accuracy"]["autoattack@16/255"] <= result["clean_accuracy"]
-    assert report.results["six"]["autoattack_attacks"]["autoattack@16/255"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
-    assert report.results["two"]["autoattack_attacks"]["autoattack@16/255"] == ["apgd-ce", "fab", "square"]
-    assert autoattack_plan(3) == ("custom", ["apgd-ce", "fab", "square"])
+        assert result["robust_accuracy"]["autoattack@1/255"] <= result["robust_accuracy"]["pgd-20@1/255"] + 0.25
+        assert result["robust_accuracy"]["autoattack@1/255"] <= result["clean_accuracy"]
+    assert report.results["six"]["autoattack_attacks"]["autoattack@1/255"] == [
+        "apgd-ce", "apgd-t (5 targets)", "fab-t (5 targets)", "square"]  # fmt: skip
+    assert report.results["two"]["autoattack_attacks"]["autoattack@1/255"] == [
+        "apgd-ce", "fab-t (1 target)", "square"]  # fmt: skip
+    assert autoattack_plan(3) == ("custom", ["apgd-ce", "fab-t", "square"], 2)
+    head = ZeroShotClassifier(model, class_embeddings=torch.nn.functional.normalize(torch.randn(6, 32), dim=-1))
+    batch = ImageClassificationCollator(image_size=32)([test_set[i] for i in range(2)])
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    autoattack(head, batch["pixel_values"], batch["labels"], 8 / 255, 6)
+    assert torch.equal(torch.random.get_rng_state(), state)  # AutoAttack's reseeding does not leak out
 
 
 def _two_classes(data):
@@ -83,6 +93,12 @@ def test_an_interrupted_suite_resumes_without_recomputing(model, processor, test
     assert first.stat().st_mtime_ns == stamp and sorted(report.results) == ["first", "second"]
     evaluate_robustness(model, processor, **{**common, "steps": 3})  # other settings: recomputed
     assert computed[-2:] == ["first", "second"]
+    with torch.no_grad():
+        model.visual_projection.weight.mul_(1.01)  # other weights under the same name: recomputed
+    evaluate_robustness(model, processor, **{**common, "steps": 3})
+    assert computed[-2:] == ["first", "second"]
+    report = evaluate_robustness(model, processor, **{**common, "max_samples": 4})
+    assert report.results["first"]["samples"] == 4 and report.max_samples == 4
 
 
 def test_report_files_table_and_plots(model, processor, test_set, tmp_path):

@@ -37,8 +37,8 @@ def test_offline_demo_trains_evaluates_before_and_after_and_saves(tmp_path, caps
     assert metrics["train_loss"] > 0
     model = CLIPModel.from_pretrained(str(out))
     assert isinstance(model, CLIPModel)
-    with open(out / "pmg_aft_class_names.json") as f:
-        assert json.load(f) == ["red", "green", "blue", "yellow", "purple", "orange"]
+    with open(out / "pmg_aft.json") as f:
+        assert json.load(f)["class_names"] == ["red", "green", "blue", "yellow", "purple", "orange"]
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):

@@ -34,7 +34,8 @@ def test_card_renders_reloads_and_holds_every_result(tmp_path):
     data = loaded.data
     assert data.pipeline_tag == "zero-shot-image-classification" and data.base_model == "openai/clip-vit-base-patch32"
     assert data.license == "mit" and "adversarial-robustness" in data.tags
-    assert set(data.datasets) == {"zh-plus/tiny-imagenet", "uoft-cs/cifar10", "1aurent/PatchCamelyon"}
+    assert data.datasets == ["zh-plus/tiny-imagenet"]  # trained on; the evaluation sets are in the model-index
+    assert {r.dataset_type for r in data.eval_results} == {"uoft-cs/cifar10", "1aurent/PatchCamelyon"}
     found = {(r.dataset_name, r.metric_name, r.metric_value) for r in data.eval_results}
     for name, result in report.results.items():
         assert (name, "clean accuracy", round(100 * result["clean_accuracy"], 2)) in found
@@ -53,11 +54,14 @@ def test_trainer_writes_the_card_from_its_last_evaluation(model, tokenizer, trai
                             eval_dataset={"patches": test_set}, processing_class=tokenizer)  # fmt: skip
     trainer.train()
     metrics = trainer.evaluate()
-    trainer.create_model_card()
+    trainer.create_model_card(model_name="local-name", license="apache-2.0", finetuned_from="org/base",
+                              dataset=["zh-plus/tiny-imagenet"])  # what Trainer.push_to_hub passes on  # fmt: skip
     card = ModelCard.load(os.path.join(trainer.args.output_dir, "README.md"))
+    assert card.data.license == "apache-2.0" and card.data.base_model == "org/base"
+    assert card.data.datasets == ["zh-plus/tiny-imagenet"] and 'from_pretrained("local-name")' in card.text
     values = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert values["clean accuracy"] == round(100 * metrics["eval_patches_clean_accuracy"], 2)
-    assert values["robust accuracy (pgd-2@1/255, linf, paper protocol)"] == round(
+    assert values["robust accuracy (pgd_rs-2@1/255, linf, paper protocol)"] == round(
         100 * metrics["eval_patches_robust_accuracy"], 2
     )
     assert "| `train_eps` |" in card.text
@@ -71,14 +75,18 @@ class FakeApi:
         self.repo = repo_id
 
     def upload_folder(self, repo_id, folder_path, commit_message):
-        if FakeApi.fail:
-            raise ConnectionError("network unreachable")
+        if FakeApi.fail:  # some HTTP errors echo the request's headers
+            raise ConnectionError(f"401 Unauthorized (Authorization: Bearer {os.environ['HF_TOKEN']})")
         FakeApi.uploaded = sorted(os.listdir(folder_path))
+        FakeApi.card = os.path.join(os.path.dirname(folder_path), "uploaded-README.md")
+        with open(os.path.join(folder_path, "README.md")) as src, open(FakeApi.card, "w") as dst:
+            dst.write(src.read())
         return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/1"})()
 
 
 @pytest.fixture
 def checkpoint(model, tokenizer, train_set, make_config, tmp_path):
+    model.config._name_or_path = "org/base-clip"  # as from_pretrained("org/base-clip") sets it
     trainer = PMGAFTTrainer(model, make_config(), train_dataset=train_set, processing_class=tokenizer)
     trainer.save_model(str(tmp_path / "ckpt"))
     (tmp_path / "ckpt" / "optimizer.pt").write_bytes(b"never published")
@@ -99,6 +107,8 @@ def test_push_uploads_weights_processor_card_and_plots(checkpoint, tmp_path, mon
     assert {"model.safetensors", "config.json", "README.md", "accuracy.png", "report.json"} <= set(FakeApi.uploaded)
     assert not [f for f in FakeApi.uploaded if f.endswith((".pt", ".bin", ".pth"))]
     assert sorted(os.listdir(checkpoint)) == before  # the local folder is not touched
+    card = ModelCard.load(FakeApi.card)
+    assert card.data.base_model == "org/base-clip" and len(card.data.eval_results) == 6
 
 
 def test_a_failed_push_loses_nothing_and_says_how_to_retry(checkpoint, monkeypatch, capsys):

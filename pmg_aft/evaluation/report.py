@@ -27,6 +27,9 @@ class Report:
     image_std: list[float]
     settings: list[dict]
     max_samples: int | None = None
+    model_digest: str | None = None
+    mixed_precision: str = "no"
+    seed: int = 0
     results: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -34,7 +37,8 @@ class Report:
 
     def fingerprint(self) -> str:
         """A hash of everything that determines a dataset's numbers (so a resumed run reuses only matching ones)."""
-        keys = ("model", "protocol", "logit_scale", "norm", "image_mean", "image_std", "settings", "max_samples")
+        keys = ("model", "protocol", "logit_scale", "norm", "image_mean", "image_std", "settings", "max_samples",
+                "model_digest", "mixed_precision", "seed")  # fmt: skip
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -90,10 +94,9 @@ class Report:
 
     def plot(self, output_dir: str) -> list[str]:
         """Per-dataset clean vs robust bars (`accuracy.png`) and, with several budgets, accuracy vs eps."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # The Figure API draws off-screen without touching the user's pyplot backend.
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
 
         names = list(self.results)
         if not names:
@@ -101,10 +104,13 @@ class Report:
         keys = self.attack_keys
         series = [("clean", [self.results[n]["clean_accuracy"] for n in names])]
         series += [(k, [self.results[n]["robust_accuracy"][k] for n in names]) for k in keys]
+        colours = colormaps["tab10" if len(series) <= 10 else "tab20"].colors
         width = 0.8 / len(series)
-        fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(names) * len(series) + 3), 4))
+        fig = Figure(figsize=(max(7.0, 0.35 * len(names) * len(series) + 3), 4))
+        ax = fig.add_subplot()
         for i, (label, values) in enumerate(series):
-            ax.bar([j + i * width for j in range(len(names))], [100 * v for v in values], width, label=label)
+            ax.bar([j + i * width for j in range(len(names))], [100 * v for v in values], width, label=label,
+                   color=colours[i % len(colours)])  # fmt: skip
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=45, ha="right")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_ylim(0, 100)
@@ -113,10 +119,10 @@ class Report:
         fig.tight_layout()
         paths = [os.path.join(output_dir, "accuracy.png")]
         fig.savefig(paths[0], dpi=120)
-        plt.close(fig)
         curves = self._eps_curves()
         if curves:
-            fig, ax = plt.subplots(figsize=(6, 4))
+            fig = Figure(figsize=(6, 4))
+            ax = fig.add_subplot()
             for label, points in curves.items():
                 ax.plot([p[0] * 255 for p in points], [100 * p[1] for p in points], marker="o", label=label)
             ax.set_xlabel("eps (x 1/255)")
@@ -125,7 +131,6 @@ class Report:
             fig.tight_layout()
             paths.append(os.path.join(output_dir, "accuracy_vs_eps.png"))
             fig.savefig(paths[-1], dpi=120)
-            plt.close(fig)
         return paths
 
     def _eps_curves(self) -> dict[str, list[tuple[float, float]]]:

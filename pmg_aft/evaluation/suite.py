@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -79,7 +81,7 @@ def evaluate_robustness(
     data_dir: str | None = None,
     output_dir: str | None = None,
     logit_scale: float | None = None,
-    mixed_precision: str = "no",
+    mixed_precision: str | None = None,
     model_id: str | None = None,
     datasets: dict | None = None,
     seed: int = 0,
@@ -104,8 +106,9 @@ def evaluate_robustness(
         output_dir (`str`, *optional*): where per-dataset results are written as they finish; a rerun resumes
             and does not recompute finished datasets. The report (JSON, Markdown, plots) is saved there too.
         logit_scale (`float`, *optional*): overrides the protocol's s.
-        mixed_precision (`str`): `"no"`, `"bf16"` or `"fp16"` for the forward passes (attack gradients are
-            loss-scaled under fp16 so they do not underflow).
+        mixed_precision (`str`, *optional*): `"no"`, `"bf16"` or `"fp16"` for the PGD/CW forward passes (their
+            gradients are loss-scaled under fp16 so they do not underflow); default: the accelerate setting
+            (`accelerate launch --mixed_precision`). AutoAttack always runs in float32.
         model_id (`str`, *optional*): recorded in the report.
         datasets (`dict`, *optional*): pre-loaded `{name: dataset}` in the common schema (skips loading).
         seed (`int`): seed of AutoAttack's random parts.
@@ -117,9 +120,13 @@ def evaluate_robustness(
         count, dataset id and revision, protocol, model id and time; sanity warnings in `report.warnings`.
     """
     from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list
 
     check_protocol(protocol)
-    accelerator = accelerator or Accelerator(mixed_precision=mixed_precision)
+    accelerator = accelerator or Accelerator()  # reuses an existing state (a Trainer's, a launcher's)
+    precision = mixed_precision or accelerator.mixed_precision or "no"
+    if precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision={precision!r} is not 'no', 'bf16' or 'fp16'.")
     names = EVAL_SUITE if benchmarks == "all" else benchmarks
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
@@ -136,22 +143,42 @@ def evaluate_robustness(
         image_std=[float(v) for v in image_processor.image_std],
         settings=[asdict(s) | {"key": s.key} for s in settings],
         max_samples=max_samples,
+        model_digest=weights_digest(model),
+        mixed_precision=precision,
+        seed=seed,
     )
-    model = model.to(accelerator.device).eval()
-    for name in names:
-        cached = _load_result(output_dir, name, report.fingerprint())
-        if cached is not None:
-            logger.info("%s: already evaluated in %s, not recomputed.", name, output_dir)
-            report.results[name] = cached
-            continue
-        data = datasets[name] if datasets is not None else load_benchmark(name, data_dir=_local(data_dir, name),
-                                                                           max_samples=max_samples)  # fmt: skip
-        result = _evaluate_dataset(model, processor, name, data, protocol, scale, settings, norm, batch_size,
-                                   accelerator, seed)  # fmt: skip
-        report.results[name] = result
-        if output_dir and accelerator.is_main_process:
-            _save_result(output_dir, name, report.fingerprint(), result)
-        accelerator.wait_for_everyone()
+    was_training = model.training
+    grad_flags = [p.requires_grad for p in model.parameters()]
+    # Attacks need gradients for the pixels only: no parameter gradients are built, kept, or leaked.
+    model = model.to(accelerator.device).eval().requires_grad_(False)
+    try:
+        for name in names:
+            revision = pinned_revision(name) if name in EVAL_SUITE else None
+            cached = [_load_result(output_dir, name, report.fingerprint(), revision)]
+            broadcast_object_list(cached)  # the main process decides, so all ranks agree
+            if cached[0] is not None:
+                logger.info("%s: already evaluated in %s, not recomputed.", name, output_dir)
+                report.results[name] = cached[0]
+                continue
+            if datasets is not None:
+                data = datasets[name]
+                data = data.select(range(min(max_samples, len(data)))) if max_samples is not None else data
+            else:
+                with accelerator.main_process_first():
+                    data = load_benchmark(name, data_dir=_local(data_dir, name), max_samples=max_samples)
+            if len(data) == 0:
+                raise ValueError(f"{name} has no samples to evaluate.")
+            result = _evaluate_dataset(model, processor, name, data, protocol, scale, settings, norm, batch_size,
+                                       accelerator, seed, precision)  # fmt: skip
+            result["revision"] = revision
+            report.results[name] = result
+            if output_dir and accelerator.is_main_process:
+                _save_result(output_dir, name, report.fingerprint(), result)
+            accelerator.wait_for_everyone()
+    finally:
+        model.train(was_training)
+        for param, flag in zip(model.parameters(), grad_flags):
+            param.requires_grad_(flag)
     report.warnings = sanity_warnings(report)
     for warning in report.warnings:
         logger.warning(warning)
@@ -168,12 +195,28 @@ def _result_path(output_dir: str, name: str) -> str:
     return os.path.join(output_dir, "results", f"{name}.json")
 
 
-def _load_result(output_dir: str | None, name: str, fingerprint: str) -> dict | None:
+def _load_result(output_dir: str | None, name: str, fingerprint: str, revision: str | None) -> dict | None:
+    """A finished dataset's result, if it was computed with the same settings, weights and dataset revision."""
     if not output_dir or not os.path.exists(_result_path(output_dir, name)):
         return None
     with open(_result_path(output_dir, name), encoding="utf-8") as f:
         saved = json.load(f)
-    return saved["result"] if saved.get("fingerprint") == fingerprint else None
+    same = saved.get("fingerprint") == fingerprint and saved["result"].get("revision") == revision
+    return saved["result"] if same else None
+
+
+def weights_digest(model) -> str:
+    """A short hash of the model's weights: results of other weights under the same name are never reused."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _autocast(device: torch.device, precision: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def _save_result(output_dir: str, name: str, fingerprint: str, result: dict) -> None:
@@ -202,7 +245,9 @@ def _classifier(model, processor, name: str, data, protocol: str, scale: float) 
     )
 
 
-def _evaluate_dataset(model, processor, name, data, protocol, scale, settings, norm, batch_size, accelerator, seed):
+def _evaluate_dataset(
+    model, processor, name, data, protocol, scale, settings, norm, batch_size, accelerator, seed, precision
+):
     start = time.time()
     bench = get_benchmark(name) if name in EVAL_SUITE else None
     classifier = _classifier(model, processor, name, data, protocol, scale)
@@ -216,28 +261,28 @@ def _evaluate_dataset(model, processor, name, data, protocol, scale, settings, n
     rows, attacks_used, health = [], {}, None
     for batch in loader:
         images, labels = batch["pixel_values"], batch["labels"]
-        if health is None:
-            health = gradient_health(classifier, images, labels)
-        with accelerator.autocast(), torch.no_grad():
-            correct = [classifier(images).argmax(-1) == labels]
+        with _autocast(images.device, precision):
+            if health is None:  # under the attacks' precision, where masking would show
+                health = gradient_health(classifier, images, labels)
+            with torch.no_grad():
+                correct = [classifier(images).argmax(-1) == labels]
         for setting in settings:
-            with accelerator.autocast():
-                if setting.attack == "autoattack":
-                    adv, used = autoattack(classifier, images, labels, setting.eps, classifier.num_classes, norm, seed)
-                    attacks_used[setting.key] = used
-                else:
+            if setting.attack == "autoattack":  # float32: pyautoattack does not scale its gradients
+                adv, used = autoattack(classifier, images, labels, setting.eps, classifier.num_classes, norm, seed)
+                attacks_used[setting.key] = used
+            else:
+                with _autocast(images.device, precision):
                     adv = pgd(
                         classifier, images, labels, setting.eps, setting.step_size, setting.steps, norm=norm,
                         random_start=False, loss="ce" if setting.attack == "pgd" else "cw", early_stop=True,
                     )  # fmt: skip
-                with torch.no_grad():
-                    correct.append(classifier(adv).argmax(-1) == labels)
+            with torch.no_grad(), _autocast(images.device, precision):
+                correct.append(classifier(adv).argmax(-1) == labels)
         rows.append(accelerator.gather_for_metrics(torch.stack(correct, dim=1)))
     flags = torch.cat(rows).float().cpu()
     result = {
         "dataset": name,
         "hub_id": bench.hub_id if bench else None,
-        "revision": (pinned_revision(name) or "unpinned (latest)") if bench else None,
         "split": bench.split if bench else None,
         "samples": int(flags.shape[0]),
         "num_classes": classifier.num_classes,
