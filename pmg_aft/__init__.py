@@ -2,7 +2,7 @@
 
 from .attacks import margin_loss, pgd
 from .config import PMGAFTConfig
-from .losses import PMGAFTLoss, kl_divergence, pmg_aft_loss, tecoa_loss
+from .losses import PMGAFTLoss, clean_loss, fare_loss, kl_divergence, pmg_aft_loss, squared_distance, tecoa_loss
 from .trainer import PMGAFTTrainer
 from .zeroshot import (
     CLIP_MEAN,
@@ -10,6 +10,7 @@ from .zeroshot import (
     DEFAULT_TEMPLATE,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    ImageEncoder,
     ZeroShotClassifier,
     build_class_embeddings,
     clean_class_name,
@@ -26,6 +27,10 @@ __all__ = [
     "PMGAFTConfig",
     "PMGAFTLoss",
     "PMGAFTTrainer",
+    "ImageEncoder",
+    "clean_loss",
+    "fare_loss",
+    "squared_distance",
     "ZeroShotClassifier",
     "build_class_embeddings",
     "clean_class_name",

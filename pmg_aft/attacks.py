@@ -85,7 +85,7 @@ def pgd(
     steps: int,
     norm: str = "linf",
     random_start: bool = True,
-    loss: str = "ce",
+    loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
     early_stop: bool = False,
 ) -> torch.Tensor:
     r"""Untargeted PGD that maximises `loss` of `classifier` around `images`.
@@ -106,7 +106,9 @@ def pgd(
         steps (`int`): number of gradient steps; 0 returns the (random) starting point.
         norm (`str`, defaults to `"linf"`): `"linf"` or `"l2"`.
         random_start (`bool`, defaults to `True`): start from a random point of the ball rather than the image.
-        loss (`str`, defaults to `"ce"`): `"ce"` (cross-entropy) or `"cw"` (margin loss).
+        loss (`str` or `Callable`, defaults to `"ce"`): `"ce"` (cross-entropy), `"cw"` (margin loss), or a function
+            `(outputs, labels) -> per-sample loss` to maximise, where `labels` may be any targets (FARE passes the
+            reference embeddings and `classifier` returns embeddings).
         early_stop (`bool`, defaults to `False`): freeze each sample's perturbation once it is misclassified (for
             evaluation: the attack then keeps the first success, so more steps never raise robust accuracy).
             Training uses the final iterate, as the paper does.
@@ -116,14 +118,16 @@ def pgd(
     """
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r} is not one of {NORMS}.")
-    if loss not in LOSSES:
-        raise ValueError(f"loss={loss!r} is not one of {LOSSES}.")
+    if not callable(loss) and loss not in LOSSES:
+        raise ValueError(f"loss={loss!r} is not one of {LOSSES} or a callable.")
+    if callable(loss) and early_stop:
+        raise ValueError("early_stop needs a classifier's logits; it cannot be used with a custom loss.")
     eps = check_budget("eps", eps, norm)
     step_size = check_budget("step_size", step_size, norm)
     if int(steps) < 0:
         raise ValueError(f"steps must be >= 0, got {steps}.")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels.")
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels (targets).")
     x = images.detach()
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(
@@ -131,7 +135,7 @@ def pgd(
             "Pass raw pixels / 255; the classifier normalises inside."
         )
     labels = labels.detach()
-    objective = _attack_loss(loss)
+    objective = loss if callable(loss) else _attack_loss(loss)
 
     if random_start and eps > 0:
         if norm == "linf":

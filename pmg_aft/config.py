@@ -11,6 +11,7 @@ from .attacks import check_budget
 from .zeroshot import DEFAULT_TEMPLATE, IMAGENET_MEAN, IMAGENET_STD
 
 KL_DIRECTIONS = ("official", "early")
+METHODS = ("pmg_aft", "tecoa", "fare", "clean")
 
 
 def parse_pixel_value(value: float | int | str, name: str = "value") -> float:
@@ -57,7 +58,16 @@ class PMGAFTConfig(TrainingArguments):
     accept fractions such as `1/255` on the command line and in YAML files.
     """
 
-    # Loss.
+    # Method and loss.
+    method: str = field(
+        default="pmg_aft",
+        metadata={
+            "help": "`pmg_aft`; `tecoa` (cross-entropy on adversarial images: alpha = beta = 0; the paper "
+            "uses logit_scale 100); `fare` (unsupervised: ||E_t(x') - E_0(x)||^2 on image embeddings, the attack "
+            "maximising the same distance; no labels, no text); `clean` (plain fine-tuning, no attack).",
+            "choices": ["pmg_aft", "tecoa", "fare", "clean"],
+        },
+    )
     alpha: float = field(
         default=256.0,
         metadata={
@@ -202,6 +212,15 @@ class PMGAFTConfig(TrainingArguments):
             raise ValueError(f"on_bad_image={self.on_bad_image!r} is not 'raise' or 'skip'.")
         if self.kl_direction not in KL_DIRECTIONS:
             raise ValueError(f"kl_direction={self.kl_direction!r} is not one of {KL_DIRECTIONS}.")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not one of {METHODS}.")
+        if self.method == "fare" and not self.attack_random_start:
+            raise ValueError(
+                "method='fare' needs attack_random_start=True: its objective ||E_t(x+d) - E_0(x)||^2 has a zero "
+                "gradient at d = 0 while the model equals the reference, so PGD without a random start never moves."
+            )
+        if self.method in ("tecoa", "clean", "fare"):
+            self.alpha, self.beta = 0.0, 0.0  # only PMG-AFT has the two KL terms
         if self.alpha < 0 or self.beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")
         self.logit_scale = str(self.logit_scale)

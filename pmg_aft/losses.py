@@ -75,3 +75,21 @@ def tecoa_loss(adv_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     It is PMG-AFT with `alpha = beta = 0`.
     """
     return F.cross_entropy(adv_logits.float(), labels)
+
+
+def squared_distance(embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample squared L2 distance `||e - t||^2` (FARE's attack objective)."""
+    return (embeddings.float() - targets.float()).pow(2).sum(dim=-1)
+
+
+def fare_loss(adv_embeddings: torch.Tensor, ref_clean_embeddings: torch.Tensor) -> torch.Tensor:
+    """FARE (Schlarmann et al., ICML 2024): batch mean of `||E_t(x') - E_0(x)||^2` on unnormalised embeddings.
+
+    Unsupervised: no labels and no text, only the frozen model's embedding of the clean image.
+    """
+    return squared_distance(adv_embeddings, ref_clean_embeddings.detach()).mean()
+
+
+def clean_loss(clean_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Plain zero-shot fine-tuning: cross-entropy of the logits on clean images (no attack)."""
+    return F.cross_entropy(clean_logits.float(), labels)

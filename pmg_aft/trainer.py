@@ -31,8 +31,8 @@ from .data import (
 from .data.registry import pinned_revision
 from .evaluation.report import Report
 from .hub import build_model_card
-from .losses import pmg_aft_loss
-from .zeroshot import ZeroShotClassifier, build_class_embeddings, check_clip_model, clean_class_name
+from .losses import clean_loss, fare_loss, pmg_aft_loss, squared_distance
+from .zeroshot import ImageEncoder, ZeroShotClassifier, build_class_embeddings, check_clip_model, clean_class_name
 
 logger = logging.get_logger(__name__)
 
@@ -180,11 +180,12 @@ class PMGAFTTrainer(Trainer):
             else getattr(getattr(train_dataset, "info", None), "dataset_name", None)
         )
         train_dataset, eval_dataset = load_named_datasets(train_dataset, eval_dataset, args)
-        columns = (args.image_column, args.label_column)
+        unsupervised = args.method == "fare"
+        columns = (args.image_column,) if unsupervised else (args.image_column, args.label_column)
         check_dataset(train_dataset, "train_dataset", columns)
         check_dataset(eval_dataset, "eval_dataset", None)
 
-        if class_names is None and train_dataset is not None:
+        if class_names is None and train_dataset is not None and not unsupervised:
             class_names = dataset_class_names(train_dataset, args.label_column)
             if class_names is None:
                 raise ValueError(
@@ -192,7 +193,7 @@ class PMGAFTTrainer(Trainer):
                     "Pass class_names=[...] in label order."
                 )
         self.class_names = self._prompt_names(class_names) if class_names is not None else None
-        if train_dataset is not None:
+        if train_dataset is not None and self.class_names is not None:
             check_labels(train_dataset, "train_dataset", args.label_column, len(self.class_names))
 
         name = getattr(model.config, "_name_or_path", "") or ""
@@ -200,7 +201,7 @@ class PMGAFTTrainer(Trainer):
         freeze_all_but_vision(model)
         # A copy of the target has the same (frozen) text tower: it shares the target's class embeddings.
         self._ref_is_copy = ref_model is None
-        if ref_model is None and args.alpha > 0:
+        if ref_model is None and (args.alpha > 0 or unsupervised):
             ref_model = copy.deepcopy(model)
         if ref_model is not None:
             check_clip_model(ref_model)
@@ -213,6 +214,7 @@ class PMGAFTTrainer(Trainer):
                 args.label_column,
                 image_size=model.config.vision_config.image_size,
                 native_resolution=args.native_resolution,
+                require_labels=not unsupervised,
             )
         super().__init__(
             model=model,
@@ -309,11 +311,13 @@ class PMGAFTTrainer(Trainer):
         )  # fmt: skip
 
     @staticmethod
-    def _image_embeddings(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    def _image_embeddings(model: nn.Module, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         # Call the (possibly DDP-wrapped) model itself so DDP prepares its gradient all-reduce and accelerate applies
         # autocast. CLIPModel.forward needs text, so it gets a one-token dummy; the class embeddings come from cache.
         dummy_text = torch.zeros((1, 1), dtype=torch.long, device=pixel_values.device)
-        return model(input_ids=dummy_text, pixel_values=pixel_values).image_embeds
+        out = model(input_ids=dummy_text, pixel_values=pixel_values)
+        # transformers 5: the vision output's pooler_output is the projected, unnormalised image embedding.
+        return out.image_embeds if normalize else out.vision_model_output.pooler_output
 
     # ---- training --------------------------------------------------------------------------------------------
 
@@ -324,12 +328,21 @@ class PMGAFTTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Attack the current model, then return the PMG-AFT loss on the batch (a batch mean)."""
+        """Attack the current model, then return the method's loss on the batch (a batch mean)."""
+        args = self.args
+        if args.method == "fare":
+            return self._fare_loss(model, inputs["pixel_values"], return_outputs)
         if self.class_names is None:
             raise ValueError("No class names: pass class_names= or a train_dataset with a ClassLabel column.")
-        args = self.args
         images, labels = inputs["pixel_values"], inputs["labels"]
         target = self.classifier(self.class_names)
+        if args.method == "clean":
+            with self.accelerator.autocast():
+                clean_logits = target.logits_from_embeddings(self._image_embeddings(model, target.preprocess(images)))
+            loss = clean_loss(clean_logits, labels)
+            self._metrics["ce"].append(loss.detach())
+            self._metrics["train_clean_accuracy"].append((clean_logits.argmax(-1) == labels).float().mean())
+            return (loss, {"clean_logits": clean_logits}) if return_outputs else loss
         with self.accelerator.autocast():
             adv_images = self.attack(target, images, labels, training=True)
             # One forward of [x'; x] instead of two: the same maths (no batch statistics in ViT), one DDP forward.
@@ -353,6 +366,24 @@ class PMGAFTTrainer(Trainer):
         self._record(terms, adv_logits, clean_logits, labels)
         outputs = {"adv_logits": adv_logits, "clean_logits": clean_logits}
         return (terms.loss, outputs) if return_outputs else terms.loss
+
+    def _fare_loss(self, model: nn.Module, images: torch.Tensor, return_outputs: bool):
+        """FARE: maximise, then minimise, `||E_t(x') - E_0(x)||^2` on unnormalised image embeddings."""
+        args = self.args
+        mean, std = args.image_mean, args.image_std
+        target = ImageEncoder(self.accelerator.unwrap_model(self.model), mean, std)
+        reference = ImageEncoder(self.accelerator.unwrap_model(self.ref_model), mean, std)
+        with self.accelerator.autocast():
+            with torch.no_grad():
+                anchor = reference.encode_images(images, normalize=False).float()
+            adv_images = pgd(
+                target, images, anchor, args.train_eps, args.train_step_size, args.train_steps,
+                norm=args.attack_norm, random_start=args.attack_random_start, loss=squared_distance,
+            )  # fmt: skip
+            embeddings = self._image_embeddings(model, target.preprocess(adv_images), normalize=False)
+        loss = fare_loss(embeddings, anchor)
+        self._metrics["fare_distance"].append(loss.detach())
+        return (loss, {"adv_embeddings": embeddings}) if return_outputs else loss
 
     @torch.no_grad()
     def _record(self, terms, adv_logits, clean_logits, labels) -> None:

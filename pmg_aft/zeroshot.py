@@ -93,7 +93,59 @@ def build_class_embeddings(
     return F.normalize(embeddings, dim=-1)
 
 
-class ZeroShotClassifier(nn.Module):
+class ImageEncoder(nn.Module):
+    r"""The image side of a `CLIPModel` on pixels in [0, 1]: resize (bicubic) and normalise inside the graph, then
+    the vision tower and projection. Used alone by embedding-space methods (FARE), which need no text.
+
+    Args:
+        model (`CLIPModel`): the CLIP model; only its image side runs.
+        image_mean (`Sequence[float]`, defaults to ImageNet's): normalisation mean.
+        image_std (`Sequence[float]`, defaults to ImageNet's): normalisation std.
+        image_size (`int`, *optional*): the resolution the model sees; defaults to the vision config's.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_clip_model(model)
+        self.model = model
+        device = model.visual_projection.weight.device
+        mean = torch.tensor(image_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.register_buffer("image_mean", mean)
+        self.register_buffer("image_std", torch.tensor(image_std, dtype=torch.float32, device=device).view(1, 3, 1, 1))
+        self.image_size = int(image_size or model.config.vision_config.image_size)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize (bicubic) to the model's size and normalise; differentiable, so attacks live in pixel space."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"Expected images of shape (batch, 3, height, width), got {tuple(images.shape)}.")
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            downsampling = min(images.shape[-2:]) > self.image_size
+            images = F.interpolate(
+                images,
+                size=(self.image_size, self.image_size),
+                mode="bicubic",
+                align_corners=False,
+                antialias=downsampling,
+            )
+        return (images - self.image_mean.to(images.dtype)) / self.image_std.to(images.dtype)
+
+    def encode_images(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Projected image embeddings of images in [0, 1] (unit norm when `normalize`)."""
+        pooled = self.model.vision_model(pixel_values=self.preprocess(images)).pooler_output
+        embeddings = self.model.visual_projection(pooled)
+        return F.normalize(embeddings, dim=-1) if normalize else embeddings
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode_images(images, normalize=False)
+
+
+class ZeroShotClassifier(ImageEncoder):
     r"""A `CLIPModel` turned into a plain image classifier over a fixed list of classes.
 
     `forward(images)` takes images in [0, 1] of shape `(batch, 3, height, width)`, any height and width, resizes them
@@ -126,9 +178,7 @@ class ZeroShotClassifier(nn.Module):
         class_embeddings: torch.Tensor | None = None,
         image_size: int | None = None,
     ) -> None:
-        super().__init__()
-        check_clip_model(model)
-        self.model = model
+        super().__init__(model, image_mean, image_std, image_size)
         if class_embeddings is None:
             if class_names is None:
                 raise ValueError("Pass class_names (with a tokenizer) or precomputed class_embeddings.")
@@ -140,38 +190,12 @@ class ZeroShotClassifier(nn.Module):
             )
         device = model.visual_projection.weight.device
         self.register_buffer("class_embeddings", class_embeddings.detach().float().to(device), persistent=False)
-        self.register_buffer(
-            "image_mean", torch.tensor(image_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        )
-        self.register_buffer("image_std", torch.tensor(image_std, dtype=torch.float32, device=device).view(1, 3, 1, 1))
         self.logit_scale = logit_scale
-        self.image_size = int(image_size or model.config.vision_config.image_size)
         self.class_names = list(class_names) if class_names is not None else None
 
     @property
     def num_classes(self) -> int:
         return self.class_embeddings.shape[0]
-
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """Resize (bicubic) to the model's size and normalise; differentiable, so attacks live in pixel space."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"Expected images of shape (batch, 3, height, width), got {tuple(images.shape)}.")
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            downsampling = min(images.shape[-2:]) > self.image_size
-            images = F.interpolate(
-                images,
-                size=(self.image_size, self.image_size),
-                mode="bicubic",
-                align_corners=False,
-                antialias=downsampling,
-            )
-        return (images - self.image_mean.to(images.dtype)) / self.image_std.to(images.dtype)
-
-    def encode_images(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Projected image embeddings of images in [0, 1] (unit norm when `normalize`)."""
-        pooled = self.model.vision_model(pixel_values=self.preprocess(images)).pooler_output
-        embeddings = self.model.visual_projection(pooled)
-        return F.normalize(embeddings, dim=-1) if normalize else embeddings
 
     def scale(self) -> torch.Tensor | float:
         """The logit scale s actually applied."""

@@ -109,3 +109,16 @@ def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
         scheduler.step()
     assert rates[0] == 0.0 and rates[500] == pytest.approx(2.5e-5) and rates[1000] == pytest.approx(5e-5)
     assert rates[-1] < 1e-9 and max(rates) == pytest.approx(5e-5)
+
+
+@pytest.mark.parametrize(
+    "name,method",
+    [("pmg_aft_vitb32_tinyimagenet", "pmg_aft"), ("tecoa_vitb32_tinyimagenet", "tecoa"),
+     ("fare_vitb32_imagenet", "fare"), ("clean_vitb32_tinyimagenet", "clean"), ("tiny_offline", "pmg_aft")],
+)  # fmt: skip
+def test_every_example_config_parses(name, method, tmp_path):
+    path = os.path.join(os.path.dirname(CONFIG), f"{name}.yaml")
+    _, _, config = parse_args(["--config", path, "--fp16", "false", "--use_cpu", "true", "--eval_strategy", "no",
+                               "--output_dir", str(tmp_path)])  # fmt: skip
+    assert config.method == method
+    assert (config.alpha, config.beta) == ((256, 256) if method == "pmg_aft" else (0, 0))

@@ -74,6 +74,7 @@ class ImageClassificationCollator:
         image_size (`int`): crop size, normally the model's input resolution.
         native_resolution (`bool`): keep images at their size instead of resize + crop.
         interpolation (`str`): `"bilinear"` (torchvision's default, used by the official code) or `"bicubic"`.
+        require_labels (`bool`): `False` for unsupervised methods (FARE): rows without labels give no `labels`.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class ImageClassificationCollator:
         image_size: int = 224,
         native_resolution: bool = False,
         interpolation: str = "bilinear",
+        require_labels: bool = True,
     ) -> None:
         if interpolation not in RESAMPLING:
             raise ValueError(f"interpolation={interpolation!r} is not one of {sorted(RESAMPLING)}.")
@@ -92,6 +94,7 @@ class ImageClassificationCollator:
         self.resize_size = int(round(self.image_size * 256 / 224))
         self.native_resolution = native_resolution
         self.interpolation = interpolation
+        self.require_labels = require_labels
 
     def _pixels(self, image: Any) -> torch.Tensor:
         image = to_rgb(image)
@@ -102,7 +105,8 @@ class ImageClassificationCollator:
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if len(examples) == 0:
             raise ValueError("Cannot collate an empty batch.")
-        missing = [c for c in (self.image_column, self.label_column) if c not in examples[0]]
+        needed = (self.image_column, self.label_column) if self.require_labels else (self.image_column,)
+        missing = [c for c in needed if c not in examples[0]]
         if missing:
             raise KeyError(
                 f"Column(s) {missing} not found; the examples have columns {sorted(examples[0])}. "
@@ -115,5 +119,7 @@ class ImageClassificationCollator:
                 f"native_resolution=True needs images of one size per batch, got sizes {sorted(sizes)}; "
                 "turn native_resolution off to resize and crop them."
             )
-        labels = torch.tensor([int(example[self.label_column]) for example in examples], dtype=torch.long)
-        return {"pixel_values": torch.stack(pixels), "labels": labels}
+        batch = {"pixel_values": torch.stack(pixels)}
+        if self.label_column in examples[0]:
+            batch["labels"] = torch.tensor([int(example[self.label_column]) for example in examples], dtype=torch.long)
+        return batch
