@@ -15,7 +15,41 @@ commands:
   datasets download NAME|all pre-fetch benchmarks into the Hugging Face cache (for offline compute nodes)
   eval                       clean and robust zero-shot accuracy of any CLIP checkpoint (pmg-aft eval --help)
   push                       upload a checkpoint with its model card and plots to the Hub (pmg-aft push --help)
+  convert                    an OpenAI-style / open_clip ViT checkpoint to a CLIPModel folder (pmg-aft convert --help)
 """
+
+
+def convert_command(argv: list[str]) -> int:
+    """`pmg-aft convert`: released OpenAI-style checkpoints (TeCoA, PMG-AFT, FARE) to a `CLIPModel` folder."""
+    parser = argparse.ArgumentParser(prog="pmg-aft convert", description=convert_command.__doc__)
+    parser.add_argument(
+        "--checkpoint", required=True, help=".pt/.pth/.tar (read with weights_only=True) or .safetensors"
+    )
+    parser.add_argument(
+        "--base", required=True, help="the CLIPModel it was fine-tuned from, e.g. openai/clip-vit-base-patch32"
+    )
+    parser.add_argument("--output", required=True, help="folder for the converted model and processor")
+    parser.add_argument(
+        "--normalization", default="base", choices=["base", "imagenet", "clip"],
+        help="image mean/std of the saved processor: the base's, ImageNet's (the official TeCoA/PMG-AFT training) "
+        "or CLIP's",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+
+    from transformers import CLIPModel, CLIPProcessor
+
+    from .convert import convert_openai_checkpoint
+    from .zeroshot import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+
+    model = convert_openai_checkpoint(args.checkpoint, CLIPModel.from_pretrained(args.base))
+    processor = CLIPProcessor.from_pretrained(args.base)
+    stats = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}.get(args.normalization)
+    if stats:
+        processor.image_processor.image_mean, processor.image_processor.image_std = list(stats[0]), list(stats[1])
+    model.save_pretrained(args.output)
+    processor.save_pretrained(args.output)
+    print(f"converted {args.checkpoint} onto {args.base}: {args.output} (load it with CLIPModel.from_pretrained)")
+    return 0
 
 
 def _floats(text: str) -> list[float]:
@@ -168,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return eval_command(rest)
     if command == "push":
         return push_command(rest)
+    if command == "convert":
+        return convert_command(rest)
     if command == "datasets":
         parser = argparse.ArgumentParser(prog="pmg-aft datasets")
         sub = parser.add_subparsers(dest="action", required=True)

@@ -1,0 +1,132 @@
+"""Convert OpenAI-CLIP-style state dicts (as TeCoA, PMG-AFT and FARE release their ViT checkpoints) to `CLIPModel`.
+
+The OpenAI layout (`visual.conv1.weight`, `visual.transformer.resblocks.N.attn.in_proj_weight`, ...) is also the one
+of open_clip's non-timm ViT models, so their state dicts convert the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+from transformers import CLIPModel
+
+from .zeroshot import check_clip_model
+
+WRAPPERS = ("vision_encoder_state_dict", "state_dict", "model", "model_state_dict")
+
+
+def load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file safely: safetensors, or a torch file with `weights_only=True` (no arbitrary code).
+
+    Unwraps `{"vision_encoder_state_dict": ...}`, `{"state_dict": ...}` and `{"model": ...}` and strips `module.`.
+    """
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    while isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
+        key = next((k for k in WRAPPERS if k in state), None)
+        if key is None:
+            raise ValueError(f"{path}: no tensors found; top-level keys are {sorted(state)[:10]}.")
+        state = state[key]
+    return {re.sub(r"^(module\.)+", "", k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+# Per-layer parts with a one-to-one counterpart (the fused attention input projection is split separately).
+LAYER_PARTS = [
+    ("ln_1.", "layer_norm1."),
+    ("ln_2.", "layer_norm2."),
+    ("attn.out_proj.", "self_attn.out_proj."),
+    ("mlp.c_fc.", "mlp.fc1."),
+    ("mlp.c_proj.", "mlp.fc2."),
+]
+
+
+def openai_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename (and split, transpose) an OpenAI-style CLIP state dict into `CLIPModel` names.
+
+    A state dict of the image encoder alone (keys without `visual.`, as `model.visual.state_dict()` saves it)
+    is recognised by its `conv1.weight`.
+    """
+    if "conv1.weight" in state:
+        state = {f"visual.{k}": v for k, v in state.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for side, hf in (("visual.", "vision_model."), ("", "text_model.")):
+            match = re.fullmatch(rf"{re.escape(side)}transformer\.resblocks\.(\d+)\.(.+)", key)
+            if match:
+                layer, rest = match.groups()
+                base = f"{hf}encoder.layers.{layer}."
+                if rest in ("attn.in_proj_weight", "attn.in_proj_bias"):
+                    kind = "weight" if rest.endswith("weight") else "bias"
+                    for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+                        out[f"{base}self_attn.{name}.{kind}"] = part.clone()
+                else:
+                    for old, new in LAYER_PARTS:
+                        if rest.startswith(old):
+                            out[base + new + rest[len(old) :]] = value
+                break
+        else:
+            simple = {
+                "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+                "visual.class_embedding": "vision_model.embeddings.class_embedding",
+                "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
+                "visual.ln_pre.weight": "vision_model.pre_layrnorm.weight",
+                "visual.ln_pre.bias": "vision_model.pre_layrnorm.bias",
+                "visual.ln_post.weight": "vision_model.post_layernorm.weight",
+                "visual.ln_post.bias": "vision_model.post_layernorm.bias",
+                "token_embedding.weight": "text_model.embeddings.token_embedding.weight",
+                "positional_embedding": "text_model.embeddings.position_embedding.weight",
+                "ln_final.weight": "text_model.final_layer_norm.weight",
+                "ln_final.bias": "text_model.final_layer_norm.bias",
+                "logit_scale": "logit_scale",
+            }
+            if key in simple:
+                out[simple[key]] = value
+            elif key == "visual.proj":
+                out["visual_projection.weight"] = value.t().contiguous()
+            elif key == "text_projection":
+                out["text_projection.weight"] = value.t().contiguous()
+            # Anything else (attn_mask buffers, input_resolution, ...) carries no weights.
+    return out
+
+
+def convert_openai_checkpoint(source: str | dict[str, torch.Tensor], base: CLIPModel) -> CLIPModel:
+    """Merge an OpenAI-style (or open_clip ViT) state dict into `base`, a `CLIPModel` of the same architecture.
+
+    A vision-only checkpoint (TeCoA, PMG-AFT, FARE releases) replaces the image tower and projection and keeps the
+    base's text tower; a full one replaces everything. Shapes must match exactly; every tensor of the image side
+    must be present.
+
+    Args:
+        source (`str` or `dict`): a checkpoint path (read with `weights_only=True`) or a state dict.
+        base (`CLIPModel`): e.g. `CLIPModel.from_pretrained("openai/clip-vit-base-patch32")`.
+
+    Returns:
+        `CLIPModel`: `base`, updated in place.
+    """
+    check_clip_model(base)
+    state = openai_to_hf(load_state_dict(source) if isinstance(source, (str, os.PathLike)) else source)
+    if not state:
+        raise ValueError("No OpenAI-style CLIP weights found (expected keys such as visual.conv1.weight).")
+    target = base.state_dict()
+    unknown = sorted(k for k in state if k not in target)
+    mismatched = sorted(k for k in state if k in target and target[k].shape != state[k].shape)
+    if unknown or mismatched:
+        details = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(target[k].shape)}" for k in mismatched]
+        raise ValueError(
+            "The checkpoint does not fit the base model's architecture. "
+            + (f"Unknown tensors: {unknown[:5]}. " if unknown else "")
+            + (f"Shape mismatches: {details[:5]}. " if details else "")
+            + "Pass the base CLIPModel the checkpoint was fine-tuned from (e.g. openai/clip-vit-base-patch32)."
+        )
+    vision = [k for k in target if k.startswith(("vision_model.", "visual_projection.")) and "position_ids" not in k]
+    missing = sorted(k for k in vision if k not in state)
+    if missing:
+        raise ValueError(f"The checkpoint lacks image-tower tensors: {missing[:5]} ({len(missing)} in all).")
+    base.load_state_dict(state, strict=False)
+    return base
