@@ -15,8 +15,44 @@ commands:
   datasets download NAME|all pre-fetch benchmarks into the Hugging Face cache (for offline compute nodes)
   eval                       clean and robust zero-shot accuracy of any CLIP checkpoint (pmg-aft eval --help)
   push                       upload a checkpoint with its model card and plots to the Hub (pmg-aft push --help)
+  compare                    evaluate several models with the same suite into one table (pmg-aft compare --help)
   convert                    an OpenAI-style / open_clip ViT checkpoint to a CLIPModel folder (pmg-aft convert --help)
 """
+
+
+def compare_command(argv: list[str]) -> int:
+    """`pmg-aft compare`: several checkpoints, the same suite and settings, one table."""
+    parser = argparse.ArgumentParser(prog="pmg-aft compare", description=compare_command.__doc__)
+    parser.add_argument("--models", required=True, help="name=path_or_hub_id pairs, comma-separated")
+    parser.add_argument("--benchmarks", default="all")
+    parser.add_argument("--protocol", default="paper", choices=["paper", "clip_benchmark"])
+    parser.add_argument("--attack", default="pgd")
+    parser.add_argument("--eps", default="1/255")
+    parser.add_argument("--steps", default="10")
+    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+
+    from transformers import CLIPModel, CLIPProcessor
+
+    from .evaluation import compare
+
+    pairs = [item.split("=", 1) for item in args.models.split(",") if item.strip()]
+    if any(len(p) != 2 for p in pairs):
+        parser.error(
+            "--models takes name=path pairs, e.g. pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
+        )
+    models = {n: (CLIPModel.from_pretrained(p), CLIPProcessor.from_pretrained(p)) for n, p in pairs}
+    table = compare(
+        models, args.output, benchmarks=args.benchmarks, protocol=args.protocol,
+        attacks=[a.strip() for a in args.attack.split(",")], eps=_floats(args.eps),
+        steps=[int(s) for s in args.steps.split(",")], max_samples=args.max_samples, batch_size=args.batch_size,
+        data_dir=args.data_dir,
+    )  # fmt: skip
+    print(table)
+    return 0
 
 
 def convert_command(argv: list[str]) -> int:
@@ -204,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return push_command(rest)
     if command == "convert":
         return convert_command(rest)
+    if command == "compare":
+        return compare_command(rest)
     if command == "datasets":
         parser = argparse.ArgumentParser(prog="pmg-aft datasets")
         sub = parser.add_subparsers(dest="action", required=True)

@@ -147,3 +147,25 @@ def test_two_processes_give_the_same_report_as_one(tmp_path):
     assert one.results["patches"]["samples"] == two.results["patches"]["samples"] == 11
     for key in ("clean_accuracy", "robust_accuracy"):
         assert one.results["patches"][key] == two.results["patches"][key]
+
+
+def test_compare_methods_example_writes_one_table(tmp_path):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "compare_methods.py")
+    spec = importlib.util.spec_from_file_location("compare_methods", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    table = example.main(["--methods", "clean,fare", "--output", str(tmp_path), "--max-steps", "2"])
+    assert "| clean |" in table and "| fare |" in table and "pgd-10@4/255 (mean)" in table
+    assert (tmp_path / "comparison.md").read_text() == table
+    assert Report.load(str(tmp_path / "fare")).model == "fare"
+
+
+def test_comparison_refuses_unlike_settings():
+    from pmg_aft.evaluation import comparison_table
+
+    a = Report("a", "paper", 1.0, "linf", [0.5] * 3, [0.5] * 3, [{"key": "pgd-10@1/255"}])
+    b = Report("b", "clip_benchmark", 100.0, "linf", [0.5] * 3, [0.5] * 3, [{"key": "pgd-10@1/255"}])
+    with pytest.raises(ValueError, match="compare like with like"):
+        comparison_table({"a": a, "b": b})

@@ -2,6 +2,7 @@
 
 from .autoattack import autoattack, autoattack_plan
 from .checks import gradient_health, sanity_warnings
+from .compare import compare, comparison_table
 from .report import Report
 from .suite import ATTACKS, AttackSetting, attack_settings, evaluate_robustness
 
@@ -12,6 +13,8 @@ __all__ = [
     "attack_settings",
     "autoattack",
     "autoattack_plan",
+    "compare",
+    "comparison_table",
     "evaluate_robustness",
     "gradient_health",
     "sanity_warnings",

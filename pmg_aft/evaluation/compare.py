@@ -1,0 +1,55 @@
+"""One table for several models (methods, published checkpoints) evaluated with the same suite and settings."""
+
+from __future__ import annotations
+
+import os
+
+from .report import Report
+
+
+def comparison_table(reports: dict[str, Report]) -> str:
+    """A Markdown table: one row per model, the mean over datasets of clean and each robust accuracy (in %),
+    then one column per dataset for the first attack. All reports must share protocol and attack settings."""
+    if not reports:
+        raise ValueError("Nothing to compare: no reports.")
+    first = next(iter(reports.values()))
+    for name, report in reports.items():
+        if report.attack_keys != first.attack_keys or report.protocol != first.protocol:
+            raise ValueError(
+                f"{name} was evaluated with other settings ({report.protocol}, {report.attack_keys}) than "
+                f"{next(iter(reports))} ({first.protocol}, {first.attack_keys}); compare like with like."
+            )
+    keys = first.attack_keys
+    datasets = list(first.results)
+    lead = keys[0] if keys else None
+    header = ["model", "clean (mean)"] + [f"{k} (mean)" for k in keys]
+    header += [f"{d} {lead}" for d in datasets] if lead and len(datasets) > 1 else []
+    lines = [f"Protocol `{first.protocol}` ({first.norm}), datasets: {', '.join(datasets)}.", "",
+             "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]  # fmt: skip
+    for name, report in reports.items():
+        mean = report.summary()
+        cells = [f"{100 * mean['clean']:.2f}"] + [f"{100 * mean[k]:.2f}" for k in keys]
+        if lead and len(datasets) > 1:
+            cells += [f"{100 * report.results[d]['robust_accuracy'][lead]:.2f}" for d in datasets]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(models: dict, output_dir: str, **suite_kwargs) -> str:
+    """Evaluate each `{name: (model, processor)}` with the same settings and write `comparison.md`.
+
+    Each model's report goes to `output_dir/<name>/` (so an interrupted comparison resumes per model and dataset).
+    `suite_kwargs` are [`evaluate_robustness`]'s arguments. Returns the table.
+    """
+    from .suite import evaluate_robustness
+
+    reports = {}
+    for name, (model, processor) in models.items():
+        reports[name] = evaluate_robustness(
+            model, processor, output_dir=os.path.join(output_dir, name), model_id=name, **suite_kwargs
+        )
+    table = comparison_table(reports)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "comparison.md"), "w", encoding="utf-8") as f:
+        f.write(table)
+    return table
