@@ -150,8 +150,8 @@ class PMGAFTConfig(TrainingArguments):
     on_bad_image: str = field(
         default="raise",
         metadata={
-            "help": "For benchmarks given by name: `raise` names the first undecodable image, `skip` drops "
-            "them (and logs how many).",
+            "help": "Undecodable images, checked once before training: `raise` names the dataset and index of "
+            "the first, `skip` drops them and logs how many.",
             "choices": ["raise", "skip"],
         },
     )
