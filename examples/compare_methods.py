@@ -26,7 +26,7 @@ CONFIG = os.path.join(os.path.dirname(__file__), "configs", "tiny_offline.yaml")
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", default="clean,tecoa,fare,pmg_aft")
+    parser.add_argument("--methods", default="clean,tecoa,fare,tga_zsr,pmg_aft")
     parser.add_argument("--output", default="outputs/compare")
     parser.add_argument("--max-steps", type=int, default=-1, help="per method (default: the config's epochs)")
     args = parser.parse_args(argv)

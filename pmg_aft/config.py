@@ -11,7 +11,7 @@ from .attacks import check_budget
 from .zeroshot import DEFAULT_TEMPLATE, IMAGENET_MEAN, IMAGENET_STD
 
 KL_DIRECTIONS = ("official", "early")
-METHODS = ("pmg_aft", "tecoa", "fare", "clean")
+METHODS = ("pmg_aft", "tecoa", "fare", "clean", "tga_zsr")
 
 
 def parse_pixel_value(value: float | int | str, name: str = "value") -> float:
@@ -64,8 +64,9 @@ class PMGAFTConfig(TrainingArguments):
         metadata={
             "help": "`pmg_aft`; `tecoa` (cross-entropy on adversarial images: alpha = beta = 0; the paper "
             "uses logit_scale 100); `fare` (unsupervised: ||E_t(x') - E_0(x)||^2 on image embeddings, the attack "
-            "maximising the same distance; no labels, no text); `clean` (plain fine-tuning, no attack).",
-            "choices": ["pmg_aft", "tecoa", "fare", "clean"],
+            "maximising the same distance; no labels, no text); `clean` (plain fine-tuning, no attack); `tga_zsr` "
+            "(cross-entropy plus text-guided attention terms against the frozen model, tga_alpha / tga_beta).",
+            "choices": list(METHODS),
         },
     )
     alpha: float = field(
@@ -81,6 +82,12 @@ class PMGAFTConfig(TrainingArguments):
             "help": "Weight of the consistency term KL(p_t(x) || p_t(x')) with the target's own clean output, "
             "on batch-mean KL. The paper's setting is 256. alpha = beta = 0 is TeCoA."
         },
+    )
+    tga_alpha: float = field(
+        default=0.08, metadata={"help": "TGA-ZSR: weight of the attention refinement term (official: 0.08)."}
+    )
+    tga_beta: float = field(
+        default=0.05, metadata={"help": "TGA-ZSR: weight of the attention-based model constraint (official: 0.05)."}
     )
     kl_direction: str = field(
         default="official",
@@ -219,7 +226,7 @@ class PMGAFTConfig(TrainingArguments):
                 "method='fare' needs attack_random_start=True: its objective ||E_t(x+d) - E_0(x)||^2 has a zero "
                 "gradient at d = 0 while the model equals the reference, so PGD without a random start never moves."
             )
-        if self.method in ("tecoa", "clean", "fare"):
+        if self.method in ("tecoa", "clean", "fare", "tga_zsr"):
             self.alpha, self.beta = 0.0, 0.0  # only PMG-AFT has the two KL terms
         if self.alpha < 0 or self.beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")

@@ -93,3 +93,49 @@ def fare_loss(adv_embeddings: torch.Tensor, ref_clean_embeddings: torch.Tensor) 
 def clean_loss(clean_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Plain zero-shot fine-tuning: cross-entropy of the logits on clean images (no attack)."""
     return F.cross_entropy(clean_logits.float(), labels)
+
+
+def text_guided_attention(tokens: torch.Tensor, text_embeddings: torch.Tensor, size: int) -> torch.Tensor:
+    """TGA-ZSR's text-guided attention map, flattened: `(batch, size * size)`.
+
+    `tokens` are the projected features of every output token (`visual_projection(post_layernorm(hidden))`,
+    `(batch, 1 + patches, dim)`), normalised over the token axis as the official code does; the patch tokens'
+    similarity to each sample's class text embedding is min-max scaled over the patches, laid out on the patch
+    grid and resized (bilinear) to `size`.
+    """
+    features = tokens.float() / tokens.float().norm(dim=1, keepdim=True).clamp_min(1e-12)
+    scores = (features[:, 1:, :] @ text_embeddings.float().unsqueeze(-1)).squeeze(-1)
+    low, high = scores.min(dim=1, keepdim=True).values, scores.max(dim=1, keepdim=True).values
+    scores = (scores - low) / (high - low).clamp_min(1e-12)
+    side = int(round(scores.shape[1] ** 0.5))
+    grid = scores.view(-1, 1, side, side)
+    return F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False).flatten(1)
+
+
+class TGAZSRLoss(NamedTuple):
+    loss: torch.Tensor
+    ce: torch.Tensor
+    refinement: torch.Tensor
+    constraint: torch.Tensor
+
+
+def tga_zsr_loss(
+    adv_logits: torch.Tensor,
+    labels: torch.Tensor,
+    adv_attention: torch.Tensor,
+    clean_attention: torch.Tensor,
+    ref_clean_attention: torch.Tensor,
+    alpha: float = 0.08,
+    beta: float = 0.05,
+) -> TGAZSRLoss:
+    """TGA-ZSR (Yu, Zhang and Xu, NeurIPS 2024).
+
+    `CE(z_t(x'), y) + alpha * mean ||A_t(x') - A_0(x)||_2 + beta * mean ||A_t(x) - A_0(x)||_2`: the attention
+    refinement term pulls the target's text-guided attention on adversarial images towards the original model's on
+    clean images, the model constraint term keeps its clean attention there too. Defaults are the official ones.
+    """
+    ce = F.cross_entropy(adv_logits.float(), labels)
+    reference = ref_clean_attention.detach()
+    refinement = (adv_attention - reference).norm(dim=1).mean()
+    constraint = (clean_attention - reference).norm(dim=1).mean()
+    return TGAZSRLoss(ce + alpha * refinement + beta * constraint, ce, refinement, constraint)

@@ -31,7 +31,14 @@ from .data import (
 from .data.registry import pinned_revision
 from .evaluation.report import Report
 from .hub import build_model_card
-from .losses import clean_loss, fare_loss, pmg_aft_loss, squared_distance
+from .losses import (
+    clean_loss,
+    fare_loss,
+    pmg_aft_loss,
+    squared_distance,
+    text_guided_attention,
+    tga_zsr_loss,
+)
 from .zeroshot import ImageEncoder, ZeroShotClassifier, build_class_embeddings, check_clip_model, clean_class_name
 
 logger = logging.get_logger(__name__)
@@ -201,7 +208,7 @@ class PMGAFTTrainer(Trainer):
         freeze_all_but_vision(model)
         # A copy of the target has the same (frozen) text tower: it shares the target's class embeddings.
         self._ref_is_copy = ref_model is None
-        if ref_model is None and (args.alpha > 0 or unsupervised):
+        if ref_model is None and (args.alpha > 0 or args.method in ("fare", "tga_zsr")):
             ref_model = copy.deepcopy(model)
         if ref_model is not None:
             check_clip_model(ref_model)
@@ -343,6 +350,8 @@ class PMGAFTTrainer(Trainer):
             self._metrics["ce"].append(loss.detach())
             self._metrics["train_clean_accuracy"].append((clean_logits.argmax(-1) == labels).float().mean())
             return (loss, {"clean_logits": clean_logits}) if return_outputs else loss
+        if args.method == "tga_zsr":
+            return self._tga_zsr_loss(model, target, images, labels, return_outputs)
         with self.accelerator.autocast():
             adv_images = self.attack(target, images, labels, training=True)
             # One forward of [x'; x] instead of two: the same maths (no batch statistics in ViT), one DDP forward.
@@ -366,6 +375,37 @@ class PMGAFTTrainer(Trainer):
         self._record(terms, adv_logits, clean_logits, labels)
         outputs = {"adv_logits": adv_logits, "clean_logits": clean_logits}
         return (terms.loss, outputs) if return_outputs else terms.loss
+
+    def _tga_zsr_loss(self, model, target: ZeroShotClassifier, images, labels, return_outputs: bool):
+        """TGA-ZSR: cross-entropy on x' plus text-guided attention terms against the frozen model on x."""
+        args = self.args
+        clip = self.accelerator.unwrap_model(self.model)
+        reference = self.accelerator.unwrap_model(self.ref_model)
+        size = clip.config.vision_config.image_size
+        text = target.class_embeddings[labels]  # each sample's class prompt embedding (unit norm)
+        with self.accelerator.autocast():
+            adv_images = self.attack(target, images, labels, training=True)
+            dummy_text = torch.zeros((1, 1), dtype=torch.long, device=images.device)
+            out = model(input_ids=dummy_text, pixel_values=target.preprocess(torch.cat([adv_images, images])))
+            # Every token through the final layer norm and projection (the pooled output is token 0 of this).
+            tokens = clip.visual_projection(
+                clip.vision_model.post_layernorm(out.vision_model_output.last_hidden_state)
+            )
+            adv_logits = target.logits_from_embeddings(out.image_embeds[: len(images)])
+            attention = text_guided_attention(tokens, torch.cat([text, text]), size)
+            with torch.no_grad():
+                hidden = reference.vision_model(pixel_values=target.preprocess(images)).last_hidden_state
+                ref_tokens = reference.visual_projection(reference.vision_model.post_layernorm(hidden))
+                ref_attention = text_guided_attention(ref_tokens, text, size)
+        terms = tga_zsr_loss(
+            adv_logits, labels, attention[: len(images)], attention[len(images) :], ref_attention,
+            alpha=args.tga_alpha, beta=args.tga_beta,
+        )  # fmt: skip
+        self._metrics["ce"].append(terms.ce.detach())
+        self._metrics["attention_refinement"].append(terms.refinement.detach())
+        self._metrics["attention_constraint"].append(terms.constraint.detach())
+        self._metrics["train_robust_accuracy"].append((adv_logits.argmax(-1) == labels).float().mean())
+        return (terms.loss, {"adv_logits": adv_logits}) if return_outputs else terms.loss
 
     def _fare_loss(self, model: nn.Module, images: torch.Tensor, return_outputs: bool):
         """FARE: maximise, then minimise, `||E_t(x') - E_0(x)||^2` on unnormalised image embeddings."""

@@ -114,7 +114,8 @@ def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
 @pytest.mark.parametrize(
     "name,method",
     [("pmg_aft_vitb32_tinyimagenet", "pmg_aft"), ("tecoa_vitb32_tinyimagenet", "tecoa"),
-     ("fare_vitb32_imagenet", "fare"), ("clean_vitb32_tinyimagenet", "clean"), ("tiny_offline", "pmg_aft")],
+     ("fare_vitb32_imagenet", "fare"), ("clean_vitb32_tinyimagenet", "clean"), ("tiny_offline", "pmg_aft"),
+     ("tga_zsr_vitb32_tinyimagenet", "tga_zsr")],
 )  # fmt: skip
 def test_every_example_config_parses(name, method, tmp_path):
     path = os.path.join(os.path.dirname(CONFIG), f"{name}.yaml")
