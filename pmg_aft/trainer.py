@@ -318,11 +318,14 @@ class PMGAFTTrainer(Trainer):
         )  # fmt: skip
 
     @staticmethod
-    def _image_embeddings(model: nn.Module, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    def _forward_images(model: nn.Module, pixel_values: torch.Tensor):
         # Call the (possibly DDP-wrapped) model itself so DDP prepares its gradient all-reduce and accelerate applies
         # autocast. CLIPModel.forward needs text, so it gets a one-token dummy; the class embeddings come from cache.
         dummy_text = torch.zeros((1, 1), dtype=torch.long, device=pixel_values.device)
-        out = model(input_ids=dummy_text, pixel_values=pixel_values)
+        return model(input_ids=dummy_text, pixel_values=pixel_values)
+
+    def _image_embeddings(self, model: nn.Module, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        out = self._forward_images(model, pixel_values)
         # transformers 5: the vision output's pooler_output is the projected, unnormalised image embedding.
         return out.image_embeds if normalize else out.vision_model_output.pooler_output
 
@@ -385,8 +388,7 @@ class PMGAFTTrainer(Trainer):
         text = target.class_embeddings[labels]  # each sample's class prompt embedding (unit norm)
         with self.accelerator.autocast():
             adv_images = self.attack(target, images, labels, training=True)
-            dummy_text = torch.zeros((1, 1), dtype=torch.long, device=images.device)
-            out = model(input_ids=dummy_text, pixel_values=target.preprocess(torch.cat([adv_images, images])))
+            out = self._forward_images(model, target.preprocess(torch.cat([adv_images, images])))
             # Every token through the final layer norm and projection (the pooled output is token 0 of this).
             tokens = clip.visual_projection(
                 clip.vision_model.post_layernorm(out.vision_model_output.last_hidden_state)
