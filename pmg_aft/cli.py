@@ -20,19 +20,48 @@ commands:
 """
 
 
+def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
+    """The evaluation-suite options shared by `pmg-aft eval` and `pmg-aft compare`."""
+    parser.add_argument("--benchmarks", default="all", help="`all` or comma-separated names (pmg-aft datasets list)")
+    parser.add_argument("--protocol", default="paper", choices=["paper", "clip_benchmark"])
+    parser.add_argument("--attack", default="pgd", help="comma-separated: pgd, cw, autoattack")
+    parser.add_argument("--eps", default="1/255", help="comma-separated budgets, e.g. 1/255,4/255")
+    parser.add_argument("--steps", default="10", help="PGD/CW steps, comma-separated, e.g. 10,100")
+    parser.add_argument("--step-size", default=None, help="PGD/CW step size (default 1/255)")
+    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    parser.add_argument("--max-samples", type=int, default=None, help="first N test samples per dataset")
+    parser.add_argument("--batch-size", type=int, default=64, help="per process")
+    parser.add_argument("--data-dir", default=None, help="local copies, one sub-folder per benchmark")
+    parser.add_argument("--logit-scale", type=float, default=None, help="override the protocol's (1 or 100)")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--output", required=True, help="report folder; a rerun resumes finished datasets")
+
+
+def _suite_kwargs(args: argparse.Namespace) -> dict:
+    """`evaluate_robustness` keyword arguments from the shared suite options."""
+    from .config import parse_pixel_value
+
+    return dict(
+        benchmarks=args.benchmarks,
+        protocol=args.protocol,
+        attacks=[a.strip() for a in args.attack.split(",") if a.strip()],
+        eps=_floats(args.eps),
+        steps=[int(s) for s in args.steps.split(",")],
+        step_size=parse_pixel_value(args.step_size, "step_size") if args.step_size else None,
+        norm=args.norm,
+        max_samples=args.max_samples,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        logit_scale=args.logit_scale,
+        mixed_precision=args.mixed_precision,
+    )
+
+
 def compare_command(argv: list[str]) -> int:
     """`pmg-aft compare`: several checkpoints, the same suite and settings, one table."""
     parser = argparse.ArgumentParser(prog="pmg-aft compare", description=compare_command.__doc__)
     parser.add_argument("--models", required=True, help="name=path_or_hub_id pairs, comma-separated")
-    parser.add_argument("--benchmarks", default="all")
-    parser.add_argument("--protocol", default="paper", choices=["paper", "clip_benchmark"])
-    parser.add_argument("--attack", default="pgd")
-    parser.add_argument("--eps", default="1/255")
-    parser.add_argument("--steps", default="10")
-    parser.add_argument("--max-samples", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--output", required=True)
+    _add_suite_arguments(parser)
     args = parser.parse_args(argv)
 
     from transformers import CLIPModel, CLIPProcessor
@@ -45,12 +74,7 @@ def compare_command(argv: list[str]) -> int:
             "--models takes name=path pairs, e.g. pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
         )
     models = {n: (CLIPModel.from_pretrained(p), CLIPProcessor.from_pretrained(p)) for n, p in pairs}
-    table = compare(
-        models, args.output, benchmarks=args.benchmarks, protocol=args.protocol,
-        attacks=[a.strip() for a in args.attack.split(",")], eps=_floats(args.eps),
-        steps=[int(s) for s in args.steps.split(",")], max_samples=args.max_samples, batch_size=args.batch_size,
-        data_dir=args.data_dir,
-    )  # fmt: skip
+    table = compare(models, args.output, **_suite_kwargs(args))
     print(table)
     return 0
 
@@ -99,46 +123,16 @@ def eval_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pmg-aft eval", description="Robust zero-shot evaluation of a CLIPModel.")
     parser.add_argument("--model", required=True, help="a Hub id or a local checkpoint folder")
     parser.add_argument("--revision", default=None, help="Hub revision of the model")
-    parser.add_argument("--benchmarks", default="all", help="`all` or comma-separated names (pmg-aft datasets list)")
-    parser.add_argument("--protocol", default="paper", choices=["paper", "clip_benchmark"])
-    parser.add_argument("--attack", default="pgd", help="comma-separated: pgd, cw, autoattack")
-    parser.add_argument("--eps", default="1/255", help="comma-separated budgets, e.g. 1/255,4/255")
-    parser.add_argument("--steps", default="10", help="PGD/CW steps, comma-separated, e.g. 10,100")
-    parser.add_argument("--step-size", default=None, help="PGD/CW step size (default 1/255)")
-    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    parser.add_argument("--max-samples", type=int, default=None, help="first N test samples per dataset")
-    parser.add_argument("--batch-size", type=int, default=64, help="per process")
-    parser.add_argument("--data-dir", default=None, help="local copies, one sub-folder per benchmark")
-    parser.add_argument("--logit-scale", type=float, default=None, help="override the protocol's (1 or 100)")
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
-    parser.add_argument("--output", required=True, help="report folder; a rerun resumes finished datasets")
+    _add_suite_arguments(parser)
     args = parser.parse_args(argv)
 
     from transformers import CLIPModel, CLIPProcessor
 
-    from .config import parse_pixel_value
     from .evaluation import evaluate_robustness
 
     model = CLIPModel.from_pretrained(args.model, revision=args.revision)
     processor = CLIPProcessor.from_pretrained(args.model, revision=args.revision)
-    report = evaluate_robustness(
-        model,
-        processor,
-        benchmarks=args.benchmarks,
-        protocol=args.protocol,
-        attacks=[a.strip() for a in args.attack.split(",") if a.strip()],
-        eps=_floats(args.eps),
-        steps=[int(s) for s in args.steps.split(",")],
-        step_size=parse_pixel_value(args.step_size, "step_size") if args.step_size else None,
-        norm=args.norm,
-        max_samples=args.max_samples,
-        batch_size=args.batch_size,
-        data_dir=args.data_dir,
-        output_dir=args.output,
-        logit_scale=args.logit_scale,
-        mixed_precision=args.mixed_precision,
-        model_id=args.model,
-    )
+    report = evaluate_robustness(model, processor, output_dir=args.output, model_id=args.model, **_suite_kwargs(args))
     print(report.to_markdown())
     for warning in report.warnings:
         print(f"warning: {warning}")

@@ -39,7 +39,14 @@ from .losses import (
     text_guided_attention,
     tga_zsr_loss,
 )
-from .zeroshot import ImageEncoder, ZeroShotClassifier, build_class_embeddings, check_clip_model, clean_class_name
+from .zeroshot import (
+    ImageEncoder,
+    ZeroShotClassifier,
+    build_class_embeddings,
+    check_clip_model,
+    clean_class_name,
+    token_embeddings,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -304,8 +311,13 @@ class PMGAFTTrainer(Trainer):
             raise ValueError(f"{prefix} has no ClassLabel names and the trainer has no class_names; pass class_names.")
         return self.class_names, [self.args.prompt_template], self.data_collator
 
-    def attack(self, classifier, images: torch.Tensor, labels: torch.Tensor, training: bool) -> torch.Tensor:
-        """PGD with the training budget (`train_eps`, ...) or the evaluation one (`eval_eps`, ...)."""
+    def attack(
+        self, classifier, images: torch.Tensor, labels: torch.Tensor, training: bool, loss="ce"
+    ) -> torch.Tensor:
+        """PGD with the training budget (`train_eps`, ...) or the evaluation one (`eval_eps`, ...).
+
+        `loss` is `pgd`'s: `"ce"`, or a function of (outputs, targets) such as FARE's embedding distance.
+        """
         args = self.args
         budget = (
             (args.train_eps, args.train_step_size, args.train_steps)
@@ -314,7 +326,7 @@ class PMGAFTTrainer(Trainer):
         )
         return pgd(
             classifier, images, labels, *budget, norm=args.attack_norm, random_start=args.attack_random_start,
-            early_stop=not training,  # evaluation keeps each sample's first success
+            loss=loss, early_stop=not training,  # evaluation keeps each sample's first success
         )  # fmt: skip
 
     @staticmethod
@@ -389,16 +401,12 @@ class PMGAFTTrainer(Trainer):
         with self.accelerator.autocast():
             adv_images = self.attack(target, images, labels, training=True)
             out = self._forward_images(model, target.preprocess(torch.cat([adv_images, images])))
-            # Every token through the final layer norm and projection (the pooled output is token 0 of this).
-            tokens = clip.visual_projection(
-                clip.vision_model.post_layernorm(out.vision_model_output.last_hidden_state)
-            )
+            tokens = token_embeddings(clip, out.vision_model_output.last_hidden_state)
             adv_logits = target.logits_from_embeddings(out.image_embeds[: len(images)])
             attention = text_guided_attention(tokens, torch.cat([text, text]), size)
             with torch.no_grad():
                 hidden = reference.vision_model(pixel_values=target.preprocess(images)).last_hidden_state
-                ref_tokens = reference.visual_projection(reference.vision_model.post_layernorm(hidden))
-                ref_attention = text_guided_attention(ref_tokens, text, size)
+                ref_attention = text_guided_attention(token_embeddings(reference, hidden), text, size)
         terms = tga_zsr_loss(
             adv_logits, labels, attention[: len(images)], attention[len(images) :], ref_attention,
             alpha=args.tga_alpha, beta=args.tga_beta,
@@ -418,10 +426,7 @@ class PMGAFTTrainer(Trainer):
         with self.accelerator.autocast():
             with torch.no_grad():
                 anchor = reference.encode_images(images, normalize=False).float()
-            adv_images = pgd(
-                target, images, anchor, args.train_eps, args.train_step_size, args.train_steps,
-                norm=args.attack_norm, random_start=args.attack_random_start, loss=squared_distance,
-            )  # fmt: skip
+            adv_images = self.attack(target, images, anchor, training=True, loss=squared_distance)
             embeddings = self._image_embeddings(model, target.preprocess(adv_images), normalize=False)
         loss = fare_loss(embeddings, anchor)
         self._metrics["fare_distance"].append(loss.detach())

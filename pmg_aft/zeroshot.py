@@ -93,6 +93,14 @@ def build_class_embeddings(
     return F.normalize(embeddings, dim=-1)
 
 
+def token_embeddings(model: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Every output token through the final layer norm and the projection: `(batch, 1 + patches, dim)`.
+
+    Token 0 of this is the pooled image embedding; the patch tokens feed TGA-ZSR's text-guided attention.
+    """
+    return model.visual_projection(model.vision_model.post_layernorm(hidden_states))
+
+
 class ImageEncoder(nn.Module):
     r"""The image side of a `CLIPModel` on pixels in [0, 1]: resize (bicubic) and normalise inside the graph, then
     the vision tower and projection. Used alone by embedding-space methods (FARE), which need no text.

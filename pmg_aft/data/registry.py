@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from ..zeroshot import clean_class_name
+from ..zeroshot import DEFAULT_TEMPLATE, clean_class_name
 
 PROTOCOLS = ("paper", "clip_benchmark")
-DEFAULT_PAPER_TEMPLATE = "This is a photo of a {}"
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +51,7 @@ class Benchmark:
     config: str | None = None
     revision: str | None = None
     splits: dict[str, str] = field(default_factory=dict)
-    paper_templates: tuple[str, ...] = (DEFAULT_PAPER_TEMPLATE,)
+    paper_templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
     paper_names: tuple[str, ...] | None = None
     native_resolution: bool = False
     match_labels_by_name: bool = True

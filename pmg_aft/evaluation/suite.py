@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from ..attacks import NORMS, check_budget, pgd
 from ..data import ImageClassificationCollator, get_benchmark, load_benchmark
 from ..data.registry import EVAL_SUITE, check_protocol, pinned_revision
-from ..zeroshot import ZeroShotClassifier, clean_class_name
+from ..zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, clean_class_name
 from .autoattack import autoattack
 from .checks import gradient_health, sanity_warnings
 from .report import Report
@@ -233,7 +233,7 @@ def _classifier(model, processor, name: str, data, protocol: str, scale: float) 
     if bench is not None:
         names, templates = bench.prompt_names(names, protocol), bench.templates(protocol)
     else:
-        names, templates = [clean_class_name(n) for n in names], ["This is a photo of a {}"]
+        names, templates = [clean_class_name(n) for n in names], [DEFAULT_TEMPLATE]
     return ZeroShotClassifier(
         model,
         processor.tokenizer,
