@@ -87,7 +87,6 @@ def main() -> None:
         bf16=args.dtype == "bf16",
         fp16=args.dtype == "fp16",
         train_steps=args.train_steps,
-        optim="sgd",
         report_to="none",
         disable_tqdm=True,
     )
@@ -101,8 +100,8 @@ def main() -> None:
         "labels": torch.randint(0, args.classes, (args.batch_size,), device=device),
     }
     x, y = batch["pixel_values"], batch["labels"]
-    target = trainer.classifier(trainer.class_names)
-    frozen = trainer.classifier(trainer.class_names, reference=True)
+    target = trainer.classifier()
+    frozen = trainer.classifier(reference=True)
     autocast = trainer.accelerator.autocast
 
     def full_step():

@@ -18,6 +18,7 @@ import os
 
 from transformers import CLIPModel, CLIPProcessor
 
+from pmg_aft.data import load_image_dataset
 from pmg_aft.evaluation import compare
 from pmg_aft.finetune import main as finetune
 
@@ -36,8 +37,6 @@ def main(argv: list[str] | None = None) -> str:
         finetune(["--config", CONFIG, "--method", method, "--output_dir", folder, "--max_steps", str(args.max_steps),
                   "--eval_on_start", "false", "--do_eval", "false", "--disable_tqdm", "true"])  # fmt: skip
         models[method] = (CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder))
-    from pmg_aft.data import load_image_dataset
-
     test = {"colour-patches": load_image_dataset("colour-patches", split="test", seed=0)}
     table = compare(models, args.output, datasets=test, attacks=("pgd", "cw"), eps=(4 / 255,), steps=10)
     print(table)

@@ -1,18 +1,49 @@
-"""Projected gradient descent attacks (L-inf and L2; cross-entropy or CW margin loss) on images in [0, 1]."""
+"""Projected gradient descent attacks (L-inf and L2; cross-entropy or CW margin loss) on images in [0, 1], and
+`AttackSetting`, the one record (and key format) of an attack's settings used by training, evaluation and reports."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-NORMS = ("linf", "l2")
-LOSSES = ("ce", "cw")
+from .constants import ATTACK_LOSSES, ATTACKS, NORMS
 
 
-def check_budget(name: str, value: float, norm: str = "linf") -> float:
+def parse_pixel_value(value: float | int | str, name: str = "value") -> float:
+    """Parse a pixel-unit quantity such as `1/255`, `"4/255"`, `"0.0039"` or `0.0039` into a float.
+
+    Args:
+        value (`float`, `int` or `str`): the value, possibly a fraction written as a string.
+        name (`str`): the option's name, used in error messages.
+
+    Returns:
+        `float`: the value in [0, 1] pixel units.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number such as 1/255, got a boolean.")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        numerator, _, denominator = value.replace(" ", "").partition("/")
+        try:
+            return float(numerator) / float(denominator) if denominator else float(numerator)
+        except (ValueError, ZeroDivisionError):
+            pass
+    raise ValueError(f"{name}={value!r} is not a number; write it as a float (0.0039) or a fraction (1/255).")
+
+
+class PixelValue(float):
+    """A float that also parses fractions such as `1/255`; the command-line type of eps and step sizes."""
+
+    def __new__(cls, value: float | int | str = 0.0) -> PixelValue:
+        return super().__new__(cls, parse_pixel_value(value))
+
+
+def check_budget(name: str, value: float, norm: str = "linf", stacklevel: int = 3) -> float:
     """Validate an attack budget or step size given in [0, 1] pixel units.
 
     Raises for negative values and, under L-inf, for values above 1 (which cannot be pixel units); warns for
@@ -30,7 +61,7 @@ def check_budget(name: str, value: float, norm: str = "linf") -> float:
         warnings.warn(
             f"{name}={value:g} is above 32/255 under L-inf: eps is in [0, 1] pixel units "
             f"(did you mean {value:g}/255 = {value / 255:.6f}?).",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return value
 
@@ -87,6 +118,7 @@ def pgd(
     random_start: bool = True,
     loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
     early_stop: bool = False,
+    momentum: float = 0.0,
 ) -> torch.Tensor:
     r"""Untargeted PGD that maximises `loss` of `classifier` around `images`.
 
@@ -112,20 +144,24 @@ def pgd(
         early_stop (`bool`, defaults to `False`): freeze each sample's perturbation once it is misclassified (for
             evaluation: the attack then keeps the first success, so more steps never raise robust accuracy).
             Training uses the final iterate, as the paper does.
+        momentum (`float`, defaults to 0): FARE's step direction: the normalised gradient (its sign for L-inf) is
+            added to a velocity decayed by `momentum`, and the step follows the normalised velocity. 0 is plain PGD.
 
     Returns:
         `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images`.
     """
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r} is not one of {NORMS}.")
-    if not callable(loss) and loss not in LOSSES:
-        raise ValueError(f"loss={loss!r} is not one of {LOSSES} or a callable.")
+    if not callable(loss) and loss not in ATTACK_LOSSES:
+        raise ValueError(f"loss={loss!r} is not one of {ATTACK_LOSSES} or a callable.")
     if callable(loss) and early_stop:
         raise ValueError("early_stop needs a classifier's logits; it cannot be used with a custom loss.")
     eps = check_budget("eps", eps, norm)
     step_size = check_budget("step_size", step_size, norm)
     if int(steps) < 0:
         raise ValueError(f"steps must be >= 0, got {steps}.")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}.")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels (targets).")
     x = images.detach()
@@ -148,7 +184,11 @@ def pgd(
     else:
         delta = torch.zeros_like(x)
 
+    def direction(g: torch.Tensor) -> torch.Tensor:
+        return g.sign() if norm == "linf" else g / _flat_norm(g)
+
     active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    velocity = torch.zeros_like(x) if momentum else None
     for _ in range(int(steps)):
         grad, logits = _gradient(classifier, objective, x, delta, labels)
         with torch.no_grad():
@@ -156,11 +196,139 @@ def pgd(
                 active &= logits.argmax(-1) == labels
                 if not active.any():
                     break
+            move = direction(grad)
+            if velocity is not None:
+                velocity = momentum * velocity + move
+                move = direction(velocity)
             if norm == "linf":
-                step = (delta + step_size * grad.sign()).clamp(-eps, eps)
+                step = (delta + step_size * move).clamp(-eps, eps)
             else:
-                step = delta + step_size * grad / _flat_norm(grad)
+                step = delta + step_size * move
                 step = step * (eps / _flat_norm(step)).clamp(max=1.0)
             step = (x + step).clamp(0, 1) - x
             delta = torch.where(active.view(-1, *([1] * (x.dim() - 1))), step, delta)
     return (x + delta).detach()
+
+
+@dataclass(frozen=True)
+class AttackSetting:
+    r"""One attack's settings: the record that training, the evaluation engine, reports and cards share.
+
+    Args:
+        attack (`str`): `"pgd"` (cross-entropy), `"cw"` (CW margin loss, the same PGD loop) or `"autoattack"`.
+        eps (`float`): budget in [0, 1] pixel units (L2: of the whole image).
+        steps (`int`, *optional*): PGD/CW steps; `None` for AutoAttack.
+        step_size (`float`, *optional*): PGD/CW step in pixel units; `None` for AutoAttack.
+        norm (`str`): `"linf"` or `"l2"`.
+        random_start (`bool`): start from a uniform random point of the eps-ball instead of the image.
+        first_success (`bool`): keep each sample's first successful perturbation (evaluation: more steps never
+            raise robust accuracy); `False` returns the final iterate, as training attacks do.
+        momentum (`float`): the step-direction momentum of FARE's attack (0 = plain PGD).
+
+    `key` names the setting everywhere (metrics, reports, model cards): `pgd-10@1/255` for PGD-10 at eps 1/255 from
+    the image, first success kept; flags follow the step count: `rs` random start, `last` final iterate, `m0.9`
+    momentum, `step0.5/255` a step size other than 1/255; `-l2` after the attack name for the L2 threat model, whose
+    budget is written as a plain number. Results are found by this key, never parsed back from it.
+    """
+
+    attack: str = "pgd"
+    eps: float = 1 / 255
+    steps: int | None = 10
+    step_size: float | None = 1 / 255
+    norm: str = "linf"
+    random_start: bool = False
+    first_success: bool = True
+    momentum: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise ValueError(f"Unknown attack {self.attack!r}; choose from {ATTACKS}.")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm={self.norm!r} is not one of {NORMS}.")
+        object.__setattr__(self, "eps", check_budget("eps", self.eps, self.norm, stacklevel=4))
+        if self.attack == "autoattack":
+            # AutoAttack brings its own steps, step sizes, restarts and success rule.
+            for name in ("steps", "step_size"):
+                object.__setattr__(self, name, None)
+            object.__setattr__(self, "random_start", False)
+            object.__setattr__(self, "first_success", True)
+            object.__setattr__(self, "momentum", 0.0)
+            return
+        if self.steps is None or int(self.steps) < 0:
+            raise ValueError(f"{self.attack} needs steps >= 0, got {self.steps}.")
+        object.__setattr__(self, "steps", int(self.steps))
+        step = 1 / 255 if self.step_size is None else self.step_size
+        object.__setattr__(self, "step_size", check_budget("step_size", step, self.norm, stacklevel=4))
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}.")
+
+    @property
+    def label(self) -> str:
+        """Everything of the key but the budget: the attack's name in an accuracy-versus-eps curve."""
+        name = self.attack + ("-l2" if self.norm == "l2" else "")
+        if self.attack == "autoattack":
+            return name
+        flags = [str(self.steps)]
+        flags += ["rs"] if self.random_start else []
+        flags += [] if self.first_success else ["last"]
+        flags += [f"m{self.momentum:g}"] if self.momentum else []
+        if self.norm == "l2" or abs(self.step_size - 1 / 255) > 1e-12:
+            flags.append(f"step{self.format_pixels(self.step_size)}")
+        return f"{name}-{'-'.join(flags)}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.label}@{self.format_pixels(self.eps)}"
+
+    def format_pixels(self, value: float) -> str:
+        """A pixel quantity as written in keys: `1/255` under L-inf, a plain number under L2."""
+        return f"{value * 255:g}/255" if self.norm == "linf" else f"{value:g}"
+
+    def describe(self) -> str:
+        """A sentence for tables and cards, e.g. `PGD-10 (L-inf, eps 1/255, step 1/255, ...)`."""
+        norm = "L-inf" if self.norm == "linf" else "L2"
+        if self.attack == "autoattack":
+            return f"AutoAttack ({norm}, eps {self.format_pixels(self.eps)})"
+        start = "uniform random start" if self.random_start else "start at the image"
+        rule = "first success kept" if self.first_success else "final iterate"
+        extra = f", momentum {self.momentum:g}" if self.momentum else ""
+        loss = "CW margin loss" if self.attack == "cw" else "cross-entropy"
+        return (
+            f"{self.attack.upper()}-{self.steps} ({norm}, eps {self.format_pixels(self.eps)}, step "
+            f"{self.format_pixels(self.step_size)}, {loss}, {start}, {rule}{extra})"
+        )
+
+    def pgd_kwargs(self) -> dict:
+        """The keyword arguments of [`pgd`] for this setting (PGD and CW only)."""
+        if self.attack == "autoattack":
+            raise ValueError("AutoAttack is not a PGD setting; run it through pmg_aft.evaluation.")
+        return dict(eps=self.eps, step_size=self.step_size, steps=self.steps, norm=self.norm,
+                    random_start=self.random_start, loss="cw" if self.attack == "cw" else "ce",
+                    early_stop=self.first_success, momentum=self.momentum)  # fmt: skip
+
+    def to_dict(self) -> dict:
+        """JSON form, with the key (ignored by [`from_dict`])."""
+        return asdict(self) | {"key": self.key}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AttackSetting:
+        return cls(**{k: v for k, v in values.items() if k != "key"})
+
+
+def attack_settings(
+    attacks: Sequence[str],
+    eps: Sequence[float],
+    steps: int | Sequence[int] = 10,
+    step_size: float | None = None,
+    norm: str = "linf",
+    random_start: bool = False,
+    first_success: bool = True,
+) -> list[AttackSetting]:
+    """Every (attack, eps, steps) combination, validated; AutoAttack once per eps."""
+    steps = [int(steps)] if isinstance(steps, int) else [int(s) for s in steps]
+    settings = []
+    for attack in attacks:
+        for budget in eps:
+            for count in [None] if attack == "autoattack" else steps:
+                settings.append(AttackSetting(attack, budget, count, step_size, norm, random_start, first_success))
+    return settings

@@ -1,4 +1,7 @@
-"""The `pmg-aft` command."""
+"""The `pmg-aft` command. Every subcommand parses snake_case flags with `HfArgumentParser`, as `pmg-aft train` does.
+
+Heavy imports (torch, transformers) happen inside the subcommands, so `pmg-aft --help` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,13 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 
 USAGE = """usage: pmg-aft <command> [options]
 
 commands:
-  train                      adversarially fine-tune a CLIP model (flags of examples/finetune.py; --config FILE.yaml)
+  train                      robust fine-tuning of a CLIP model (--method pmg_aft|tecoa|fare|tga_zsr|clean;
+                             the flags of examples/finetune.py; --config FILE.yaml)
   datasets list              the registered benchmarks: Hub ids, splits, columns, class counts, prompts
   datasets download NAME|all pre-fetch benchmarks into the Hugging Face cache (for offline compute nodes)
   eval                       clean and robust zero-shot accuracy of any CLIP checkpoint (pmg-aft eval --help)
@@ -19,143 +24,184 @@ commands:
   convert                    an OpenAI-style / open_clip ViT checkpoint to a CLIPModel folder (pmg-aft convert --help)
 """
 
+# Flags of earlier releases: a clear error names the new one.
+RENAMED = {
+    "--model": "--model_name_or_path (eval) or --model_dir (push)", "--revision": "--model_revision",
+    "--attack": "--attacks", "--max-samples": "--max_eval_samples", "--max_samples": "--max_eval_samples",
+    "--data-dir": "--benchmark_data_dir", "--data_dir": "--benchmark_data_dir",
+    "--batch-size": "--per_device_eval_batch_size", "--batch_size": "--per_device_eval_batch_size",
+    "--output": "--output_dir", "--repo": "--hub_model_id", "--report": "--report_dir",
+    "--private": "--hub_private_repo", "--base": "--base_model",
+}  # fmt: skip
 
-def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
+
+@dataclass
+class SuiteArguments:
     """The evaluation-suite options shared by `pmg-aft eval` and `pmg-aft compare`."""
-    parser.add_argument("--benchmarks", default="all", help="`all` or comma-separated names (pmg-aft datasets list)")
-    parser.add_argument("--protocol", default="paper", choices=["paper", "clip_benchmark"])
-    parser.add_argument("--attack", default="pgd", help="comma-separated: pgd, cw, autoattack")
-    parser.add_argument("--eps", default="1/255", help="comma-separated budgets, e.g. 1/255,4/255")
-    parser.add_argument("--steps", default="10", help="PGD/CW steps, comma-separated, e.g. 10,100")
-    parser.add_argument("--step-size", default=None, help="PGD/CW step size (default 1/255)")
-    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    parser.add_argument("--max-samples", type=int, default=None, help="first N test samples per dataset")
-    parser.add_argument("--batch-size", type=int, default=64, help="per process")
-    parser.add_argument("--data-dir", default=None, help="local copies, one sub-folder per benchmark")
-    parser.add_argument("--logit-scale", type=float, default=None, help="override the protocol's (1 or 100)")
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
-    parser.add_argument("--output", required=True, help="report folder; a rerun resumes finished datasets")
 
-
-def _suite_kwargs(args: argparse.Namespace) -> dict:
-    """`evaluate_robustness` keyword arguments from the shared suite options."""
-    from .config import parse_pixel_value
-
-    return dict(
-        benchmarks=args.benchmarks,
-        protocol=args.protocol,
-        attacks=[a.strip() for a in args.attack.split(",") if a.strip()],
-        eps=_floats(args.eps),
-        steps=[int(s) for s in args.steps.split(",")],
-        step_size=parse_pixel_value(args.step_size, "step_size") if args.step_size else None,
-        norm=args.norm,
-        max_samples=args.max_samples,
-        batch_size=args.batch_size,
-        data_dir=args.data_dir,
-        logit_scale=args.logit_scale,
-        mixed_precision=args.mixed_precision,
+    output_dir: str = field(metadata={"help": "Report folder; a rerun resumes finished datasets."})
+    benchmarks: str = field(
+        default="all", metadata={"help": "`all` or comma-separated names (pmg-aft datasets list)."}
     )
+    protocol: str = field(
+        default="paper", metadata={"help": "Prompts and logit scale.", "choices": ["paper", "clip_benchmark"]}
+    )
+    attacks: str = field(default="pgd", metadata={"help": "Comma-separated: pgd, cw, autoattack."})
+    eps: str = field(default="1/255", metadata={"help": "Comma-separated budgets, e.g. 1/255,4/255."})
+    steps: str = field(default="10", metadata={"help": "PGD/CW steps, comma-separated, e.g. 10,100."})
+    step_size: str = field(default="1/255", metadata={"help": "PGD/CW step size."})
+    norm: str = field(default="linf", metadata={"help": "Threat model.", "choices": ["linf", "l2"]})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "The first N test samples per dataset."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
+    benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
+    logit_scale: float | None = field(default=None, metadata={"help": "Override the protocol's (1 or 100)."})
+    mixed_precision: str = field(
+        default="no", metadata={"help": "Forward-pass precision.", "choices": ["no", "bf16", "fp16"]}
+    )
+    seed: int = field(default=0, metadata={"help": "AutoAttack's seed."})
+
+    def suite_kwargs(self) -> dict:
+        """`evaluate_robustness` keyword arguments."""
+        from .attacks import parse_pixel_value
+
+        def numbers(text: str, name: str) -> list[float]:
+            return [parse_pixel_value(v, name) for v in text.split(",") if v.strip()]
+
+        return dict(
+            benchmarks=self.benchmarks,
+            protocol=self.protocol,
+            attacks=[a.strip() for a in self.attacks.split(",") if a.strip()],
+            eps=numbers(self.eps, "eps"),
+            steps=[int(s) for s in self.steps.split(",") if s.strip()],
+            step_size=parse_pixel_value(self.step_size, "step_size"),
+            norm=self.norm,
+            max_eval_samples=self.max_eval_samples,
+            batch_size=self.per_device_eval_batch_size,
+            benchmark_data_dir=self.benchmark_data_dir,
+            logit_scale=self.logit_scale,
+            mixed_precision=self.mixed_precision,
+            seed=self.seed,
+        )
+
+
+@dataclass
+class EvalModelArguments:
+    model_name_or_path: str = field(metadata={"help": "A Hub id or a local checkpoint folder."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
+
+
+@dataclass
+class CompareArguments:
+    models: str = field(metadata={"help": "name=path_or_hub_id pairs, comma-separated."})
+
+
+@dataclass
+class PushArguments:
+    model_dir: str = field(metadata={"help": "Checkpoint folder (save_model / save_pretrained output)."})
+    hub_model_id: str = field(metadata={"help": "Target repository, org/name."})
+    report_dir: str | None = field(default=None, metadata={"help": "A `pmg-aft eval` report folder for the card."})
+    base_model: str | None = field(
+        default=None, metadata={"help": "Hub id it was fine-tuned from (default: recorded)."}
+    )
+    license: str = field(default="mit", metadata={"help": "Licence of the weights."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the repository as private."})
+
+
+@dataclass
+class ConvertArguments:
+    checkpoint: str = field(metadata={"help": ".pt/.pth/.tar (read with weights_only=True) or .safetensors."})
+    base_model: str = field(
+        metadata={"help": "The CLIPModel it was fine-tuned from, e.g. openai/clip-vit-base-patch32."}
+    )
+    output_dir: str = field(metadata={"help": "Folder for the converted model and processor."})
+    normalization: str = field(
+        default="base",
+        metadata={
+            "help": "Image mean/std of the saved processor: the base's, ImageNet's (the official TeCoA/PMG-AFT "
+            "training) or CLIP's.",
+            "choices": ["base", "imagenet", "clip"],
+        },
+    )
+
+
+def parse_command(prog: str, groups: tuple, argv: list[str], description: str) -> tuple:
+    """Parse `argv` into the dataclasses `groups`; a flag of an earlier release is a clear error."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(groups, prog=prog, description=description)
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if name in RENAMED:
+            parser.error(f"{name} is now {RENAMED[name]}: flags are snake_case, as in pmg-aft train.")
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def eval_command(argv: list[str]) -> int:
+    """`pmg-aft eval`: run the evaluation suite and write the report (JSON, Markdown, plots)."""
+    model_args, suite = parse_command("pmg-aft eval", (EvalModelArguments, SuiteArguments), argv,
+                                      "Robust zero-shot evaluation of a CLIPModel.")  # fmt: skip
+    from transformers import CLIPModel, CLIPProcessor
+
+    from .evaluation import evaluate_robustness
+
+    path, revision = model_args.model_name_or_path, model_args.model_revision
+    model = CLIPModel.from_pretrained(path, revision=revision)
+    processor = CLIPProcessor.from_pretrained(path, revision=revision)
+    report = evaluate_robustness(model, processor, output_dir=suite.output_dir, model_id=path, **suite.suite_kwargs())
+    print(report.to_markdown())
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    print(f"report written to {suite.output_dir}")
+    return 0
 
 
 def compare_command(argv: list[str]) -> int:
     """`pmg-aft compare`: several checkpoints, the same suite and settings, one table."""
-    parser = argparse.ArgumentParser(prog="pmg-aft compare", description=compare_command.__doc__)
-    parser.add_argument("--models", required=True, help="name=path_or_hub_id pairs, comma-separated")
-    _add_suite_arguments(parser)
-    args = parser.parse_args(argv)
-
+    args, suite = parse_command("pmg-aft compare", (CompareArguments, SuiteArguments), argv, compare_command.__doc__)
+    pairs = [item.split("=", 1) for item in args.models.split(",") if item.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(
+            "pmg-aft: --models takes name=path pairs, e.g. "
+            "pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
+        )
     from transformers import CLIPModel, CLIPProcessor
 
     from .evaluation import compare
 
-    pairs = [item.split("=", 1) for item in args.models.split(",") if item.strip()]
-    if any(len(p) != 2 for p in pairs):
-        parser.error(
-            "--models takes name=path pairs, e.g. pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
-        )
     models = {n: (CLIPModel.from_pretrained(p), CLIPProcessor.from_pretrained(p)) for n, p in pairs}
-    table = compare(models, args.output, **_suite_kwargs(args))
+    table = compare(models, suite.output_dir, **suite.suite_kwargs())
     print(table)
     return 0
 
 
 def convert_command(argv: list[str]) -> int:
     """`pmg-aft convert`: released OpenAI-style checkpoints (TeCoA, PMG-AFT, FARE) to a `CLIPModel` folder."""
-    parser = argparse.ArgumentParser(prog="pmg-aft convert", description=convert_command.__doc__)
-    parser.add_argument(
-        "--checkpoint", required=True, help=".pt/.pth/.tar (read with weights_only=True) or .safetensors"
-    )
-    parser.add_argument(
-        "--base", required=True, help="the CLIPModel it was fine-tuned from, e.g. openai/clip-vit-base-patch32"
-    )
-    parser.add_argument("--output", required=True, help="folder for the converted model and processor")
-    parser.add_argument(
-        "--normalization", default="base", choices=["base", "imagenet", "clip"],
-        help="image mean/std of the saved processor: the base's, ImageNet's (the official TeCoA/PMG-AFT training) "
-        "or CLIP's",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
-
+    (args,) = parse_command("pmg-aft convert", (ConvertArguments,), argv, convert_command.__doc__)
     from transformers import CLIPModel, CLIPProcessor
 
+    from .constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
     from .convert import convert_openai_checkpoint
-    from .zeroshot import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
-    model = convert_openai_checkpoint(args.checkpoint, CLIPModel.from_pretrained(args.base))
-    processor = CLIPProcessor.from_pretrained(args.base)
+    model = convert_openai_checkpoint(args.checkpoint, CLIPModel.from_pretrained(args.base_model))
+    processor = CLIPProcessor.from_pretrained(args.base_model)
     stats = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}.get(args.normalization)
     if stats:
         processor.image_processor.image_mean, processor.image_processor.image_std = list(stats[0]), list(stats[1])
-    model.save_pretrained(args.output)
-    processor.save_pretrained(args.output)
-    print(f"converted {args.checkpoint} onto {args.base}: {args.output} (load it with CLIPModel.from_pretrained)")
-    return 0
-
-
-def _floats(text: str) -> list[float]:
-    from .config import parse_pixel_value
-
-    return [parse_pixel_value(v, "eps") for v in text.split(",") if v.strip()]
-
-
-def eval_command(argv: list[str]) -> int:
-    """`pmg-aft eval`: run the evaluation suite and write the report (JSON, Markdown, plots)."""
-    parser = argparse.ArgumentParser(prog="pmg-aft eval", description="Robust zero-shot evaluation of a CLIPModel.")
-    parser.add_argument("--model", required=True, help="a Hub id or a local checkpoint folder")
-    parser.add_argument("--revision", default=None, help="Hub revision of the model")
-    _add_suite_arguments(parser)
-    args = parser.parse_args(argv)
-
-    from transformers import CLIPModel, CLIPProcessor
-
-    from .evaluation import evaluate_robustness
-
-    model = CLIPModel.from_pretrained(args.model, revision=args.revision)
-    processor = CLIPProcessor.from_pretrained(args.model, revision=args.revision)
-    report = evaluate_robustness(model, processor, output_dir=args.output, model_id=args.model, **_suite_kwargs(args))
-    print(report.to_markdown())
-    for warning in report.warnings:
-        print(f"warning: {warning}")
-    print(f"report written to {args.output}")
+    model.save_pretrained(args.output_dir)
+    processor.save_pretrained(args.output_dir)
+    print(f"converted {args.checkpoint} onto {args.base_model}: {args.output_dir} (load it with "
+          "CLIPModel.from_pretrained)")  # fmt: skip
     return 0
 
 
 def push_command(argv: list[str]) -> int:
     """`pmg-aft push`: upload weights, processor, model card and plots."""
-    parser = argparse.ArgumentParser(prog="pmg-aft push", description="Publish a checkpoint to the Hugging Face Hub.")
-    parser.add_argument("--model", required=True, help="checkpoint folder (save_model / save_pretrained output)")
-    parser.add_argument("--repo", required=True, help="target repository, org/name")
-    parser.add_argument("--report", default=None, help="folder of a `pmg-aft eval` report to put in the card")
-    parser.add_argument("--base-model", default=None, help="Hub id it was fine-tuned from (default: from config)")
-    parser.add_argument("--license", default="mit")
-    parser.add_argument("--private", action="store_true")
-    args = parser.parse_args(argv)
-
+    (args,) = parse_command("pmg-aft push", (PushArguments,), argv, "Publish a checkpoint to the Hugging Face Hub.")
     from .hub import push
 
     try:
-        url = push(args.model, args.repo, args.report, private=args.private, base_model=args.base_model,
-                   license=args.license)  # fmt: skip
+        url = push(args.model_dir, args.hub_model_id, args.report_dir, private=args.hub_private_repo,
+                   base_model=args.base_model, license=args.license)  # fmt: skip
     except (RuntimeError, FileNotFoundError) as error:
         print(f"pmg-aft: {error}", file=sys.stderr)
         return 1
@@ -164,7 +210,7 @@ def push_command(argv: list[str]) -> int:
 
 
 def datasets_list(out=None) -> None:
-    from .data.registry import BENCHMARKS
+    from .data import BENCHMARKS
 
     out = out or sys.stdout
     print(
@@ -186,7 +232,8 @@ def datasets_download(names: list[str], revision: str | None = None, lock: str |
     from datasets import load_dataset
     from huggingface_hub import HfApi
 
-    from .data.registry import BENCHMARKS, get_benchmark, revisions_file
+    from .data import BENCHMARKS, get_benchmark
+    from .data.registry import revisions_file
 
     benches = list(BENCHMARKS.values()) if names == ["all"] else [get_benchmark(n) for n in names]
     resolved = {}
@@ -216,48 +263,52 @@ def datasets_download(names: list[str], revision: str | None = None, lock: str |
     return resolved
 
 
+def datasets_command(argv: list[str]) -> int:
+    """`pmg-aft datasets list` and `pmg-aft datasets download NAME|all`."""
+    parser = argparse.ArgumentParser(prog="pmg-aft datasets")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="list the registered benchmarks")
+    download = sub.add_parser("download", help="pre-fetch benchmarks into the Hugging Face cache")
+    download.add_argument("names", nargs="+", help="benchmark names, or `all`")
+    download.add_argument("--revision", help="a Hub revision instead of the registry's pinned one")
+    download.add_argument(
+        "--lock", help="JSON file for the resolved commits (default: $PMG_AFT_REVISIONS or ~/.cache/pmg_aft/)"
+    )
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        datasets_list()
+        return 0
+    try:
+        datasets_download(args.names, args.revision, args.lock)
+    except KeyError as error:
+        print(f"pmg-aft: {error.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def train_command(argv: list[str]) -> int:
+    """`pmg-aft train`: the fine-tuning job of examples/finetune.py."""
+    from .finetune import main as finetune
+
+    finetune(argv)
+    return 0
+
+
+COMMANDS = {"train": train_command, "eval": eval_command, "push": push_command, "convert": convert_command,
+            "compare": compare_command, "datasets": datasets_command}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pmg-aft` console script."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    command, rest = argv[0], argv[1:]
-    if command == "train":
-        from .finetune import main as finetune
-
-        finetune(rest)
-        return 0
-    if command == "eval":
-        return eval_command(rest)
-    if command == "push":
-        return push_command(rest)
-    if command == "convert":
-        return convert_command(rest)
-    if command == "compare":
-        return compare_command(rest)
-    if command == "datasets":
-        parser = argparse.ArgumentParser(prog="pmg-aft datasets")
-        sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("list", help="list the registered benchmarks")
-        download = sub.add_parser("download", help="pre-fetch benchmarks into the Hugging Face cache")
-        download.add_argument("names", nargs="+", help="benchmark names, or `all`")
-        download.add_argument("--revision", help="a Hub revision instead of the registry's pinned one")
-        download.add_argument(
-            "--lock", help="JSON file for the resolved commits (default: $PMG_AFT_REVISIONS or ~/.cache/pmg_aft/)"
-        )
-        args = parser.parse_args(rest)
-        if args.action == "list":
-            datasets_list()
-        else:
-            try:
-                datasets_download(args.names, args.revision, args.lock)
-            except KeyError as error:
-                print(f"pmg-aft: {error.args[0]}", file=sys.stderr)
-                return 2
-        return 0
-    print(f"pmg-aft: unknown command {command!r}.\n\n{USAGE}", file=sys.stderr)
-    return 2
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"pmg-aft: unknown command {argv[0]!r}.\n\n{USAGE}", file=sys.stderr)
+        return 2
+    return command(argv[1:])
 
 
 if __name__ == "__main__":

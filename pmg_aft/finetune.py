@@ -1,7 +1,8 @@
 """The fine-tuning job behind `examples/finetune.py` and `pmg-aft train`.
 
-Any field of the three argument groups (`ModelArguments`, `DataArguments`, `PMGAFTConfig`) can be given on the
-command line, where it overrides the `--config` YAML/JSON file.
+`--method NAME` picks the method's Config/Trainer pair from [`TRAINERS`]; any field of the three argument groups
+(`ScriptArguments`, `DataArguments`, the method's config) can be given on the command line, where it overrides the
+`--config` YAML/JSON file (which may name the method too).
 """
 
 from __future__ import annotations
@@ -10,23 +11,34 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import yaml
 from transformers import CLIPModel, CLIPProcessor, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .config import PMGAFTConfig
-from .data import check_images, load_image_dataset
-from .data.loading import GENERATED
-from .trainer import PMGAFTTrainer
+from .constants import BAD_IMAGE_POLICIES, PROTOCOLS
+from .data import EVAL_SUITE, GENERATED, check_images, get_benchmark, load_benchmark, load_image_dataset
+from .evaluation import benchmark_eval_set
+from .tiny import pretrain_tiny_clip, tiny_clip, tiny_tokenizer
+from .trainers import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
 
 logger = logging.getLogger(__name__)
 TINY = "tiny"
+DEFAULT_METHOD = "pmg_aft"
 
 
 @dataclass
-class ModelArguments:
+class ScriptArguments:
+    method: str = field(
+        default=DEFAULT_METHOD,
+        metadata={
+            "help": "The method, which picks its config (defaults: that method's official recipe) and trainer: "
+            "pmg_aft, tecoa, fare (unsupervised), tga_zsr or clean (no attack). `--method NAME --help` lists "
+            "its fields.",
+            "choices": list(TRAINERS),
+        },
+    )
     model_name_or_path: str = field(
         default=TINY,
         metadata={
@@ -40,10 +52,10 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     dataset_name: str = field(
-        default="colour-patches",
+        default=GENERATED,
         metadata={
             "help": "Hub dataset id (e.g. zh-plus/tiny-imagenet), a local save_to_disk / parquet / image "
-            "folder, or `colour-patches` (generated offline)."
+            f"folder, or `{GENERATED}` (generated offline)."
         },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
@@ -51,7 +63,9 @@ class DataArguments:
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(default=None, metadata={"help": "Split to evaluate on (none: no eval set)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation rows."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep the first N rows of each evaluation set (eval_split or benchmarks)."}
+    )
     train_benchmark: str | None = field(
         default=None,
         metadata={
@@ -62,8 +76,23 @@ class DataArguments:
     eval_benchmarks: str | None = field(
         default=None,
         metadata={
-            "help": "Comma-separated registered benchmarks to evaluate on (each with its own prompts and "
+            "help": "Comma-separated registered benchmarks to evaluate on (each with its protocol's prompts and "
             "resolution), or `all` for the 16-dataset suite; replaces eval_split."
+        },
+    )
+    benchmark_data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder with local copies of benchmarks given by name, one sub-folder per benchmark "
+            "(`cifar10/`, `tiny-imagenet/`, ...) in the Hub dataset's schema; default: the Hub."
+        },
+    )
+    protocol: str = field(
+        default="paper",
+        metadata={
+            "help": "Prompts of the eval benchmarks: `paper` (the official per-dataset prompt) or `clip_benchmark` "
+            "(template ensembles).",
+            "choices": list(PROTOCOLS),
         },
     )
     class_names_file: str | None = field(
@@ -73,24 +102,57 @@ class DataArguments:
             "dataset's ClassLabel names (WordNet ids are mapped to ImageNet names)."
         },
     )
+    on_bad_image: str = field(
+        default="raise",
+        metadata={
+            "help": "Undecodable images, checked once before training: `raise` names the dataset and index of "
+            "the first, `skip` drops them and logs how many.",
+            "choices": list(BAD_IMAGE_POLICIES),
+        },
+    )
 
 
-def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, PMGAFTConfig]:
-    """Parse `--config FILE.yaml|json` (optional) and command-line flags, the flags taking precedence."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, PMGAFTConfig))
-    if "--config" in argv:
-        position = argv.index("--config")
-        if position + 1 >= len(argv):
-            parser.error("--config needs a YAML or JSON file.")
-        path = argv[position + 1]
-        argv = argv[:position] + argv[position + 2 :]
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in `argv`, if present."""
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustCLIPConfig]:
+    """Parse `--config FILE.yaml|json` (optional) and command-line flags, the flags taking precedence.
+
+    The method (`--method`, else the file's `method:`, else `pmg_aft`) decides which config class parses the rest.
+    """
+    argv = list(argv)
+    values: dict = {}
+    path = _flag(argv, "config")
+    if "--config" in argv or path is not None:
+        if path is None:
+            raise SystemExit("pmg-aft: --config needs a YAML or JSON file.")
+        argv = [a for i, a in enumerate(argv) if a != "--config" and (i == 0 or argv[i - 1] != "--config")]
+        argv = [a for a in argv if not a.startswith("--config=")]
         with open(path, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
-        known = {a.dest for a in parser._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            parser.error(f"unknown keys in {path}: {unknown}")
-        parser.set_defaults(**values)
+        if not isinstance(values, dict):
+            raise SystemExit(f"pmg-aft: {path} must hold a mapping of argument names to values.")
+    method = _flag(argv, "method") or values.get("method") or DEFAULT_METHOD
+    if method not in TRAINERS:
+        raise SystemExit(f"pmg-aft: unknown method {method!r}; choose one of {', '.join(TRAINERS)}.")
+    config_class = TRAINERS[method].config_class
+    parser = HfArgumentParser((ScriptArguments, DataArguments, config_class))
+    known = {f.name for group in (ScriptArguments, DataArguments, config_class) for f in fields(group)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        owners = {k: [m for m, t in TRAINERS.items() if k in {f.name for f in fields(t.config_class)}]
+                  for k in unknown}  # fmt: skip
+        hint = "; ".join(f"{k} is a field of {', '.join(m)}" for k, m in owners.items() if m)
+        hint = f" ({hint})" if hint else ""
+        raise SystemExit(f"pmg-aft: unknown keys in {path} for method {method}: {unknown}{hint}.")
+    parser.set_defaults(**values)
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -105,13 +167,12 @@ def read_class_names(path: str) -> list[str]:
     return names
 
 
-def load_model(args: ModelArguments, seed: int):
+def load_model(args: ScriptArguments, seed: int):
+    """The model and its processor (a tokenizer for the tiny default)."""
     if args.model_name_or_path != TINY:
         model = CLIPModel.from_pretrained(args.model_name_or_path, revision=args.model_revision)
         processor = CLIPProcessor.from_pretrained(args.model_name_or_path, revision=args.model_revision)
         return model, processor
-    from .tiny import pretrain_tiny_clip, tiny_clip, tiny_tokenizer
-
     tokenizer = tiny_tokenizer()
     # Pre-trained on the generated colour patches whatever the fine-tuning data: the tiny default is a demo model.
     pretraining_set = load_image_dataset(GENERATED, split="train", seed=seed + 100)
@@ -119,8 +180,52 @@ def load_model(args: ModelArguments, seed: int):
     return model, tokenizer
 
 
+def load_datasets(data_args: DataArguments, training_args: RobustCLIPConfig):
+    """The training set (if training) and the eval set(s): benchmarks by name, or splits of `dataset_name`."""
+
+    def split(name: str | None, max_samples: int | None):
+        if name is None:
+            return None
+        data = load_image_dataset(data_args.dataset_name, split=name, config=data_args.dataset_config,
+                                  revision=data_args.dataset_revision, max_samples=max_samples,
+                                  seed=training_args.seed)  # fmt: skip
+        if training_args.image_column in data.column_names:  # else the trainer names the missing column
+            data = check_images(data, f"{data_args.dataset_name}[{name}]", training_args.image_column,
+                                data_args.on_bad_image)  # fmt: skip
+        return data
+
+    def local(name: str) -> str | None:
+        return os.path.join(data_args.benchmark_data_dir, name) if data_args.benchmark_data_dir else None
+
+    train_dataset = None
+    if training_args.do_train and data_args.train_benchmark:
+        bench = get_benchmark(data_args.train_benchmark)
+        train_dataset = load_benchmark(bench.name, "train", local(bench.name), max_samples=data_args.max_train_samples,
+                                       on_bad_image=data_args.on_bad_image)  # fmt: skip
+    elif training_args.do_train:
+        train_dataset = split(data_args.train_split, data_args.max_train_samples)
+    if data_args.eval_benchmarks:
+        names = data_args.eval_benchmarks.split(",") if data_args.eval_benchmarks.strip() != "all" else EVAL_SUITE
+        eval_dataset = {}
+        for name in (n.strip() for n in names if n.strip()):
+            eval_set = benchmark_eval_set(name, data_args.protocol, data_args.benchmark_data_dir,
+                                          data_args.max_eval_samples, data_args.on_bad_image)  # fmt: skip
+            eval_dataset[eval_set.name] = eval_set
+    else:
+        eval_dataset = split(data_args.eval_split, data_args.max_eval_samples)
+    return train_dataset, eval_dataset
+
+
+def train_dataset_id(data_args: DataArguments) -> str | None:
+    """The training set's Hub id, for the model card."""
+    if data_args.train_benchmark:
+        return get_benchmark(data_args.train_benchmark).hub_id
+    name = data_args.dataset_name
+    return name if not os.path.isdir(name) and name.count("/") == 1 else None
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    script_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
 
@@ -130,32 +235,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if last_checkpoint is not None:
             logger.info("Resuming from %s (pass a fresh --output_dir to start over).", last_checkpoint)
 
-    def split(name: str | None, max_samples: int | None):
-        if name is None:
-            return None
-        data = load_image_dataset(
-            data_args.dataset_name,
-            split=name,
-            config=data_args.dataset_config,
-            revision=data_args.dataset_revision,
-            max_samples=max_samples,
-            seed=training_args.seed,
-        )
-        if training_args.image_column in data.column_names:  # else the trainer names the missing column
-            data = check_images(data, f"{data_args.dataset_name}[{name}]", training_args.image_column,
-                                training_args.on_bad_image)  # fmt: skip
-        return data
-
-    train_dataset, eval_dataset = None, None
-    if training_args.do_train:
-        train_dataset = data_args.train_benchmark or split(data_args.train_split, data_args.max_train_samples)
-    eval_dataset = data_args.eval_benchmarks or split(data_args.eval_split, data_args.max_eval_samples)
-    if data_args.eval_benchmarks and data_args.max_eval_samples and training_args.eval_max_samples is None:
-        training_args.eval_max_samples = data_args.max_eval_samples
+    train_dataset, eval_dataset = load_datasets(data_args, training_args)
     class_names = read_class_names(data_args.class_names_file) if data_args.class_names_file else None
-    model, processor = load_model(model_args, training_args.seed)
-
-    trainer = PMGAFTTrainer(
+    model, processor = load_model(script_args, training_args.seed)
+    trainer: RobustCLIPTrainer = TRAINERS[script_args.method](
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -163,12 +246,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=processor,
         class_names=class_names,
     )
-    if (
-        data_args.train_benchmark is None
-        and not os.path.isdir(data_args.dataset_name)
-        and "/" in data_args.dataset_name
-    ):
-        trainer.train_dataset_id = data_args.dataset_name  # a Hub id, for the model card
+    trainer.train_dataset_id = train_dataset_id(data_args) or trainer.train_dataset_id
     metrics: dict[str, float] = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
@@ -182,33 +260,35 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
+        if trainer.is_world_process_zero():
+            trainer.report.save(os.path.join(training_args.output_dir, "eval"))
         print_before_after(trainer)
     if training_args.do_train and training_args.push_to_hub:
-        trainer.push_to_hub(commit_message="PMG-AFT fine-tuned CLIP", finetuned_from=trainer.base_model)
+        trainer.push_to_hub(finetuned_from=trainer.base_model)
     return metrics
 
 
-def print_before_after(trainer: PMGAFTTrainer) -> None:
-    """Print clean and robust accuracy per eval dataset: before training (with eval_on_start) and at the end."""
-    evals = [entry for entry in trainer.state.log_history if any(k.endswith("_robust_accuracy") for k in entry)]
-    if not trainer.is_world_process_zero() or not evals:
+def print_before_after(trainer: RobustCLIPTrainer) -> None:
+    """Print clean and robust accuracy per eval set: before training (with eval_on_start) and at the end."""
+    reports = trainer.reports
+    if not trainer.is_world_process_zero() or not reports:
         return
     args = trainer.args
-    first, last = evals[0], evals[-1]
-    prefixes = [k[: -len("_robust_accuracy")] for k in last if k.endswith("_robust_accuracy")]
-    print(
-        f"\nZero-shot accuracy, PGD-{args.eval_attack_steps} L-{args.attack_norm[1:]} eps={args.eval_eps * 255:g}/255:"
-    )
+    first, last = reports[0], reports[-1]
+    print(f"\n{trainer.method_info.name}: zero-shot accuracy under {last.settings[0].describe()}, protocol "
+          f"{last.protocol}, logit scale {last.logit_scale:g}:")  # fmt: skip
     print(f"  {'':24s} {'':8s} {'clean':>8s} {'robust':>8s}")
-    rows = [("before", first)] if args.eval_on_start and len(evals) > 1 else []
+    rows = [("before", first)] if args.eval_on_start and len(reports) > 1 else []
     rows.append(("after" if args.do_train else "model", last))
-    for prefix in prefixes:
-        dataset = prefix.removeprefix("eval").lstrip("_") or "eval split"
-        dataset = f"{dataset} ({int(last[prefix + '_samples'])})"
-        for label, entry in rows:
-            print(f"  {dataset:24s} {label:8s} {entry[prefix + '_clean_accuracy']:8.2%} "
-                  f"{entry[prefix + '_robust_accuracy']:8.2%}")  # fmt: skip
+    key = last.settings[0].key
+    for name, result in last.results.items():
+        dataset = f"{'eval split' if name == 'eval' else name} ({result['samples']})"
+        for label, report in rows:
+            values = report.results[name]
+            print(f"  {dataset:24s} {label:8s} {values['clean_accuracy']:8.2%} {values['robust_accuracy'][key]:8.2%}")
             dataset = ""
     if args.do_train:
-        print(f"Checkpoint: {args.output_dir} (load it with CLIPModel.from_pretrained)")
+        print(
+            f"Checkpoint: {args.output_dir} (load it with CLIPModel.from_pretrained); report: {args.output_dir}/eval"
+        )
     print()

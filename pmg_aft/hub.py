@@ -1,4 +1,9 @@
-"""Model cards with robust-accuracy tables, and publishing checkpoints to the Hugging Face Hub."""
+"""Model cards with robust-accuracy tables, and publishing checkpoints to the Hugging Face Hub.
+
+A card names the method that trained the checkpoint, from the trainer's [`MethodInfo`] (saved beside the weights in
+`pmg_aft.json`), and cites that method's paper only. A checkpoint without it (a converted or third-party one) gets a
+card that claims no training method.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,69 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass, field
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
 
+from .constants import RUN_INFO_FILE
 from .evaluation.report import Report
 
-TAGS = ["clip", "adversarial-robustness", "adversarial-training", "pmg-aft", "zero-shot-image-classification"]
+BASE_TAGS = ["clip", "zero-shot-image-classification", "pmg_aft"]
 # What a checkpoint folder may publish: weights as safetensors, configs, processor and tokenizer files.
 PUBLISHED = (".safetensors", ".json", ".txt", ".model", ".md", ".png")
 NEVER = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """A method's paper, as its model card cites it."""
+
+    title: str
+    authors: str
+    venue: str
+    arxiv_id: str
+    bibtex: str
+
+    @property
+    def url(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv_id}"
+
+    @property
+    def short(self) -> str:
+        """`Wang et al., CVPR 2024`."""
+        first = self.authors.split(",")[0].split(" and ")[0].strip().split()[-1]
+        return f"{first} et al., {self.venue}"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What a trainer declares about its method for cards and Hub commits.
+
+    Args:
+        key (`str`): the `--method` name (`pmg_aft`, `tecoa`, ...).
+        name (`str`): the display name (`PMG-AFT`).
+        description (`str`): what training did, completing "fine-tuned ... with {name}, ...".
+        paper (`Paper`, *optional*): the method's paper; `None` for plain fine-tuning.
+        tags (`tuple[str, ...]`): Hub tags beside the base ones.
+    """
+
+    key: str
+    name: str
+    description: str
+    paper: Paper | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def commit_message(self) -> str:
+        return f"{self.name} fine-tuned CLIP (pmg_aft)"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MethodInfo:
+        paper = values.get("paper")
+        return cls(**{**values, "paper": Paper(**paper) if paper else None, "tags": tuple(values.get("tags", ()))})
 
 
 def eval_results(report: Report) -> list[EvalResult]:
@@ -36,13 +95,13 @@ def eval_results(report: Report) -> list[EvalResult]:
                 **common,
             )  # fmt: skip
         )
-        for key, value in result["robust_accuracy"].items():
+        for setting in report.settings:
             results.append(
                 EvalResult(
                     metric_type="accuracy",
-                    metric_name=f"robust accuracy ({key}, {report.norm}, {report.protocol} protocol)",
-                    metric_value=round(100 * value, 2),
-                    metric_config=key,
+                    metric_name=f"robust accuracy ({setting.key}, {setting.norm}, {report.protocol} protocol)",
+                    metric_value=round(100 * result["robust_accuracy"][setting.key], 2),
+                    metric_config=setting.key,
                     **common,
                 )
             )
@@ -53,21 +112,24 @@ def build_model_card(
     repo_id: str,
     report: Report | None = None,
     base_model: str | None = None,
-    training: dict | None = None,
+    recipe: dict | None = None,
     train_dataset: str | None = None,
     license: str = "mit",
     plots: list[str] | tuple[str, ...] = (),
+    method: MethodInfo | None = None,
 ) -> ModelCard:
-    """A model card for a robust CLIP checkpoint.
+    """A model card for a (robust) CLIP checkpoint.
 
     Args:
         repo_id (`str`): the Hub repository, e.g. `org/pmg-aft-vitb32`.
         report (`Report`, *optional*): evaluation results for the `model-index` and the table.
         base_model (`str`, *optional*): the checkpoint it was fine-tuned from.
-        training (`dict`, *optional*): the training arguments (`PMGAFTConfig.to_dict()`), for the recipe section.
+        recipe (`dict`, *optional*): the training settings worth a row each (the trainer's `recipe()`).
         train_dataset (`str`, *optional*): the training dataset's Hub id.
         license (`str`): the licence of the weights (OpenAI CLIP's is MIT).
         plots (`Sequence[str]`): image files shipped beside the card (shown in it).
+        method (`MethodInfo`, *optional*): the training method; its name, description, tags and paper go in the
+            card. Without it the card claims no training method.
     """
     data = ModelCardData(
         license=license,
@@ -75,35 +137,41 @@ def build_model_card(
         pipeline_tag="zero-shot-image-classification",
         base_model=base_model,
         datasets=[train_dataset] if train_dataset else None,
-        tags=TAGS,
+        tags=BASE_TAGS + list(method.tags if method else ()),
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results(report) if report and report.results else None,
     )
-    sections = [f"# {repo_id.split('/')[-1]}", _summary(base_model, training)]
-    sections.append(_usage(repo_id, training))
+    sections = [f"# {repo_id.split('/')[-1]}", _summary(method, base_model), _usage(repo_id)]
     if report and report.results:
-        sections.append("## Robust zero-shot accuracy\n\n" + _evaluation_text(report) + "\n\n" + report.to_markdown())
+        sections.append("## Zero-shot accuracy\n\n" + _evaluation_text(report) + "\n\n" + report.to_markdown())
         sections += [f"![{os.path.splitext(p)[0]}]({p})" for p in plots]
         if report.warnings:
             sections.append("Sanity warnings from the evaluation:\n\n" + "\n".join(f"- {w}" for w in report.warnings))
-    if training:
-        sections.append(_recipe(training))
-    sections.append(CITATION)
+    if recipe:
+        rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in recipe.items())
+        sections.append("## Training recipe\n\n| setting | value |\n|---|---|\n" + rows)
+    if method and method.paper:
+        paper = method.paper
+        sections.append(
+            f"## Citation\n\n{method.name}: [{paper.title}]({paper.url}), {paper.authors}, {paper.venue}.\n\n"
+            f"```bibtex\n{paper.bibtex}\n```"
+        )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
 
 
-def _summary(base_model: str | None, training: dict | None) -> str:
-    method = "TeCoA" if training and training.get("alpha") == 0 and training.get("beta") == 0 else "PMG-AFT"
+def _summary(method: MethodInfo | None, base_model: str | None) -> str:
     base = f" from [`{base_model}`](https://huggingface.co/{base_model})" if base_model else ""
+    plain = "It is a plain `CLIPModel`: no custom code is needed."
+    if method is None:
+        return f"A CLIP model{base}, evaluated with the `pmg_aft` toolkit. {plain}"
+    cite = f" ([{method.paper.short}]({method.paper.url}))" if method.paper else ""
     return (
-        f"A CLIP model whose image encoder was adversarially fine-tuned{base} with {method} "
-        "(Wang et al., CVPR 2024) using the `pmg_aft` toolkit, for zero-shot "
-        "classification that stays accurate under small adversarial perturbations. The text tower is unchanged. "
-        "It is a plain `CLIPModel`: no custom code is needed."
+        f"A CLIP model whose image encoder was fine-tuned{base} with {method.name}{cite} using the `pmg_aft` "
+        f"toolkit: {method.description} The text tower is unchanged. {plain}"
     )
 
 
-def _usage(repo_id: str, training: dict | None) -> str:
+def _usage(repo_id: str) -> str:
     return f"""## Usage
 
 ```python
@@ -122,37 +190,16 @@ with torch.no_grad():
 
 
 def _evaluation_text(report: Report) -> str:
-    attacks = ", ".join(s["key"] for s in report.settings)
-    limit = f" on the first {report.max_samples} test samples of each" if report.max_samples else " on full test sets"
-    return (
-        f"Top-1 accuracy (%) under the `{report.protocol}` protocol (logit scale {report.logit_scale:g}), "
-        f"{report.norm} attacks {attacks}{limit}. Keys read `attack-steps@eps`. Results of the TeCoA/PMG-AFT "
-        "protocol and of the RobustBench/CLIP_benchmark one cannot be compared with each other. Evaluated with "
-        f"pmg_aft {report.pmg_aft_version} on {report.created}."
+    limit = (
+        f" on the first {report.max_eval_samples} test samples of each dataset"
+        if report.max_eval_samples
+        else " on full test sets"
     )
-
-
-def _recipe(training: dict) -> str:
-    keys = [
-        "alpha", "beta", "kl_direction", "train_eps", "train_step_size", "train_steps", "attack_norm",
-        "logit_scale", "image_mean", "image_std", "prompt_template", "optim", "optim_args", "learning_rate",
-        "weight_decay", "lr_scheduler_type", "warmup_steps", "num_train_epochs", "max_steps",
-        "per_device_train_batch_size", "gradient_accumulation_steps", "bf16", "fp16", "seed",
-    ]  # fmt: skip
-    rows = "\n".join(f"| `{k}` | `{training[k]}` |" for k in keys if k in training)
-    return "## Training recipe\n\n| setting | value |\n|---|---|\n" + rows
-
-
-CITATION = """## Citation
-
-```bibtex
-@inproceedings{wang2024pmgaft,
-  title     = {Pre-trained Model Guided Fine-Tuning for Zero-Shot Adversarial Robustness},
-  author    = {Wang, Sibo and Zhang, Jie and Yuan, Zheng and Shan, Shiguang},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2024}
-}
-```"""
+    return (
+        f"Top-1 accuracy (%){limit}, normalisation mean {report.image_mean} / std {report.image_std}. Results of the "
+        "TeCoA/PMG-AFT protocol (`paper`) and of the RobustBench/CLIP_benchmark one cannot be compared with each "
+        f"other. Evaluated with pmg_aft {report.pmg_aft_version} on {report.created}."
+    )
 
 
 def push(
@@ -162,24 +209,23 @@ def push(
     private: bool = False,
     base_model: str | None = None,
     license: str = "mit",
-    commit_message: str = "Upload robust CLIP checkpoint",
+    commit_message: str | None = None,
 ) -> str:
     """Upload a checkpoint folder (safetensors weights, configs, processor), its model card and plots.
 
     The card is built in a staging folder: the checkpoint folder is never modified, so a failed upload loses
     nothing and the same command can simply be run again. The token comes from the environment (`HF_TOKEN`) or
-    `huggingface-cli login`, never from an argument, and is never printed.
+    `hf auth login`, never from an argument, and is never printed. The method, recipe, base model and training
+    data come from the folder's `pmg_aft.json`, written by the trainers' `save_model`.
 
     Returns:
         `str`: the URL of the uploaded commit.
     """
-    if not os.path.isfile(os.path.join(model_dir, "model.safetensors")) and not any(
-        f.endswith(".safetensors") for f in os.listdir(model_dir)
-    ):
+    if not os.path.isdir(model_dir) or not any(f.endswith(".safetensors") for f in os.listdir(model_dir)):
         raise FileNotFoundError(f"{model_dir} has no .safetensors weights; save the model with save_pretrained first.")
     report = Report.load(report_dir) if report_dir else None
-    training = _read_json(os.path.join(model_dir, "training_args.json"))
-    train_dataset = (_read_json(os.path.join(model_dir, "pmg_aft.json")) or {}).get("train_dataset")
+    info = _read_json(os.path.join(model_dir, RUN_INFO_FILE)) or {}
+    method = MethodInfo.from_dict(info["method"]) if info.get("method") else None
     with tempfile.TemporaryDirectory() as staging:
         for name in sorted(os.listdir(model_dir)):
             path = os.path.join(model_dir, name)
@@ -191,13 +237,14 @@ def push(
                 if os.path.exists(os.path.join(report_dir, name)):
                     shutil.copy2(os.path.join(report_dir, name), staging)
                     plots += [name] if name.endswith(".png") else []
-        base_model = base_model or _base_model(model_dir, training)
-        card = build_model_card(repo_id, report, base_model, training, train_dataset, license=license, plots=plots)
+        card = build_model_card(repo_id, report, base_model or info.get("base_model"), info.get("recipe"),
+                                info.get("train_dataset"), license=license, plots=plots, method=method)  # fmt: skip
         card.save(os.path.join(staging, "README.md"))
+        message = commit_message or (method.commit_message if method else "Upload CLIP checkpoint (pmg_aft)")
         api = HfApi()
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)
-            commit = api.upload_folder(repo_id=repo_id, folder_path=staging, commit_message=commit_message)
+            commit = api.upload_folder(repo_id=repo_id, folder_path=staging, commit_message=message)
         except Exception as error:
             raise RuntimeError(
                 f"Uploading {model_dir} to {repo_id} failed: {type(error).__name__}: {_scrub(str(error))}. Nothing "
@@ -208,8 +255,6 @@ def push(
 
 def _scrub(text: str) -> str:
     """Remove the token from a message (some HTTP errors echo request headers)."""
-    from huggingface_hub import get_token
-
     token = get_token()
     return text.replace(token, "***") if token else text
 
@@ -219,8 +264,3 @@ def _read_json(path: str) -> dict | None:
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-def _base_model(model_dir: str, training: dict | None) -> str | None:
-    """The checkpoint it was fine-tuned from, as `PMGAFTTrainer` records it in `pmg_aft.json`."""
-    return (_read_json(os.path.join(model_dir, "pmg_aft.json")) or {}).get("base_model")

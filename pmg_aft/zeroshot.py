@@ -6,26 +6,16 @@ happen inside the differentiable graph, and the class text embeddings are comput
 
 from __future__ import annotations
 
-import re
+import copy
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import CLIPImageProcessorPil, CLIPProcessor
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-DEFAULT_TEMPLATE = "This is a photo of a {}"
-
-
-def clean_class_name(name: str) -> str:
-    """Clean a class name for a prompt as the official code does: lower case, `_`, `-` and `/` become spaces.
-
-    Example: `"Yorkshire_terrier"` -> `"yorkshire terrier"`.
-    """
-    return re.sub(r"\s+", " ", re.sub(r"[_\-/]", " ", str(name))).strip().lower()
+from .constants import DEFAULT_TEMPLATE, IMAGENET_MEAN, IMAGENET_STD
+from .prompts import check_template
 
 
 def check_clip_model(model: nn.Module) -> None:
@@ -38,6 +28,35 @@ def check_clip_model(model: nn.Module) -> None:
             f"Expected a transformers CLIPModel, got {type(model).__name__} without {', '.join(missing)}. "
             "Load one with CLIPModel.from_pretrained('openai/clip-vit-base-patch32')."
         )
+
+
+def clip_processor(processing_class, model: nn.Module, image_mean: Sequence[float], image_std: Sequence[float]):
+    """A `CLIPProcessor` whose image normalisation is the one the model is trained and attacked with.
+
+    Args:
+        processing_class (`CLIPProcessor` or `CLIPTokenizer`): provides the tokenizer (and, for a processor, the
+            image processor whose resize and crop settings are kept).
+        model (`CLIPModel`): its vision config gives the image size when only a tokenizer is passed.
+        image_mean, image_std (`Sequence[float]`): the normalisation written into the processor.
+    """
+    if processing_class is None:
+        raise ValueError(
+            "A CLIPProcessor or CLIPTokenizer is needed to embed the class prompts (processing_class=...), e.g. "
+            "CLIPProcessor.from_pretrained('openai/clip-vit-base-patch32')."
+        )
+    image_processor = getattr(processing_class, "image_processor", None)
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    if image_processor is not None:
+        image_processor = copy.deepcopy(image_processor)
+    else:
+        # The PIL backend saves the same preprocessor_config.json and needs no torchvision.
+        size = model.config.vision_config.image_size
+        image_processor = CLIPImageProcessorPil(
+            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+        )
+    image_processor.image_mean = [float(v) for v in image_mean]
+    image_processor.image_std = [float(v) for v in image_std]
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 @torch.no_grad()
@@ -70,8 +89,7 @@ def build_class_embeddings(
     if isinstance(templates, str):
         templates = [templates]
     for template in templates:
-        if template.count("{}") != 1:
-            raise ValueError(f"Prompt template {template!r} must contain exactly one '{{}}'.")
+        check_template(template)
     prompts = [template.format(name) for name in class_names for template in templates]
     device = model.text_projection.weight.device
     max_length = getattr(model.config.text_config, "max_position_embeddings", 77)

@@ -1,13 +1,13 @@
-"""Shared offline fixtures: a tiny CLIP pre-trained in-process on generated images, and the Hub-schema datasets."""
+"""Shared offline fixtures: a tiny CLIP pre-trained in-process on generated images, datasets in the Hub schema, and
+configs of every method."""
 
 from __future__ import annotations
 
 import copy
 
 import pytest
-import torch
 
-from pmg_aft import PMGAFTConfig
+from pmg_aft import TRAINERS
 from pmg_aft.data import ImageClassificationCollator
 from pmg_aft.tiny import colour_patches, pretrain_tiny_clip, tiny_clip, tiny_tokenizer
 
@@ -28,14 +28,14 @@ def test_set():
 
 
 @pytest.fixture(scope="session")
-def _pretrained(tokenizer):
+def pretrained(tokenizer):
     return pretrain_tiny_clip(tiny_clip(seed=0), tokenizer, colour_patches(num_per_class=32, seed=2), steps=150)
 
 
 @pytest.fixture
-def model(_pretrained):
+def model(pretrained):
     """A fresh copy of the pre-trained tiny CLIP (clean accuracy well above chance, little robustness)."""
-    return copy.deepcopy(_pretrained)
+    return copy.deepcopy(pretrained)
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ def batch(test_set):
 
 @pytest.fixture
 def make_config(tmp_path):
-    def make(**overrides) -> PMGAFTConfig:
+    """`make_config(method="pmg_aft", **overrides)`: that method's config for a 1-step CPU run on the tiny model."""
+
+    def make(method: str = "pmg_aft", **overrides):
         values = dict(
             output_dir=str(tmp_path / "out"),
             use_cpu=True,
@@ -58,18 +60,29 @@ def make_config(tmp_path):
             max_steps=1,
             learning_rate=1e-2,
             optim="sgd",
+            optim_args=None,
+            weight_decay=0.0,
+            warmup_steps=0,
             native_resolution=True,
             logging_steps=1,
             seed=0,
         )
         values.update(overrides)
-        return PMGAFTConfig(**values)
+        return TRAINERS[method].config_class(**values)
 
     return make
 
 
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return (logits.argmax(-1) == labels).float().mean().item()
+@pytest.fixture
+def make_trainer(make_config, tokenizer, train_set):
+    """`make_trainer(method, model, ref_model=None, train_dataset=train_set, **config overrides)`."""
+
+    def make(method, model, ref_model=None, train_dataset=train_set, eval_dataset=None, **overrides):
+        config = make_config(method, **overrides)
+        return TRAINERS[method](model, config, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                                processing_class=tokenizer, ref_model=ref_model)  # fmt: skip
+
+    return make
 
 
 @pytest.fixture(autouse=True)

@@ -5,15 +5,14 @@ import sys
 
 import torch
 
+from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, clip_processor
 from pmg_aft.evaluation import evaluate_robustness
 from pmg_aft.tiny import colour_patches, tiny_clip, tiny_tokenizer
-from pmg_aft.trainer import clip_processor_for
-from pmg_aft.zeroshot import IMAGENET_MEAN, IMAGENET_STD
 
 
 def main(out: str) -> None:
     model = tiny_clip(seed=0)
-    processor = clip_processor_for(tiny_tokenizer(), model, IMAGENET_MEAN, IMAGENET_STD)
+    processor = clip_processor(tiny_tokenizer(), model, IMAGENET_MEAN, IMAGENET_STD)
     data = {"patches": colour_patches(num_per_class=2, seed=1).select(range(11))}  # 11: shards need padding
     evaluate_robustness(model, processor, datasets=data, attacks=("pgd", "cw"), eps=(2 / 255,), steps=3,
                         batch_size=4, output_dir=out, model_id="tiny")  # fmt: skip

@@ -2,9 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pmg_aft import ZeroShotClassifier, margin_loss, pgd
+from pmg_aft import AttackSetting, ZeroShotClassifier, margin_loss, pgd
+from pmg_aft.attacks import attack_settings
 
-from .conftest import accuracy
+from .utils import accuracy
 
 
 @pytest.fixture
@@ -107,3 +108,36 @@ def test_early_stop_keeps_the_first_success_so_more_steps_never_help(classifier,
             robust.append(classifier(adv).argmax(-1) == y)
     assert (robust[1] <= robust[0]).all() and (robust[2] <= robust[1]).all()  # per sample, not just on average
     assert robust[2].sum() < robust[0].sum()
+
+
+def test_attack_settings_have_one_key_format():
+    assert AttackSetting("pgd", 1 / 255, 10).key == "pgd-10@1/255"
+    assert AttackSetting("cw", 4 / 255, 100, random_start=True).key == "cw-100-rs@4/255"
+    assert AttackSetting("pgd", 1 / 255, 2, first_success=False, momentum=0.9).key == "pgd-2-last-m0.9@1/255"
+    assert AttackSetting("pgd", 2 / 255, 10, 0.5 / 255).key == "pgd-10-step0.5/255@2/255"
+    assert AttackSetting("pgd", 0.5, 10, 0.1, norm="l2").key == "pgd-l2-10-step0.1@0.5"
+    aa = AttackSetting("autoattack", 1 / 255, steps=50, step_size=0.3, random_start=True)
+    assert aa.key == "autoattack@1/255" and (aa.steps, aa.step_size, aa.random_start) == (None, None, False)
+    # Objects, not strings: they survive JSON and compare as values; settings that differ never share a key.
+    setting = AttackSetting("pgd", 1 / 255, 10, random_start=True)
+    assert AttackSetting.from_dict(setting.to_dict()) == setting
+    changes = ({}, {"random_start": True}, {"first_success": False}, {"momentum": 0.5}, {"step_size": 2 / 255})
+    variants = [AttackSetting("pgd", 1 / 255, 10, **change) for change in changes]
+    assert len({v.key for v in variants}) == len(variants)
+    assert setting.pgd_kwargs() == dict(eps=1 / 255, step_size=1 / 255, steps=10, norm="linf", random_start=True,
+                                        loss="ce", early_stop=True, momentum=0.0)  # fmt: skip
+    assert "uniform random start" in setting.describe() and "first success kept" in setting.describe()
+
+
+def test_attack_settings_are_validated():
+    with pytest.raises(ValueError, match="Unknown attack 'fgsm'"):
+        AttackSetting("fgsm", 1 / 255)
+    with pytest.raises(ValueError, match="Did you mean 8/255"):
+        AttackSetting("pgd", 8, 10)
+    with pytest.raises(ValueError, match="steps >= 0"):
+        AttackSetting("pgd", 1 / 255, -1)
+    with pytest.raises(ValueError, match="momentum"):
+        AttackSetting("pgd", 1 / 255, 1, momentum=1.0)
+    keys = [s.key for s in attack_settings(["pgd", "autoattack"], [1 / 255, 2 / 255], [10, 100])]
+    assert keys == ["pgd-10@1/255", "pgd-100@1/255", "pgd-10@2/255", "pgd-100@2/255", "autoattack@1/255",
+                    "autoattack@2/255"]  # fmt: skip

@@ -5,55 +5,23 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
 from pmg_aft import clean_class_name
 from pmg_aft.data import BENCHMARKS, EVAL_SUITE, BadImageError, get_benchmark, load_benchmark
+from pmg_aft.evaluation import benchmark_eval_set
+
+from .utils import CALTECH256, png
+from .utils import hub_fixture as fixture
 
 OFFICIAL_COUNTS = {
     "cifar10": 10, "cifar100": 100, "stl10": 10, "sun397": 397, "food101": 101, "pets": 37, "flowers102": 102,
     "dtd": 47, "eurosat": 10, "fgvc-aircraft": 100, "tiny-imagenet": 200, "imagenet": 1000, "caltech101": 102,
     "stanford-cars": 196, "pcam": 2,
 }  # fmt: skip
-CALTECH256 = ["001.ak47", "002.american-flag", "003.backpack", "257.clutter"]
-
-
-def png(mode: str = "RGB", size: int = 12) -> Image.Image:
-    array = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
-    return Image.fromarray(array).convert(mode)
-
-
-def source_label_feature(name: str):
-    """The label feature as the Hub dataset stores it."""
-    bench = get_benchmark(name)
-    if name == "pcam":
-        return Value("bool")
-    if name == "fgvc-aircraft":
-        return Value("string")
-    if name == "caltech256":
-        return ClassLabel(names=CALTECH256)
-    if bench.aliases:  # Tiny-ImageNet / ImageNet: WordNet ids; Caltech101: folder names
-        return ClassLabel(names=bench.aliases)
-    return ClassLabel(names=bench.class_names)
-
-
-def fixture(name: str, rows: int = 3) -> Dataset:
-    bench = get_benchmark(name)
-    feature = source_label_feature(name)
-    if isinstance(feature, ClassLabel):
-        labels = [0, 1, feature.num_classes - 1][:rows]
-    elif feature.dtype == "bool":
-        labels = [False, True, True][:rows]
-    else:
-        labels = [bench.class_names[0], bench.class_names[1], bench.class_names[-1]][:rows]
-    columns = {bench.image_column: [png() for _ in labels], bench.label_column: labels}
-    features = {bench.image_column: ImageFeature(), bench.label_column: feature}
-    if name == "cifar100":  # the Hub set has both label columns
-        columns["coarse_label"] = [0] * len(labels)
-        features["coarse_label"] = Value("int64")
-    return Dataset.from_dict(columns, features=Features(features))
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
@@ -215,33 +183,42 @@ def test_finetune_trains_and_evaluates_on_benchmarks_by_name(tmp_path):
     assert metrics["eval_cifar10_samples"] == 3 and metrics["eval_pcam_samples"] == 3
     assert metrics["eval_pcam_robust_accuracy"] <= metrics["eval_pcam_clean_accuracy"]
     with open(out / "pmg_aft.json") as f:
-        assert json.load(f)["class_names"][0] == "goldfish"  # Tiny-ImageNet names in the prompts
+        info = json.load(f)
+    assert info["class_names"][0] == "goldfish"  # Tiny-ImageNet names in the prompts
+    assert info["train_dataset"] == "zh-plus/tiny-imagenet"
+    assert metrics["eval_robust_accuracy"] == pytest.approx(
+        (metrics["eval_cifar10_robust_accuracy"] + metrics["eval_pcam_robust_accuracy"]) / 2
+    )
 
 
-def test_eval_benchmarks_get_their_own_prompts_and_resolution(tmp_path, make_config, tokenizer):
+def test_eval_benchmarks_carry_their_own_prompts_and_resolution(tmp_path, make_config, tokenizer, monkeypatch):
     from pmg_aft import PMGAFTTrainer
     from pmg_aft.tiny import tiny_clip
 
     root = tmp_path / "benchmarks"
     for name in ("cifar10", "pcam", "food101"):
         DatasetDict({get_benchmark(name).split: fixture(name)}).save_to_disk(str(root / name))
-    config = make_config(benchmark_data_dir=str(root), eval_attack_steps=1, native_resolution=False)
-    trainer = PMGAFTTrainer(tiny_clip(), config, eval_dataset="cifar10,pcam", processing_class=tokenizer,
-                            class_names=["a", "b"])  # fmt: skip
-    assert sorted(trainer.eval_dataset) == ["cifar10", "pcam"]
-    names, templates, collator = trainer._eval_spec("pcam", trainer.eval_dataset["pcam"], "eval_pcam")
-    assert names == ["healthy lymph node tissue", "lymph node tumor tissue"]
-    assert templates == ["This is a photo of {}"] and not collator.native_resolution
-    _, templates, collator = trainer._eval_spec("cifar10", trainer.eval_dataset["cifar10"], "eval_cifar10")
-    assert templates == ["This is a photo of a {}"] and collator.native_resolution  # attacked at 32 px
-    metrics = trainer.evaluate(["food101"])
-    assert metrics["eval_food101_samples"] == 3
-    assert any(key[2] == ("A photo of {}, a type of food.",) for key in trainer._class_embeddings)
-    config = make_config(benchmark_data_dir=str(root), eval_protocol="clip_benchmark", eval_attack_steps=1)
-    trainer = PMGAFTTrainer(tiny_clip(), config, eval_dataset="food101", processing_class=tokenizer,
-                            class_names=["a", "b"])  # fmt: skip
-    _, templates, _ = trainer._eval_spec("food101", trainer.eval_dataset["food101"], "eval_food101")
-    assert templates == get_benchmark("food101").templates("clip_benchmark")
+    pcam = benchmark_eval_set("pcam", benchmark_data_dir=str(root))
+    assert pcam.class_names == ["healthy lymph node tissue", "lymph node tumor tissue"]
+    assert pcam.templates == ["This is a photo of {}"] and not pcam.native_resolution
+    assert pcam.hub_id == "1aurent/PatchCamelyon" and pcam.revision is None  # a local copy claims no revision
+    cifar = benchmark_eval_set("cifar10", benchmark_data_dir=str(root))
+    assert cifar.templates == ["This is a photo of a {}"] and cifar.native_resolution  # attacked at 32 px
+    food = benchmark_eval_set("food101", "clip_benchmark", str(root), max_eval_samples=2)
+    assert food.templates == get_benchmark("food101").templates("clip_benchmark") and len(food) == 2
+    # The trainer evaluates each with its own prompts: the class embeddings it builds say so.
+    built = []
+    monkeypatch.setattr("pmg_aft.trainers.base_trainer.build_class_embeddings",
+                        lambda model, tok, names, templates: built.append((list(names), list(templates)))
+                        or torch.nn.functional.normalize(torch.randn(len(names), 32), dim=-1))  # fmt: skip
+    config = make_config(eval_attack_steps=1, native_resolution=False)
+    trainer = PMGAFTTrainer(tiny_clip(), config, eval_dataset={"pcam": pcam, "cifar10": cifar, "food101": food},
+                            processing_class=tokenizer, class_names=["a", "b"])  # fmt: skip
+    metrics = trainer.evaluate()
+    assert metrics["eval_pcam_samples"] == 3 and metrics["eval_food101_samples"] == 2
+    assert (pcam.class_names, pcam.templates) in built and (food.class_names, food.templates) in built
+    assert trainer.report.results["food101"]["protocol"] == "clip_benchmark"
+    assert trainer.report.protocol == "mixed"
 
 
 def test_any_local_training_set_is_checked_before_training(tmp_path):

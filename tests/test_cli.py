@@ -53,3 +53,42 @@ def test_download_errors_say_what_and_how(monkeypatch, capsys):
 def test_unknown_command(capsys):
     assert cli.main(["bogus"]) == 2 and "unknown command" in capsys.readouterr().err
     assert cli.main(["--help"]) == 0
+
+
+@pytest.mark.parametrize("command", ["eval", "compare", "push", "convert"])
+def test_every_subcommand_takes_snake_case_flags_like_train(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    flags = [w for w in capsys.readouterr().out.split() if w.startswith("--")]
+    names = {f.strip("[],").split("=")[0] for f in flags} - {"--help"}
+    # HfArgumentParser also accepts the dashed spelling; the snake_case one is the documented name of each.
+    documented = {n for n in names if "-" not in n[2:] or n.replace("-", "_")[2:] not in {m[2:] for m in names}}
+    assert documented and all("-" not in n[2:] for n in documented), documented
+
+
+@pytest.mark.parametrize(
+    "argv,new",
+    [(["eval", "--model", "x", "--output_dir", "o"], "--model_name_or_path"),
+     (["eval", "--model_name_or_path", "x", "--output-dir", "o", "--max-samples", "5"], "--max_eval_samples"),
+     (["eval", "--model_name_or_path", "x", "--output_dir", "o", "--data-dir", "d"], "--benchmark_data_dir"),
+     (["push", "--repo", "org/x", "--model_dir", "m"], "--hub_model_id"),
+     (["convert", "--base", "b"], "--base_model")],
+)  # fmt: skip
+def test_flags_of_earlier_releases_name_their_new_spelling(argv, new, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert new in capsys.readouterr().err
+
+
+def test_one_name_for_the_eval_sample_cap_everywhere():
+    import dataclasses
+    import inspect
+
+    from pmg_aft.evaluation import benchmark_eval_set, evaluate_robustness
+    from pmg_aft.finetune import DataArguments
+
+    assert "max_eval_samples" in {f.name for f in dataclasses.fields(DataArguments)}
+    assert "max_eval_samples" in {f.name for f in dataclasses.fields(cli.SuiteArguments)}
+    assert "max_eval_samples" in inspect.signature(evaluate_robustness).parameters
+    assert "max_eval_samples" in inspect.signature(benchmark_eval_set).parameters

@@ -1,19 +1,32 @@
+"""The shared config fields (RobustCLIPConfig), through every method's config."""
+
+import dataclasses
+
 import pytest
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 
-from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, PMGAFTConfig
-from pmg_aft.config import parse_pixel_value
+from pmg_aft import TRAINERS, PMGAFTConfig, RobustCLIPConfig
+from pmg_aft.attacks import parse_pixel_value
+
+from .utils import METHODS
 
 
-def test_defaults_reproduce_the_paper(tmp_path):
-    config = PMGAFTConfig(output_dir=str(tmp_path))
-    assert config.train_eps == pytest.approx(1 / 255) and config.train_step_size == pytest.approx(1 / 255)
-    assert config.train_steps == 2 and config.attack_norm == "linf" and config.attack_random_start
-    assert config.alpha == 256 and config.beta == 256 and config.kl_direction == "official"
-    assert config.resolved_logit_scale() == 1.0
-    assert config.image_mean == list(IMAGENET_MEAN) and config.image_std == list(IMAGENET_STD)
-    assert config.prompt_template == "This is a photo of a {}"
-    assert config.remove_unused_columns is False
+@pytest.mark.parametrize("method", METHODS)
+def test_every_config_shares_the_base_and_has_no_method_switch(method, tmp_path):
+    config_class = TRAINERS[method].config_class
+    assert issubclass(config_class, RobustCLIPConfig) and issubclass(config_class, TrainingArguments)
+    names = {f.name for f in dataclasses.fields(config_class)}
+    assert "method" not in names
+    own = names - {f.name for f in dataclasses.fields(RobustCLIPConfig)}
+    assert own <= {"alpha", "beta", "kl_direction"}  # the only method-specific fields: loss weights and variant
+    config = config_class(output_dir=str(tmp_path))
+    assert config.remove_unused_columns is False and config.max_grad_norm == 0.0  # no official code clips
+    ours = {f.name for f in dataclasses.fields(RobustCLIPConfig)} - {
+        f.name for f in dataclasses.fields(TrainingArguments)
+    }
+    for field in dataclasses.fields(config_class):  # every field of ours says what it is and where it comes from
+        if field.name in ours | own:
+            assert field.metadata.get("help"), field.name
 
 
 def test_pixel_values_parse_fractions_on_the_command_line(tmp_path):
@@ -57,10 +70,11 @@ def test_eps_in_255_units_is_caught(tmp_path):
 @pytest.mark.parametrize(
     "overrides,match",
     [
-        ({"kl_direction": "reverse"}, "kl_direction"),
         ({"attack_norm": "l1"}, "attack_norm"),
-        ({"alpha": -1}, "alpha and beta"),
         ({"prompt_template": "a photo"}, "exactly one"),
+        ({"crop_pct": 1.5}, "crop_pct"),
+        ({"interpolation": "nearest"}, "interpolation"),
+        ({"train_attack_momentum": 1.0}, "momentum"),
         ({"image_mean": [0.5, 0.5]}, "3 values"),
         ({"logit_scale": "big"}, "neither a number"),
         ({"remove_unused_columns": True}, "image column"),

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPConfig, CLIPModel
+from transformers import CLIPModel
 
 from pmg_aft.convert import convert_openai_checkpoint, load_state_dict
 
-WIDTH, LAYERS, HEADS, PATCH, IMAGE, EMBED, VOCAB, CONTEXT, TEXT_WIDTH = 32, 2, 4, 8, 32, 24, 64, 12, 16
+from .utils import CONTEXT, EMBED, HEADS, IMAGE, LAYERS, PATCH, TEXT_WIDTH, VOCAB, WIDTH, tiny_base, tokens
 
 
 def random_openai_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -90,26 +90,6 @@ def openai_text_features(state, tokens):
     return x[torch.arange(len(tokens)), tokens.argmax(-1)] @ state["text_projection"]  # the end token has the top id
 
 
-def tiny_base() -> CLIPModel:
-    config = CLIPConfig(
-        vision_config={"hidden_size": WIDTH, "intermediate_size": 4 * WIDTH, "num_hidden_layers": LAYERS,
-                       "num_attention_heads": HEADS, "patch_size": PATCH, "image_size": IMAGE},
-        text_config={"hidden_size": TEXT_WIDTH, "intermediate_size": 4 * TEXT_WIDTH, "num_hidden_layers": LAYERS,
-                     "num_attention_heads": HEADS, "vocab_size": VOCAB, "max_position_embeddings": CONTEXT,
-                     "eos_token_id": VOCAB - 1, "bos_token_id": 0, "pad_token_id": 0},
-        projection_dim=EMBED,
-    )  # fmt: skip
-    torch.manual_seed(1)
-    return CLIPModel(config).eval()
-
-
-def tokens():
-    t = torch.randint(1, VOCAB - 1, (3, CONTEXT), generator=torch.Generator().manual_seed(2))
-    t[:, -1] = VOCAB - 1
-    t[1, 5] = VOCAB - 1  # a shorter sequence: its end token comes first
-    return t
-
-
 def test_full_openai_state_dict_gives_the_same_embeddings():
     state = random_openai_state()
     model = convert_openai_checkpoint(dict(state), tiny_base())
@@ -157,16 +137,16 @@ def test_convert_command_writes_a_loadable_clip_model(tmp_path, capsys):
 
     from pmg_aft import cli
     from pmg_aft.tiny import tiny_tokenizer
-    from pmg_aft.trainer import clip_processor_for
+    from pmg_aft.zeroshot import clip_processor
 
     base = tiny_base()
     base.save_pretrained(str(tmp_path / "base"))
-    clip_processor_for(tiny_tokenizer(), base, [0.5] * 3, [0.5] * 3).save_pretrained(str(tmp_path / "base"))
+    clip_processor(tiny_tokenizer(), base, [0.5] * 3, [0.5] * 3).save_pretrained(str(tmp_path / "base"))
     state = random_openai_state(5)
     torch.save({"vision_encoder_state_dict": {k[7:]: v for k, v in state.items() if k.startswith("visual.")}},
                tmp_path / "pmg_aft.pth.tar")  # fmt: skip
-    command = ["convert", "--checkpoint", str(tmp_path / "pmg_aft.pth.tar"), "--base", str(tmp_path / "base"),
-               "--output", str(tmp_path / "out"), "--normalization", "imagenet"]  # fmt: skip
+    command = ["convert", "--checkpoint", str(tmp_path / "pmg_aft.pth.tar"), "--base_model", str(tmp_path / "base"),
+               "--output_dir", str(tmp_path / "out"), "--normalization", "imagenet"]  # fmt: skip
     assert cli.main(command) == 0
     model = CLIPModel.from_pretrained(str(tmp_path / "out"))
     pixels = torch.rand(1, 3, IMAGE, IMAGE)

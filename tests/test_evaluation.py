@@ -6,18 +6,23 @@ import pytest
 import torch
 from PIL import Image
 
-from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, ZeroShotClassifier, clean_class_name
+from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, AttackSetting, ZeroShotClassifier, clean_class_name, clip_processor
 from pmg_aft.data import ImageClassificationCollator
-from pmg_aft.evaluation import Report, autoattack, autoattack_plan, evaluate_robustness, sanity_warnings
-from pmg_aft.evaluation import suite as suite_module
-from pmg_aft.trainer import clip_processor_for
+from pmg_aft.evaluation import (
+    Report,
+    autoattack,
+    autoattack_plan,
+    evaluate_dataset,
+    evaluate_robustness,
+    sanity_warnings,
+)
 
-from .test_distributed import free_port, run
+from .utils import free_port, run
 
 
 @pytest.fixture
 def processor(model, tokenizer):
-    return clip_processor_for(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
+    return clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def test_clean_accuracy_is_a_hand_count_and_attacks_only_lower_it(model, processor, tokenizer, test_set):
@@ -74,15 +79,15 @@ def _two_classes(data):
 def test_an_interrupted_suite_resumes_without_recomputing(model, processor, test_set, tmp_path, monkeypatch):
     data = {"first": test_set.select(range(6)), "second": test_set.select(range(6, 12))}
     computed = []
-    original = suite_module._evaluate_dataset
+    original = evaluate_dataset
 
-    def flaky(model, processor, name, *args):
-        computed.append(name)
-        if name == "second" and computed.count("second") == 1:
+    def flaky(classifier, eval_set, *args, **kwargs):
+        computed.append(eval_set.name)
+        if eval_set.name == "second" and computed.count("second") == 1:
             raise KeyboardInterrupt  # killed during the second dataset
-        return original(model, processor, name, *args)
+        return original(classifier, eval_set, *args, **kwargs)
 
-    monkeypatch.setattr(suite_module, "_evaluate_dataset", flaky)
+    monkeypatch.setattr("pmg_aft.evaluation.suite.evaluate_dataset", flaky)
     common = dict(datasets=data, eps=(2 / 255,), steps=2, batch_size=8, output_dir=str(tmp_path))
     with pytest.raises(KeyboardInterrupt):
         evaluate_robustness(model, processor, **common)
@@ -97,8 +102,8 @@ def test_an_interrupted_suite_resumes_without_recomputing(model, processor, test
         model.visual_projection.weight.mul_(1.01)  # other weights under the same name: recomputed
     evaluate_robustness(model, processor, **{**common, "steps": 3})
     assert computed[-2:] == ["first", "second"]
-    report = evaluate_robustness(model, processor, **{**common, "max_samples": 4})
-    assert report.results["first"]["samples"] == 4 and report.max_samples == 4
+    report = evaluate_robustness(model, processor, **{**common, "max_eval_samples": 4})
+    assert report.results["first"]["samples"] == 4 and report.max_eval_samples == 4
 
 
 def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
@@ -115,10 +120,13 @@ def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
             assert image.size[0] > 100
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["results"]["a"]["samples"] == 48 and data["settings"][0]["steps"] == 2
+    assert data["settings"][0]["key"] == "pgd-2@1/255" and saved.settings == report.settings
+    assert "- `pgd-2@2/255`: PGD-2 (L-inf, eps 2/255, step 1/255, cross-entropy, start at the image" in table
 
 
 def test_sanity_checks_flag_impossible_numbers():
-    report = Report("m", "paper", 1.0, "linf", [0.5] * 3, [0.5] * 3, settings=[])
+    settings = [AttackSetting("pgd", 1 / 255, 10), AttackSetting("pgd", 1 / 255, 100)]
+    report = Report("m", "paper", 1.0, [0.5] * 3, [0.5] * 3, settings=settings)
     report.results["x"] = {
         "clean_accuracy": 0.5,
         "robust_accuracy": {"pgd-10@1/255": 0.6, "pgd-100@1/255": 0.7},
@@ -165,7 +173,21 @@ def test_compare_methods_example_writes_one_table(tmp_path):
 def test_comparison_refuses_unlike_settings():
     from pmg_aft.evaluation import comparison_table
 
-    a = Report("a", "paper", 1.0, "linf", [0.5] * 3, [0.5] * 3, [{"key": "pgd-10@1/255"}])
-    b = Report("b", "clip_benchmark", 100.0, "linf", [0.5] * 3, [0.5] * 3, [{"key": "pgd-10@1/255"}])
+    a = Report("a", "paper", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)])
+    b = Report("b", "clip_benchmark", 100.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)])
     with pytest.raises(ValueError, match="compare like with like"):
         comparison_table({"a": a, "b": b})
+
+
+def test_trainer_and_suite_share_one_engine(model, processor, test_set, make_trainer):
+    """The same settings give the same numbers through Trainer.evaluate and evaluate_robustness."""
+    data = test_set.select(range(20))
+    trainer = make_trainer("pmg_aft", model, attack_random_start=False, native_resolution=False, eval_eps="2/255",
+                           eval_attack_steps=3)  # fmt: skip
+    metrics = trainer.evaluate({"patches": data})
+    report = evaluate_robustness(model, processor, datasets={"patches": data}, eps=(2 / 255,), steps=3, batch_size=16)
+    assert trainer.report.attack_keys == report.attack_keys == ["pgd-3@2/255"]
+    ours, theirs = trainer.report.results["patches"], report.results["patches"]
+    assert ours["clean_accuracy"] == theirs["clean_accuracy"] == metrics["eval_patches_clean_accuracy"]
+    assert ours["robust_accuracy"] == theirs["robust_accuracy"]
+    assert ours["robust_accuracy"]["pgd-3@2/255"] < ours["clean_accuracy"]

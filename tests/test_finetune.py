@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
-from pmg_aft import PMGAFTTrainer
+from pmg_aft import TRAINERS, FAREConfig, PMGAFTTrainer, TeCoAConfig
 from pmg_aft.cli import main as cli
 from pmg_aft.finetune import main, parse_args
 from pmg_aft.tiny import tiny_clip, tiny_tokenizer
@@ -24,8 +24,25 @@ def test_yaml_config_with_flag_overrides(tmp_path):
     assert model_args.model_name_or_path == "tiny" and data_args.eval_split == "test"
     bad = tmp_path / "bad.yaml"
     bad.write_text("train_epss: 1/255\n")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"unknown keys .* for method pmg_aft: \['train_epss'\]"):
         parse_args(["--config", str(bad)])
+
+
+def test_method_picks_its_config_from_the_flag_or_the_file(tmp_path):
+    script_args, _, config = parse_args(["--config", CONFIG, "--method", "tecoa", "--output_dir", "x"])
+    assert script_args.method == "tecoa" and type(config) is TeCoAConfig
+    assert config.train_eps == pytest.approx(4 / 255)  # the file's shared settings still apply
+    assert config.resolved_logit_scale() == 100.0  # TeCoA's own default where the file says nothing
+    fare = tmp_path / "fare.yaml"
+    fare.write_text("method: fare\ntrain_steps: 3\n")
+    script_args, _, config = parse_args(["--config", str(fare), "--output_dir", "x"])
+    assert type(config) is FAREConfig and config.train_steps == 3 and config.train_attack_momentum == 0.9
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("method: tecoa\nalpha: 256\n")
+    with pytest.raises(SystemExit, match="alpha is a field of pmg_aft, tga_zsr"):
+        parse_args(["--config", str(wrong)])
+    with pytest.raises(SystemExit, match="unknown method 'trades'; choose one of pmg_aft, tecoa"):
+        parse_args(["--method", "trades"])
 
 
 def test_offline_demo_trains_evaluates_before_and_after_and_saves(tmp_path, capsys):
@@ -38,7 +55,12 @@ def test_offline_demo_trains_evaluates_before_and_after_and_saves(tmp_path, caps
     model = CLIPModel.from_pretrained(str(out))
     assert isinstance(model, CLIPModel)
     with open(out / "pmg_aft.json") as f:
-        assert json.load(f)["class_names"] == ["red", "green", "blue", "yellow", "purple", "orange"]
+        info = json.load(f)
+    assert info["class_names"] == ["red", "green", "blue", "yellow", "purple", "orange"]
+    assert info["method"]["name"] == "PMG-AFT"
+    assert "PMG-AFT: zero-shot accuracy under PGD-2 (L-inf, eps 4/255" in printed
+    report = (out / "eval" / "report.md").read_text()  # the final evaluation, with its settings
+    assert "pgd-2-rs@4/255" in report and (out / "eval" / "accuracy.png").exists()
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
@@ -94,6 +116,7 @@ def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
         ]
     )
     assert data_args.dataset_name == "zh-plus/tiny-imagenet" and data_args.eval_split == "valid"
+    assert type(config) is TRAINERS["pmg_aft"].config_class
     assert (config.alpha, config.beta, config.train_steps) == (256, 256, 2)
     assert config.train_eps == pytest.approx(1 / 255) and config.resolved_logit_scale() == 1.0
     assert config.per_device_train_batch_size == 256 and config.num_train_epochs == 10
@@ -117,9 +140,8 @@ def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
      ("fare_vitb32_imagenet", "fare"), ("clean_vitb32_tinyimagenet", "clean"), ("tiny_offline", "pmg_aft"),
      ("tga_zsr_vitb32_tinyimagenet", "tga_zsr")],
 )  # fmt: skip
-def test_every_example_config_parses(name, method, tmp_path):
+def test_every_example_config_parses_into_its_methods_config(name, method, tmp_path):
     path = os.path.join(os.path.dirname(CONFIG), f"{name}.yaml")
-    _, _, config = parse_args(["--config", path, "--fp16", "false", "--use_cpu", "true", "--eval_strategy", "no",
-                               "--output_dir", str(tmp_path)])  # fmt: skip
-    assert config.method == method
-    assert (config.alpha, config.beta) == ((256, 256) if method == "pmg_aft" else (0, 0))
+    script_args, _, config = parse_args(["--config", path, "--fp16", "false", "--use_cpu", "true", "--eval_strategy",
+                                         "no", "--output_dir", str(tmp_path)])  # fmt: skip
+    assert script_args.method == method and type(config) is TRAINERS[method].config_class

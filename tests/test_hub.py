@@ -4,19 +4,17 @@ import pytest
 from datasets import DatasetDict
 from huggingface_hub import ModelCard
 
-from pmg_aft import PMGAFTTrainer, cli
-from pmg_aft.evaluation import Report
+from pmg_aft import TRAINERS, AttackSetting, Report, cli
 from pmg_aft.hub import build_model_card, push
 
-from .test_benchmarks import fixture
+from .utils import METHODS, hub_fixture
+
+PAPERS = {key: trainer.method_info.paper for key, trainer in TRAINERS.items() if trainer.method_info.paper}
 
 
 def sample_report() -> Report:
-    settings = [
-        {"attack": "pgd", "eps": 1 / 255, "steps": 10, "step_size": 1 / 255, "key": "pgd-10@1/255"},
-        {"attack": "autoattack", "eps": 1 / 255, "steps": None, "step_size": None, "key": "autoattack@1/255"},
-    ]
-    report = Report("org/robust-clip", "paper", 1.0, "linf", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], settings)
+    settings = [AttackSetting("pgd", 1 / 255, 10), AttackSetting("autoattack", 1 / 255)]
+    report = Report("org/robust-clip", "paper", 1.0, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], settings)
     for name, hub_id, clean in (("cifar10", "uoft-cs/cifar10", 0.8), ("pcam", "1aurent/PatchCamelyon", 0.5)):
         report.results[name] = {"dataset": name, "hub_id": hub_id, "split": "test", "revision": "abc", "samples": 100,
                                 "clean_accuracy": clean, "robust_accuracy": {"pgd-10@1/255": 0.3,
@@ -27,13 +25,14 @@ def sample_report() -> Report:
 def test_card_renders_reloads_and_holds_every_result(tmp_path):
     report = sample_report()
     card = build_model_card("org/robust-clip", report, base_model="openai/clip-vit-base-patch32",
-                            training={"alpha": 256, "beta": 256, "learning_rate": 5e-5},
-                            train_dataset="zh-plus/tiny-imagenet", plots=["accuracy.png"])  # fmt: skip
+                            recipe={"alpha": 256, "beta": 256, "learning_rate": 5e-5},
+                            train_dataset="zh-plus/tiny-imagenet", plots=["accuracy.png"],
+                            method=TRAINERS["pmg_aft"].method_info)  # fmt: skip
     card.save(str(tmp_path / "README.md"))
     loaded = ModelCard.load(str(tmp_path / "README.md"))
     data = loaded.data
     assert data.pipeline_tag == "zero-shot-image-classification" and data.base_model == "openai/clip-vit-base-patch32"
-    assert data.license == "mit" and "adversarial-robustness" in data.tags
+    assert data.license == "mit" and "adversarial-robustness" in data.tags and "pmg-aft" in data.tags
     assert data.datasets == ["zh-plus/tiny-imagenet"]  # trained on; the evaluation sets are in the model-index
     assert {r.dataset_type for r in data.eval_results} == {"uoft-cs/cifar10", "1aurent/PatchCamelyon"}
     found = {(r.dataset_name, r.metric_name, r.metric_value) for r in data.eval_results}
@@ -47,11 +46,29 @@ def test_card_renders_reloads_and_holds_every_result(tmp_path):
         'CLIPModel.from_pretrained("org/robust-clip")' in text and "| cifar10 | 100 | 80.00 | 30.00 | 25.00 |" in text
     )
     assert "![accuracy](accuracy.png)" in text and "| `alpha` | `256` |" in text
+    assert "`pgd-10@1/255`: PGD-10 (L-inf, eps 1/255, step 1/255" in text
 
 
-def test_trainer_writes_the_card_from_its_last_evaluation(model, tokenizer, train_set, test_set, make_config):
-    trainer = PMGAFTTrainer(model, make_config(eval_attack_steps=2), train_dataset=train_set,
-                            eval_dataset={"patches": test_set}, processing_class=tokenizer)  # fmt: skip
+@pytest.mark.parametrize("method", METHODS)
+def test_each_methods_card_names_that_method_and_only_its_paper(method, model, make_trainer, test_set):
+    trainer = make_trainer(method, model, eval_dataset={"patches": test_set.select(range(8))}, eval_attack_steps=1)
+    trainer.evaluate()
+    trainer.create_model_card()
+    card = ModelCard.load(os.path.join(trainer.args.output_dir, "README.md"))
+    info = TRAINERS[method].method_info
+    assert f"fine-tuned with {info.name}" in card.text
+    for other, paper in PAPERS.items():
+        cited = paper.title in card.text or paper.arxiv_id in card.text
+        assert cited == (other == method), (method, other)
+    for other in set(TRAINERS) - {method}:
+        assert f"with {TRAINERS[other].method_info.name} " not in card.text
+    assert set(info.tags) <= set(card.data.tags)
+    assert ("adversarial-robustness" in card.data.tags) == (method != "clean")  # clean fine-tuning is not robust
+    assert info.commit_message.startswith(info.name)
+
+
+def test_trainer_writes_the_card_from_its_last_evaluation(model, make_trainer, test_set):
+    trainer = make_trainer("pmg_aft", model, eval_dataset={"patches": test_set}, eval_attack_steps=2)
     trainer.train()
     metrics = trainer.evaluate()
     trainer.create_model_card(model_name="local-name", license="apache-2.0", finetuned_from="org/base",
@@ -61,10 +78,18 @@ def test_trainer_writes_the_card_from_its_last_evaluation(model, tokenizer, trai
     assert card.data.datasets == ["zh-plus/tiny-imagenet"] and 'from_pretrained("local-name")' in card.text
     values = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert values["clean accuracy"] == round(100 * metrics["eval_patches_clean_accuracy"], 2)
-    assert values["robust accuracy (pgd_rs-2@1/255, linf, paper protocol)"] == round(
+    assert values["robust accuracy (pgd-2-rs@1/255, linf, custom protocol)"] == round(
         100 * metrics["eval_patches_robust_accuracy"], 2
     )
-    assert "| `train_eps` |" in card.text
+    assert "| `train_eps` |" in card.text and "| `alpha` | `256.0` |" in card.text
+
+
+def test_push_to_hub_commits_under_the_methods_name(model, make_trainer, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("transformers.Trainer.push_to_hub", lambda self, commit_message=None, **kw: seen.update(
+        message=commit_message))  # fmt: skip
+    make_trainer("fare", model).push_to_hub()
+    assert seen["message"] == "FARE fine-tuned CLIP (pmg_aft)"
 
 
 class FakeApi:
@@ -78,6 +103,7 @@ class FakeApi:
         if FakeApi.fail:  # some HTTP errors echo the request's headers
             raise ConnectionError(f"401 Unauthorized (Authorization: Bearer {os.environ['HF_TOKEN']})")
         FakeApi.uploaded = sorted(os.listdir(folder_path))
+        FakeApi.message = commit_message
         FakeApi.card = os.path.join(os.path.dirname(folder_path), "uploaded-README.md")
         with open(os.path.join(folder_path, "README.md")) as src, open(FakeApi.card, "w") as dst:
             dst.write(src.read())
@@ -85,9 +111,9 @@ class FakeApi:
 
 
 @pytest.fixture
-def checkpoint(model, tokenizer, train_set, make_config, tmp_path):
-    model.config._name_or_path = "org/base-clip"  # as from_pretrained("org/base-clip") sets it
-    trainer = PMGAFTTrainer(model, make_config(), train_dataset=train_set, processing_class=tokenizer)
+def checkpoint(model, make_trainer, tmp_path):
+    model.config.name_or_path = "org/base-clip"  # as from_pretrained("org/base-clip") sets it
+    trainer = make_trainer("tecoa", model)
     trainer.save_model(str(tmp_path / "ckpt"))
     (tmp_path / "ckpt" / "optimizer.pt").write_bytes(b"never published")
     return str(tmp_path / "ckpt")
@@ -99,16 +125,28 @@ def test_push_uploads_weights_processor_card_and_plots(checkpoint, tmp_path, mon
     report = sample_report()
     report.save(str(tmp_path / "report"))
     before = sorted(os.listdir(checkpoint))
-    assert (
-        cli.main(["push", "--model", checkpoint, "--repo", "org/robust-clip", "--report", str(tmp_path / "report")])
-        == 0
-    )
+    command = ["push", "--model_dir", checkpoint, "--hub_model_id", "org/robust-clip", "--report_dir",
+               str(tmp_path / "report")]  # fmt: skip
+    assert cli.main(command) == 0
     assert "uploaded to https://huggingface.co/org/robust-clip" in capsys.readouterr().out
     assert {"model.safetensors", "config.json", "README.md", "accuracy.png", "report.json"} <= set(FakeApi.uploaded)
     assert not [f for f in FakeApi.uploaded if f.endswith((".pt", ".bin", ".pth"))]
     assert sorted(os.listdir(checkpoint)) == before  # the local folder is not touched
     card = ModelCard.load(FakeApi.card)
     assert card.data.base_model == "org/base-clip" and len(card.data.eval_results) == 6
+    # The method comes from the checkpoint (saved by TeCoATrainer), never guessed from hyper-parameters.
+    assert "fine-tuned from [`org/base-clip`](https://huggingface.co/org/base-clip) with TeCoA" in card.text
+    assert PAPERS["tecoa"].arxiv_id in card.text and PAPERS["pmg_aft"].arxiv_id not in card.text
+    assert FakeApi.message == "TeCoA fine-tuned CLIP (pmg_aft)"
+
+
+def test_a_checkpoint_without_a_method_gets_a_card_that_claims_none(checkpoint, monkeypatch):
+    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
+    os.remove(os.path.join(checkpoint, "pmg_aft.json"))  # e.g. a converted or third-party checkpoint
+    push(checkpoint, "org/converted")
+    card = ModelCard.load(FakeApi.card)
+    assert "fine-tuned" not in card.text and all(p.arxiv_id not in card.text for p in PAPERS.values())
+    assert "adversarial-robustness" not in card.data.tags and FakeApi.message == "Upload CLIP checkpoint (pmg_aft)"
 
 
 def test_a_failed_push_loses_nothing_and_says_how_to_retry(checkpoint, monkeypatch, capsys):
@@ -116,7 +154,7 @@ def test_a_failed_push_loses_nothing_and_says_how_to_retry(checkpoint, monkeypat
     monkeypatch.setattr(FakeApi, "fail", True)
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
     before = sorted(os.listdir(checkpoint))
-    assert cli.main(["push", "--model", checkpoint, "--repo", "org/x"]) == 1
+    assert cli.main(["push", "--model_dir", checkpoint, "--hub_model_id", "org/x"]) == 1
     err = capsys.readouterr().err
     assert "Nothing local was changed" in err and "run the same command again" in err
     assert "hf_secret_value" not in err
@@ -127,13 +165,14 @@ def test_a_failed_push_loses_nothing_and_says_how_to_retry(checkpoint, monkeypat
 
 def test_eval_command_end_to_end(checkpoint, tmp_path, capsys):
     root = tmp_path / "benchmarks"
-    DatasetDict({"test": fixture("dtd")}).save_to_disk(str(root / "dtd"))
+    DatasetDict({"test": hub_fixture("dtd")}).save_to_disk(str(root / "dtd"))
     out = tmp_path / "eval"
-    command = ["eval", "--model", checkpoint, "--benchmarks", "dtd", "--data-dir", str(root), "--output", str(out),
-               "--eps", "1/255,2/255", "--steps", "2", "--attack", "pgd,cw"]  # fmt: skip
+    command = ["eval", "--model_name_or_path", checkpoint, "--benchmarks", "dtd", "--benchmark_data_dir", str(root),
+               "--output_dir", str(out), "--eps", "1/255,2/255", "--steps", "2", "--attacks", "pgd,cw"]  # fmt: skip
     assert cli.main(command) == 0
     report = Report.load(str(out))
     assert report.results["dtd"]["samples"] == 3 and set(report.results["dtd"]["robust_accuracy"]) == {
         "pgd-2@1/255", "pgd-2@2/255", "cw-2@1/255", "cw-2@2/255"}  # fmt: skip
-    assert report.image_mean == pytest.approx([0.485, 0.456, 0.406])  # the checkpoint's own processor
+    assert report.image_mean == pytest.approx([0.48145466, 0.4578275, 0.40821073])  # the checkpoint's processor
+    assert report.results["dtd"]["revision"] is None  # a local copy: no Hub revision is claimed
     assert "| dtd | 3 |" in capsys.readouterr().out

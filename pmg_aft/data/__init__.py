@@ -1,25 +1,32 @@
-"""Data helpers: image conversion, the default collator, class names."""
+"""Data: the benchmark registry, loading into one schema, image conversion, the collator and dataset checks."""
 
 from .classnames import dataset_class_names, imagenet_wnid_to_name, resolve_class_names
+from .generated import GENERATED, colour_patches
 from .images import ImageClassificationCollator, image_to_tensor, resize_center_crop, to_rgb
 from .loading import BadImageError, check_images, load_benchmark, load_image_dataset, normalize_name
-from .registry import BENCHMARKS, EVAL_SUITE, PROTOCOLS, Benchmark, get_benchmark
+from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, check_protocol, get_benchmark, pinned_revision
+from .validation import check_dataset, check_labels
 
 __all__ = [
     "BENCHMARKS",
     "EVAL_SUITE",
-    "PROTOCOLS",
+    "GENERATED",
     "BadImageError",
     "Benchmark",
-    "check_images",
-    "get_benchmark",
-    "load_benchmark",
-    "normalize_name",
     "ImageClassificationCollator",
+    "check_dataset",
+    "check_images",
+    "check_labels",
+    "check_protocol",
+    "colour_patches",
     "dataset_class_names",
+    "get_benchmark",
     "image_to_tensor",
     "imagenet_wnid_to_name",
+    "load_benchmark",
     "load_image_dataset",
+    "normalize_name",
+    "pinned_revision",
     "resize_center_crop",
     "resolve_class_names",
     "to_rgb",

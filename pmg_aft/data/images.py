@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..constants import DEFAULT_CROP_PCT
+
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
@@ -63,16 +65,19 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
 class ImageClassificationCollator:
     r"""Collate image-classification rows into `{"pixel_values", "labels"}` for the attack and the trainer.
 
-    Images are converted to RGB, resized (shorter side `image_size * 256 / 224`, i.e. 256 for a 224 model) and
-    centre-cropped to `image_size`, as the paper's training pipeline does. With `native_resolution=True` they keep
-    their size (all images of a batch must then have the same size) and the classifier resizes them inside the
-    differentiable graph, so the perturbation lives at the dataset's resolution (CIFAR, STL-10).
+    Images are converted to RGB, resized (shorter side `image_size / crop_pct`: 256 for a 224 model at the default
+    `crop_pct = 224 / 256`) and centre-cropped to `image_size`, as the paper's training pipeline does. With
+    `native_resolution=True` they keep their size (all images of a batch must then have the same size) and the
+    classifier resizes them inside the differentiable graph, so the perturbation lives at the dataset's resolution
+    (CIFAR, STL-10).
 
     Args:
         image_column (`str`): column with the images.
         label_column (`str`): column with integer labels.
         image_size (`int`): crop size, normally the model's input resolution.
         native_resolution (`bool`): keep images at their size instead of resize + crop.
+        crop_pct (`float`): the crop's share of the resized shorter side: `224 / 256` (PMG-AFT, TeCoA, TGA-ZSR:
+            Resize(256) + CenterCrop(224)) or `1.0` (FARE: Resize(224) + CenterCrop(224)).
         interpolation (`str`): `"bilinear"` (torchvision's default, used by the official code) or `"bicubic"`.
         require_labels (`bool`): `False` for unsupervised methods (FARE): rows without labels give no `labels`.
     """
@@ -85,13 +90,16 @@ class ImageClassificationCollator:
         native_resolution: bool = False,
         interpolation: str = "bilinear",
         require_labels: bool = True,
+        crop_pct: float = DEFAULT_CROP_PCT,
     ) -> None:
         if interpolation not in RESAMPLING:
             raise ValueError(f"interpolation={interpolation!r} is not one of {sorted(RESAMPLING)}.")
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct={crop_pct} must be in (0, 1]: the crop's share of the resized image.")
         self.image_column = image_column
         self.label_column = label_column
         self.image_size = int(image_size)
-        self.resize_size = int(round(self.image_size * 256 / 224))
+        self.resize_size = int(round(self.image_size / crop_pct))
         self.native_resolution = native_resolution
         self.interpolation = interpolation
         self.require_labels = require_labels

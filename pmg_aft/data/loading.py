@@ -10,11 +10,12 @@ import re
 from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets, load_dataset, load_from_disk
 from datasets import Image as ImageFeature
 
+from ..constants import BAD_IMAGE_POLICIES
+from .generated import GENERATED, colour_patches
 from .images import to_rgb
+from .registry import Benchmark, get_benchmark, pinned_revision
 
 logger = logging.getLogger(__name__)
-
-GENERATED = "colour-patches"
 
 
 def load_image_dataset(
@@ -38,8 +39,6 @@ def load_image_dataset(
         seed (`int`): seed of the generated set.
     """
     if name == GENERATED:
-        from ..tiny import colour_patches
-
         dataset = colour_patches(
             num_per_class=96 if split == "train" else 48, seed=seed if split == "train" else seed + 1
         )
@@ -77,9 +76,6 @@ def _names_a_split(path: str) -> bool:
     """Whether any file or folder below `path` is named after a split (then datasets' inference is trusted)."""
     pattern = re.compile(r"(^|[/_.\-])(train|test|valid|validation|val|dev|eval)([/_.\-]|$)")
     return any(pattern.search(os.path.relpath(f, path)) for f in glob.glob(os.path.join(path, "**"), recursive=True))
-
-
-BAD_IMAGE_POLICIES = ("raise", "skip")
 
 
 class BadImageError(ValueError):
@@ -121,8 +117,6 @@ def load_benchmark(
         `datasets.Dataset` (or `IterableDataset`) with `image` and `label` columns; `label` is a `ClassLabel` whose
         names are the registry's class names in label order.
     """
-    from .registry import get_benchmark, pinned_revision
-
     bench = get_benchmark(name)
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise ValueError(f"on_bad_image={on_bad_image!r} is not one of {BAD_IMAGE_POLICIES}.")
@@ -154,7 +148,7 @@ def _pick_split(data: DatasetDict, split: str, where: str) -> Dataset:
     return data[split]
 
 
-def to_common_schema(raw, bench, on_bad_image: str = "raise"):
+def to_common_schema(raw, bench: Benchmark, on_bad_image: str = "raise"):
     """Rename, select and re-encode a benchmark's columns into `image` + `label` (`ClassLabel`)."""
     columns = raw.column_names
     if columns is not None:

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from ..zeroshot import DEFAULT_TEMPLATE, clean_class_name
-
-PROTOCOLS = ("paper", "clip_benchmark")
+from ..constants import DEFAULT_TEMPLATE, PROTOCOLS
+from ..prompts import clean_class_name
 
 
 @lru_cache(maxsize=1)

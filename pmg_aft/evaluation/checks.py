@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -36,18 +36,20 @@ def sanity_warnings(report) -> list[str]:
         for key, value in robust.items():
             if value > clean + 1e-9:
                 warnings.append(f"{name}: robust accuracy under {key} ({value:.2%}) is above clean ({clean:.2%}).")
-        by_budget: dict[tuple[str, str], list[tuple[int, float]]] = {}
-        for key, value in robust.items():
-            match = re.fullmatch(r"(\w+)-(\d+)@(.+)", key)
-            if match:
-                by_budget.setdefault((match[1], match[3]), []).append((int(match[2]), value))
-        for (attack, budget), runs in by_budget.items():
+        # The same attack with more steps, from the same start with the first success kept, can only lower
+        # robust accuracy per sample; settings are grouped as objects, by every field but the step count.
+        groups: dict = {}
+        for setting in report.settings:
+            if setting.steps is not None and setting.first_success and not setting.random_start:
+                groups.setdefault(replace(setting, steps=0), []).append((setting.steps, robust[setting.key]))
+        for group, runs in groups.items():
             runs.sort()
             for (few, low), (many, high) in zip(runs, runs[1:]):
                 if high > low + 1e-9:
                     warnings.append(
-                        f"{name}: {attack} at {budget} gives higher robust accuracy with {many} steps ({high:.2%}) "
-                        f"than with {few} ({low:.2%}); the attack may be weak or the gradients masked."
+                        f"{name}: {group.attack} at eps {group.format_pixels(group.eps)} gives higher robust accuracy "
+                        f"with {many} steps ({high:.2%}) than with {few} ({low:.2%}); the attack may be weak or the "
+                        "gradients masked."
                     )
         health = result.get("gradient_health") or {}
         for kind in ("zero_gradient", "non_finite_gradient"):

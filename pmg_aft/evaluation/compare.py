@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from .report import Report
+from .suite import evaluate_robustness
 
 
 def comparison_table(reports: dict[str, Report]) -> str:
@@ -14,17 +15,21 @@ def comparison_table(reports: dict[str, Report]) -> str:
         raise ValueError("Nothing to compare: no reports.")
     first = next(iter(reports.values()))
     for name, report in reports.items():
-        if report.attack_keys != first.attack_keys or report.protocol != first.protocol:
+        same = (report.protocol, report.logit_scale, report.attack_keys)
+        if same != (first.protocol, first.logit_scale, first.attack_keys):
             raise ValueError(
-                f"{name} was evaluated with other settings ({report.protocol}, {report.attack_keys}) than "
-                f"{next(iter(reports))} ({first.protocol}, {first.attack_keys}); compare like with like."
+                f"{name} was evaluated with other settings (protocol, logit scale, attacks: {same}) than "
+                f"{next(iter(reports))} ({(first.protocol, first.logit_scale, first.attack_keys)}); compare like "
+                "with like."
             )
     keys = first.attack_keys
     datasets = list(first.results)
     lead = keys[0] if keys else None
     header = ["model", "clean (mean)"] + [f"{k} (mean)" for k in keys]
     header += [f"{d} {lead}" for d in datasets] if lead and len(datasets) > 1 else []
-    lines = [f"Protocol `{first.protocol}` ({first.norm}), datasets: {', '.join(datasets)}.", "",
+    attacks = "; ".join(f"`{s.key}` {s.describe()}" for s in first.settings)
+    lines = [f"Protocol `{first.protocol}` (logit scale {first.logit_scale:g}), datasets: {', '.join(datasets)}. "
+             f"Attacks: {attacks}.", "",
              "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]  # fmt: skip
     for name, report in reports.items():
         mean = report.summary()
@@ -41,8 +46,6 @@ def compare(models: dict, output_dir: str, **suite_kwargs) -> str:
     Each model's report goes to `output_dir/<name>/` (so an interrupted comparison resumes per model and dataset).
     `suite_kwargs` are [`evaluate_robustness`]'s arguments. Returns the table.
     """
-    from .suite import evaluate_robustness
-
     reports = {}
     for name, (model, processor) in models.items():
         reports[name] = evaluate_robustness(

@@ -8,43 +8,54 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
+from ..attacks import AttackSetting
+from ..constants import __version__
+
 REPORT_FILE = "report.json"
 
 
 @dataclass
 class Report:
-    """Results of [`evaluate_robustness`] and exactly how they were obtained.
+    """Results of an evaluation ([`evaluate_robustness`] or a trainer's `evaluate()`) and how they were obtained.
 
-    `results[dataset]` holds `clean_accuracy`, `robust_accuracy` (`{attack key: accuracy}`, keys such as
-    `pgd-10@1/255`), `samples`, `hub_id`, `revision`, `split`, `autoattack_attacks` and `seconds`.
+    `settings` are the [`AttackSetting`]s that ran; `results[dataset]` holds `clean_accuracy`, `robust_accuracy`
+    (`{setting.key: accuracy}`), `samples`, the data's `hub_id`, `split`, `revision`, the `protocol` and `templates`
+    of its prompts, `autoattack_attacks`, `gradient_health` and `seconds`.
     """
 
     model: str
     protocol: str
     logit_scale: float
-    norm: str
     image_mean: list[float]
     image_std: list[float]
-    settings: list[dict]
-    max_samples: int | None = None
+    settings: list[AttackSetting]
+    max_eval_samples: int | None = None
     model_digest: str | None = None
     mixed_precision: str = "no"
     seed: int = 0
     results: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    pmg_aft_version: str = field(default_factory=lambda: __import__("pmg_aft").__version__)
+    pmg_aft_version: str = __version__
+
+    def __post_init__(self) -> None:
+        self.settings = [s if isinstance(s, AttackSetting) else AttackSetting.from_dict(s) for s in self.settings]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (settings with their keys)."""
+        return asdict(self) | {"settings": [s.to_dict() for s in self.settings]}
 
     def fingerprint(self) -> str:
         """A hash of everything that determines a dataset's numbers (so a resumed run reuses only matching ones)."""
-        keys = ("model", "protocol", "logit_scale", "norm", "image_mean", "image_std", "settings", "max_samples",
+        keys = ("model", "protocol", "logit_scale", "image_mean", "image_std", "settings", "max_eval_samples",
                 "model_digest", "mixed_precision", "seed")  # fmt: skip
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        values = self.to_dict()
+        blob = json.dumps({k: values[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def attack_keys(self) -> list[str]:
-        return [s["key"] for s in self.settings]
+        return [s.key for s in self.settings]
 
     def summary(self) -> dict[str, float]:
         """Unweighted means over datasets (the protocol's summary): `clean` and one entry per attack key."""
@@ -60,8 +71,12 @@ class Report:
         """A Markdown table: one row per dataset plus the mean, accuracy in percent."""
         keys = self.attack_keys
         lines = [
-            f"Protocol `{self.protocol}` (logit scale {self.logit_scale:g}, {self.norm}), model `{self.model}`.",
+            f"Protocol `{self.protocol}` (logit scale {self.logit_scale:g}), model `{self.model}`, "
+            f"precision {self.mixed_precision}. Attacks:",
             "",
+            *[f"- `{s.key}`: {s.describe()}" for s in self.settings],
+            "",
+            *self._prompt_lines(),
             "| dataset | samples | clean | " + " | ".join(keys) + " |",
             "|---|---:|---:|" + "---:|" * len(keys),
         ]
@@ -74,12 +89,19 @@ class Report:
             lines.append(f"| **mean** | | **{100 * mean['clean']:.2f}** | {cells} |")
         return "\n".join(lines) + "\n"
 
+    def _prompt_lines(self) -> list[str]:
+        """The prompts of results that do not come from a named protocol (a trainer's own eval sets)."""
+        custom = {tuple(r["templates"]) for r in self.results.values() if r.get("protocol") == "custom"}
+        if not custom:
+            return []
+        return ["Prompts of the custom eval sets: " + "; ".join(" / ".join(f"`{t}`" for t in c) for c in custom), ""]
+
     def save(self, output_dir: str) -> list[str]:
         """Write `report.json`, `report.md` and the plots; return the written paths."""
         os.makedirs(output_dir, exist_ok=True)
         paths = [os.path.join(output_dir, REPORT_FILE), os.path.join(output_dir, "report.md")]
         with open(paths[0], "w", encoding="utf-8") as f:
-            json.dump(asdict(self), f, indent=1)
+            json.dump(self.to_dict(), f, indent=1)
         with open(paths[1], "w", encoding="utf-8") as f:
             f.write(self.to_markdown())
         return paths + self.plot(output_dir)
@@ -137,6 +159,5 @@ class Report:
         mean = self.summary()
         curves: dict[str, list[tuple[float, float]]] = {}
         for setting in self.settings:
-            label = setting["attack"] + (f"-{setting['steps']}" if setting.get("steps") is not None else "")
-            curves.setdefault(label, []).append((setting["eps"], mean[setting["key"]]))
+            curves.setdefault(setting.label, []).append((setting.eps, mean[setting.key]))
         return {k: sorted(v) for k, v in curves.items() if len(v) > 1}

@@ -13,7 +13,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg  # noqa: E402
 
 from pmg_aft.convert import convert_openai_checkpoint  # noqa: E402
 
-from ..test_convert import CONTEXT, EMBED, IMAGE, PATCH, TEXT_WIDTH, VOCAB, WIDTH, tiny_base, tokens  # noqa: E402
+from ..utils import CONTEXT, EMBED, IMAGE, PATCH, TEXT_WIDTH, VOCAB, WIDTH, tiny_base, tokens  # noqa: E402
 
 
 def test_open_clip_vit_converts_with_the_same_embeddings():

@@ -1,0 +1,120 @@
+"""The evaluation engine: clean and adversarial accuracy of one zero-shot classifier on one eval set.
+
+`Trainer.evaluate` and `evaluate_robustness` both call [`evaluate_dataset`]; samples are sharded across processes by
+accelerate and gathered, each counted once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..attacks import AttackSetting, pgd
+from ..zeroshot import ZeroShotClassifier
+from .autoattack import autoattack
+from .checks import gradient_health
+from .eval_set import EvalSet
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast for `"bf16"` / `"fp16"`, nothing for `"no"`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"mixed precision {precision!r} is not one of {list(PRECISIONS)}.")
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def run_attack(
+    classifier: ZeroShotClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    setting: AttackSetting,
+    precision: str = "no",
+    seed: int = 0,
+) -> tuple[torch.Tensor, list[str] | None]:
+    """Adversarial images for one setting, and for AutoAttack the attacks that ran (`None` otherwise)."""
+    if setting.attack == "autoattack":  # float32: pyautoattack does not scale its gradients
+        return autoattack(classifier, images, labels, setting.eps, classifier.num_classes, setting.norm, seed)
+    with autocast(images.device, precision):
+        return pgd(classifier, images, labels, **setting.pgd_kwargs()), None
+
+
+def evaluate_dataset(
+    classifier: ZeroShotClassifier,
+    eval_set: EvalSet,
+    settings: Sequence[AttackSetting],
+    accelerator,
+    batch_size: int = 64,
+    precision: str = "no",
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Clean accuracy and robust accuracy under each attack setting, on every sample of `eval_set`.
+
+    Args:
+        classifier (`ZeroShotClassifier`): the head over `eval_set.class_names` (pixels in [0, 1] in).
+        eval_set (`EvalSet`): the data, its preprocessing and provenance.
+        settings (`Sequence[AttackSetting]`): the attacks; each sample is attacked from its clean image.
+        accelerator (`accelerate.Accelerator`): shards the samples across processes and gathers the results.
+        batch_size (`int`): per process.
+        precision (`str`): `"no"`, `"bf16"` or `"fp16"` for the forward passes of PGD/CW and the predictions.
+        num_workers, pin_memory: the data loader's.
+        seed (`int`): AutoAttack's seed.
+
+    Returns:
+        `dict`: `dataset`, the eval set's provenance, `samples`, `num_classes`, `clean_accuracy`, `robust_accuracy`
+        (`{setting.key: accuracy}`), `autoattack_attacks`, `gradient_health` and `seconds`.
+    """
+    if len(eval_set) == 0:
+        raise ValueError(f"{eval_set.name} has no samples to evaluate.")
+    start = time.time()
+    loader = DataLoader(
+        eval_set.dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,  # every sample counts once
+        collate_fn=eval_set.collator(classifier.image_size),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
+    rows, attacks_used, health = [], {}, None
+    for batch in accelerator.prepare_data_loader(loader):
+        images, labels = batch["pixel_values"], batch["labels"]
+        with autocast(images.device, precision):
+            if health is None:  # under the attacks' precision, where masking would show
+                health = gradient_health(classifier, images, labels)
+            with torch.no_grad():
+                correct = [classifier(images).argmax(-1) == labels]
+        for setting in settings:
+            adversarial, used = run_attack(classifier, images, labels, setting, precision, seed)
+            if used is not None:
+                attacks_used[setting.key] = used
+            with torch.no_grad(), autocast(images.device, precision):
+                correct.append(classifier(adversarial).argmax(-1) == labels)
+        rows.append(accelerator.gather_for_metrics(torch.stack(correct, dim=1)))
+    flags = torch.cat(rows).float().cpu()
+    result = {
+        "dataset": eval_set.name,
+        **eval_set.provenance(),
+        "samples": int(flags.shape[0]),
+        "num_classes": classifier.num_classes,
+        "clean_accuracy": flags[:, 0].mean().item(),
+        "robust_accuracy": {s.key: flags[:, i + 1].mean().item() for i, s in enumerate(settings)},
+        "autoattack_attacks": attacks_used,
+        "gradient_health": health,
+        "seconds": round(time.time() - start, 2),
+    }
+    logger.info(
+        "%s: clean %.2f%%, robust %s", eval_set.name, 100 * result["clean_accuracy"], result["robust_accuracy"]
+    )
+    return result

@@ -1,0 +1,170 @@
+"""`EvalSet`: a dataset to evaluate together with what decides its zero-shot head and its preprocessing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..constants import CUSTOM_PROTOCOL, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS
+from ..data import (
+    BENCHMARKS,
+    ImageClassificationCollator,
+    check_protocol,
+    dataset_class_names,
+    get_benchmark,
+    load_benchmark,
+    pinned_revision,
+    resolve_class_names,
+)
+from ..prompts import check_template, clean_class_name
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    r"""A dataset to evaluate, carrying its class names, prompt templates, resolution and provenance.
+
+    Build one with [`benchmark_eval_set`] for a registered benchmark (its protocol's prompts and resolution), or
+    with [`EvalSet.from_dataset`] for any dataset with a `ClassLabel` column.
+
+    Args:
+        name (`str`): the name results are reported under.
+        dataset (`datasets.Dataset`): rows with an image column and an integer label column.
+        class_names (`list[str]`): the names put in the prompts, in label order.
+        templates (`list[str]`): prompt templates with one `{}`; class embeddings are averaged over them.
+        native_resolution (`bool`): attack at the images' own size (resized inside the classifier) instead of
+            resizing and centre-cropping them to the model's size first.
+        crop_pct (`float`), interpolation (`str`): the resize + centre crop otherwise applied.
+        image_column, label_column (`str`): the dataset's columns.
+        protocol (`str`): the protocol the names and templates come from (`paper`, `clip_benchmark`, or `custom`).
+        hub_id, split, revision (`str`, *optional*): where the data comes from, recorded with the results.
+    """
+
+    name: str
+    dataset: Any
+    class_names: list[str]
+    templates: list[str] = field(default_factory=lambda: [DEFAULT_TEMPLATE])
+    native_resolution: bool = False
+    crop_pct: float = DEFAULT_CROP_PCT
+    interpolation: str = "bilinear"
+    image_column: str = "image"
+    label_column: str = "label"
+    protocol: str = CUSTOM_PROTOCOL
+    hub_id: str | None = None
+    split: str | None = None
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            raise ValueError(f"Eval set {self.name!r} has no class names.")
+        if isinstance(self.templates, str) or not self.templates:
+            raise ValueError(f"Eval set {self.name!r}: templates must be a non-empty list, got {self.templates!r}.")
+        for template in self.templates:
+            check_template(template)
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @classmethod
+    def from_dataset(
+        cls,
+        name: str,
+        dataset,
+        class_names: Sequence[str] | None = None,
+        templates: Sequence[str] = (DEFAULT_TEMPLATE,),
+        label_column: str = "label",
+        **kwargs: Any,
+    ) -> EvalSet:
+        """An eval set over `dataset`'s own `ClassLabel` names (else `class_names`), WordNet ids mapped to ImageNet
+        names and every name cleaned as the official code does. `kwargs` are the other fields."""
+        names = dataset_class_names(dataset, label_column) or class_names
+        if names is None:
+            raise ValueError(
+                f"Eval set {name!r}: its '{label_column}' column is not a ClassLabel and no class_names were given; "
+                f"pass class_names in label order. Its columns are {getattr(dataset, 'column_names', None)}."
+            )
+        names = [clean_class_name(n) for n in resolve_class_names(names)]
+        return cls(name, dataset, names, list(templates), label_column=label_column, **kwargs)
+
+    def take(self, max_samples: int | None) -> EvalSet:
+        """The same eval set on its first `max_samples` rows (all of them for `None`)."""
+        if max_samples is None or max_samples >= len(self.dataset):
+            return self
+        return replace(self, dataset=self.dataset.select(range(max_samples)))
+
+    def collator(self, image_size: int) -> ImageClassificationCollator:
+        """The collator for a model whose input resolution is `image_size`."""
+        return ImageClassificationCollator(
+            self.image_column,
+            self.label_column,
+            image_size=image_size,
+            native_resolution=self.native_resolution,
+            interpolation=self.interpolation,
+            crop_pct=self.crop_pct,
+        )
+
+    def provenance(self) -> dict:
+        """What is recorded with every result: the data's origin and the protocol of its prompts."""
+        return {"hub_id": self.hub_id, "split": self.split, "revision": self.revision, "protocol": self.protocol,
+                "templates": list(self.templates)}  # fmt: skip
+
+
+def benchmark_eval_set(
+    name: str,
+    protocol: str = "paper",
+    benchmark_data_dir: str | None = None,
+    max_eval_samples: int | None = None,
+    on_bad_image: str = "raise",
+    dataset=None,
+) -> EvalSet:
+    """A registered benchmark as an eval set, with its protocol's prompts and resolution.
+
+    Args:
+        name (`str`): a registry name (`pmg-aft datasets list`).
+        protocol (`str`): `"paper"` (the official per-dataset prompt) or `"clip_benchmark"` (template ensembles).
+        benchmark_data_dir (`str`, *optional*): a folder of local copies, one sub-folder per benchmark; default: the
+            Hub at the pinned revision.
+        max_eval_samples (`int`, *optional*): the first N test samples.
+        on_bad_image (`str`): `"raise"` or `"skip"` undecodable images.
+        dataset (`datasets.Dataset`, *optional*): already loaded in the common schema (`load_benchmark`); then
+            nothing is loaded and no revision is claimed.
+    """
+    check_protocol(protocol)
+    bench = get_benchmark(name)
+    revision = None
+    if dataset is None:
+        local = os.path.join(benchmark_data_dir, bench.name) if benchmark_data_dir else None
+        dataset = load_benchmark(bench.name, data_dir=local, max_samples=max_eval_samples, on_bad_image=on_bad_image)
+        revision = None if local else pinned_revision(bench.name)
+    names = dataset.features["label"].names
+    eval_set = EvalSet(
+        bench.name,
+        dataset,
+        bench.prompt_names(names, protocol),
+        bench.templates(protocol),
+        native_resolution=bench.native_resolution,
+        protocol=protocol,
+        hub_id=bench.hub_id,
+        split=bench.split,
+        revision=revision,
+    )
+    return eval_set.take(max_eval_samples)
+
+
+def as_eval_set(name: str, data, protocol: str = "paper", **defaults: Any) -> EvalSet:
+    """`data` as an eval set named `name`.
+
+    An `EvalSet` is returned as it is. A dataset keyed by a registered benchmark's name whose labels are that
+    benchmark's (or some of them, as [`load_benchmark`] returns it) gets the benchmark's prompts under `protocol` and
+    its resolution; any other dataset its own `ClassLabel` names and `defaults` ([`EvalSet.from_dataset`]).
+    """
+    if isinstance(data, EvalSet):
+        return data
+    bench = BENCHMARKS.get(name)
+    names = dataset_class_names(data, "label") if bench else None
+    if bench is not None and names is not None and (not bench.class_names or set(names) <= set(bench.class_names)):
+        return benchmark_eval_set(name, protocol, dataset=data)
+    return EvalSet.from_dataset(name, data, **defaults)

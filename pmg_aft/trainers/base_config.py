@@ -1,0 +1,202 @@
+"""`RobustCLIPConfig`: what every adversarial fine-tuning method shares, on top of `transformers.TrainingArguments`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from ..attacks import AttackSetting, PixelValue, parse_pixel_value
+from ..constants import CLIP_MEAN, CLIP_STD, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS, NORMS
+from ..prompts import check_template
+
+# Where the defaults come from (facts read from each method's official code; no code was copied).
+TECOA_FAMILY = (
+    "the TeCoA code's recipe, which PMG-AFT and TGA-ZSR reuse (finetuning.py / PMG_AFT.py / TGA-ZSR.py: SGD with "
+    "momentum 0.9, no weight decay, 1000 linear warm-up steps then cosine, 10 epochs, no gradient clipping)"
+)
+
+
+@dataclass
+class RobustCLIPConfig(TrainingArguments):
+    r"""Arguments shared by every robust fine-tuning method of a `CLIPModel`: the training and evaluation attacks,
+    the zero-shot head and the data columns, on top of `transformers.TrainingArguments`.
+
+    Use a method's own config ([`PMGAFTConfig`], [`TeCoAConfig`], [`FAREConfig`], [`TGAZSRConfig`],
+    [`CleanFinetuneConfig`]): each defaults to that method's official recipe. Pixel quantities (`train_eps`,
+    `train_step_size`, `eval_eps`, `eval_step_size`) are in [0, 1] pixel units and accept fractions such as `1/255`
+    on the command line and in YAML files.
+    """
+
+    # Training attack.
+    train_eps: PixelValue = field(
+        default=PixelValue(1 / 255),
+        metadata={
+            "help": "Perturbation budget of the training attack, in [0, 1] pixel units (1/255 = one grey level)."
+        },
+    )
+    train_step_size: PixelValue = field(
+        default=PixelValue(1 / 255), metadata={"help": "PGD step size of the training attack, in pixel units."}
+    )
+    train_steps: int = field(default=2, metadata={"help": "PGD steps of the training attack."})
+    train_attack_momentum: float = field(
+        default=0.0,
+        metadata={
+            "help": "Momentum of the training attack's step direction (FARE's 0.9; 0 is plain sign-PGD). The "
+            "normalised gradient is added to a decayed velocity and the step follows the normalised velocity."
+        },
+    )
+    attack_norm: str = field(default="linf", metadata={"help": "Threat model of the attacks.", "choices": list(NORMS)})
+    attack_random_start: bool = field(
+        default=True, metadata={"help": "Start PGD from a uniform random point in the eps-ball (training and eval)."}
+    )
+    # Zero-shot head.
+    logit_scale: str = field(
+        default="100",
+        metadata={
+            "help": "Scale s of the cosine logits in training and attacks: a number (1 for PMG-AFT, 100 for "
+            "TeCoA, TGA-ZSR and FARE's evaluation) or `model` for the checkpoint's own exp(logit_scale)."
+        },
+    )
+    image_mean: list[float] = field(
+        default_factory=lambda: list(CLIP_MEAN),
+        metadata={
+            "help": "Per-channel normalisation mean used inside the classifier and saved with the processor "
+            "(CLIP's own: 0.4815 0.4578 0.4082; ImageNet's: 0.485 0.456 0.406)."
+        },
+    )
+    image_std: list[float] = field(
+        default_factory=lambda: list(CLIP_STD),
+        metadata={"help": "Per-channel normalisation std (CLIP's own: 0.2686 0.2613 0.2758; ImageNet's: 0.229 ...)."},
+    )
+    prompt_template: str = field(
+        default=DEFAULT_TEMPLATE,
+        metadata={"help": "Prompt for the class text embeddings; `{}` is replaced by the cleaned class name."},
+    )
+    # Data.
+    image_column: str = field(default="image", metadata={"help": "Dataset column holding the images."})
+    label_column: str = field(default="label", metadata={"help": "Dataset column holding the integer labels."})
+    native_resolution: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep images at their native size (attack at e.g. 32 px for CIFAR, resized to the model "
+            "inside the classifier) instead of Resize/CenterCrop to the model's size before the attack."
+        },
+    )
+    crop_pct: float = field(
+        default=DEFAULT_CROP_PCT,
+        metadata={
+            "help": "Resize the shorter side to image_size / crop_pct, then centre-crop image_size: 224/256 is "
+            "Resize(256) + CenterCrop(224) (TeCoA, PMG-AFT, TGA-ZSR), 1.0 is Resize(224) + CenterCrop(224) (FARE)."
+        },
+    )
+    interpolation: str = field(
+        default="bilinear",
+        metadata={
+            "help": "Resize filter before the crop: bilinear (torchvision's default, the TeCoA family) or bicubic "
+            "(FARE, open_clip's transform).",
+            "choices": list(INTERPOLATIONS),
+        },
+    )
+    # Evaluation during training.
+    eval_eps: PixelValue = field(
+        default=PixelValue(1 / 255), metadata={"help": "Budget of the PGD attack used by `evaluate()`, pixel units."}
+    )
+    eval_step_size: PixelValue = field(
+        default=PixelValue(1 / 255), metadata={"help": "Step size of the evaluation PGD attack, pixel units."}
+    )
+    eval_attack_steps: int = field(
+        default=10,
+        metadata={
+            "help": "Steps of the evaluation PGD attack (the papers report 10 and 100). Not `eval_steps`: that "
+            "TrainingArguments field is the evaluation interval."
+        },
+    )
+    eval_mixed_precision: bool = field(
+        default=False,
+        metadata={
+            "help": "Run evaluate()'s attack and predictions under the training mixed precision (faster). Off "
+            "by default: at eps = 1/255 rounding in bf16/fp16 forwards is comparable to the perturbation's "
+            "effect (benchmarks/attack_precision.py), so reported accuracy is computed in float32."
+        },
+    )
+    # TrainingArguments defaults of the TeCoA-family recipe; methods override what differs.
+    optim: str = field(default="sgd", metadata={"help": f"Optimiser; default: {TECOA_FAMILY}."})
+    optim_args: str | None = field(default="momentum=0.9", metadata={"help": "Optimiser arguments (SGD momentum)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay (none in the TeCoA-family code)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Cosine decay to 0 after the warm-up."})
+    warmup_steps: float = field(default=1000, metadata={"help": "Linear warm-up steps (a float < 1: a fraction)."})
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Training epochs."})
+    max_grad_norm: float = field(
+        default=0.0,
+        metadata={"help": "Gradient clipping norm; 0 disables it. None of the official codes clips gradients."},
+    )
+    # TrainingArguments defaults that these trainers need.
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Must stay False: the image column is not an argument of CLIPModel.forward."},
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Every trainable (vision) parameter is used in each step, so DDP need not search."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.attack_norm not in NORMS:
+            raise ValueError(f"attack_norm={self.attack_norm!r} is not one of {NORMS}.")
+        for name in ("train_eps", "train_step_size", "eval_eps", "eval_step_size"):
+            setattr(self, name, PixelValue(getattr(self, name)))
+        for name in ("train_steps", "eval_attack_steps"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        self.train_attack_setting()  # validates budgets (and warns about 0-255 units), steps and momentum
+        self.eval_attack_setting()
+        self.logit_scale = str(self.logit_scale)
+        self.resolved_logit_scale()  # validates
+        for name in ("image_mean", "image_std"):
+            value = [float(v) for v in getattr(self, name)]
+            if len(value) != 3:
+                raise ValueError(f"{name} needs 3 values (R, G, B), got {value}.")
+            setattr(self, name, value)
+        if any(s <= 0 for s in self.image_std):
+            raise ValueError(f"image_std must be positive, got {self.image_std}.")
+        check_template(self.prompt_template)
+        if not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct={self.crop_pct} must be in (0, 1]: the crop's share of the resized image.")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
+        if self.remove_unused_columns:
+            raise ValueError(
+                "remove_unused_columns=True would drop the image column before the collator sees it; leave it False."
+            )
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            # evaluate() returns no loss; Trainer's default "loss" would fail at the first evaluation.
+            self.metric_for_best_model = "robust_accuracy"
+            self.greater_is_better = True
+        super().__post_init__()
+
+    def train_attack_setting(self) -> AttackSetting:
+        """The training attack: PGD with the `train_*` budget, returning the final iterate (as the papers)."""
+        return AttackSetting(
+            "pgd", self.train_eps, self.train_steps, self.train_step_size, self.attack_norm, self.attack_random_start,
+            first_success=False, momentum=self.train_attack_momentum,
+        )  # fmt: skip
+
+    def eval_attack_setting(self) -> AttackSetting:
+        """The attack of `evaluate()`: PGD with the `eval_*` budget, each sample's first success kept."""
+        return AttackSetting("pgd", self.eval_eps, self.eval_attack_steps, self.eval_step_size, self.attack_norm,
+                             self.attack_random_start, first_success=True)  # fmt: skip
+
+    def resolved_logit_scale(self) -> float | None:
+        """The logit scale as a float, or `None` for the model's own `exp(logit_scale)`."""
+        if str(self.logit_scale).strip().lower() == "model":
+            return None
+        try:
+            value = parse_pixel_value(self.logit_scale, "logit_scale")
+        except ValueError:
+            raise ValueError(
+                f"logit_scale={self.logit_scale!r} is neither a number (1 for PMG-AFT, 100 for TeCoA) nor 'model'."
+            ) from None
+        if value <= 0:
+            raise ValueError(f"logit_scale must be positive, got {value}.")
+        return value

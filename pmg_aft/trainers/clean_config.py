@@ -1,0 +1,22 @@
+"""`CleanFinetuneConfig`: plain zero-shot fine-tuning, the non-robust reference point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base_config import TECOA_FAMILY, RobustCLIPConfig
+
+
+@dataclass
+class CleanFinetuneConfig(RobustCLIPConfig):
+    r"""Arguments of [`CleanFinetuneTrainer`]: cross-entropy of the zero-shot logits on clean images, no attack.
+
+    There is no paper recipe: the defaults are PMG-AFT's optimisation (SGD momentum 0.9, lr 5e-5, 1000 warm-up steps
+    then cosine, batch 256, 10 epochs, no clipping) with CLIP's own head (its normalisation, logit scale 100), so the
+    baseline differs from the robust methods only in the missing attack. The `train_*` attack fields are unused.
+    """
+
+    learning_rate: float = field(default=5e-5, metadata={"help": f"PMG-AFT's 5e-5, with {TECOA_FAMILY}."})
+    per_device_train_batch_size: int = field(
+        default=256, metadata={"help": "PMG-AFT's batch of 256 (global: divide by the process count)."}
+    )

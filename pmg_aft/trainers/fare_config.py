@@ -1,0 +1,57 @@
+"""`FAREConfig`: FARE's hyper-parameters, defaulting to the official recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..attacks import PixelValue
+from .base_config import RobustCLIPConfig
+
+SOURCE = "the official train/adversarial_training_clip.py with its README command for FARE^4"
+
+
+@dataclass
+class FAREConfig(RobustCLIPConfig):
+    r"""Arguments of [`FARETrainer`]: FARE (Schlarmann et al., ICML 2024), unsupervised adversarial fine-tuning of
+    the image embedding.
+
+    The defaults are the official code's (train/adversarial_training_clip.py, train/pgd_train.py, README command for
+    FARE^4): 10-step PGD at eps 4/255 (FARE^2: 2/255), step 1/255, uniform random start, sign steps with momentum
+    0.9, maximising the same squared distance the loss minimises; CLIP's normalisation; Resize(224, bicubic) +
+    CenterCrop(224); AdamW, lr 1e-5, weight decay 1e-4, 1400 warm-up steps then cosine, 20,000 steps at batch 128 (two
+    ImageNet epochs), no gradient clipping, float32. Known differences: the official start is not clipped to the
+    image range before the first step (here it is), and its scheduler steps after the optimiser, so its first update
+    already uses the full learning rate.
+    """
+
+    train_eps: PixelValue = field(
+        default=PixelValue(4 / 255),
+        metadata={"help": f"Training budget: 4/255 ({SOURCE}); FARE^2 uses 2/255."},
+    )
+    train_steps: int = field(default=10, metadata={"help": f"PGD steps of the training attack: 10 ({SOURCE})."})
+    train_attack_momentum: float = field(
+        default=0.9,
+        metadata={
+            "help": "pgd_train.py's momentum: velocity = 0.9 velocity + sign(grad), step along sign(velocity). "
+            "Under L-inf this only differs from plain sign-PGD where a gradient entry is exactly 0."
+        },
+    )
+    logit_scale: str = field(
+        default="100",
+        metadata={"help": "Only used by evaluate(): FARE's loss has no logits; its evaluation uses s = 100."},
+    )
+    crop_pct: float = field(
+        default=1.0, metadata={"help": "Resize(224) + CenterCrop(224), open_clip's transform as FARE uses it."}
+    )
+    interpolation: str = field(default="bicubic", metadata={"help": "Bicubic, as open_clip's transform."})
+    optim: str = field(default="adamw_torch", metadata={"help": f"AdamW with PyTorch's betas and eps ({SOURCE})."})
+    optim_args: str | None = field(default=None, metadata={"help": "No extra optimiser arguments."})
+    learning_rate: float = field(default=1e-5, metadata={"help": f"1e-5 ({SOURCE})."})
+    weight_decay: float = field(default=1e-4, metadata={"help": f"1e-4 ({SOURCE})."})
+    warmup_steps: float = field(default=1400, metadata={"help": f"1400 linear warm-up steps ({SOURCE})."})
+    max_steps: int = field(
+        default=20000, metadata={"help": f"20,000 steps, two ImageNet epochs at batch 128 ({SOURCE})."}
+    )
+    per_device_train_batch_size: int = field(
+        default=128, metadata={"help": f"Batch 128 ({SOURCE}); global: divide by the process count."}
+    )

@@ -1,0 +1,37 @@
+"""`TeCoAConfig`: TeCoA's hyper-parameters, defaulting to the official recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base_config import TECOA_FAMILY, RobustCLIPConfig
+
+
+@dataclass
+class TeCoAConfig(RobustCLIPConfig):
+    r"""Arguments of [`TeCoATrainer`]: TeCoA (Mao et al., ICLR 2023), text-guided contrastive adversarial training.
+
+    The defaults follow the official code (finetuning.py) with its README command: PGD with eps = step = 1/255 and 2
+    steps from a uniform random start; logits scaled by the model's exp(logit_scale), which is 100 for the OpenAI CLIP
+    checkpoints; CLIP's own normalisation; the prompt `This is a photo of a {}`; Resize(256) + CenterCrop(224); SGD
+    momentum 0.9, no weight decay, 1000 warm-up steps then cosine, batch 256, 10 epochs, no gradient clipping. The
+    learning rate is 1e-5, as in the TGA-ZSR re-run of TeCoA (the code's default of 1e-7 is not what its runs use).
+    """
+
+    logit_scale: str = field(
+        default="100",
+        metadata={
+            "help": "Scale s of the cosine logits: the official code uses the model's exp(logit_scale), 100 for "
+            "the OpenAI CLIP checkpoints (clamped at ln 100 after every step)."
+        },
+    )
+    learning_rate: float = field(
+        default=1e-5,
+        metadata={
+            "help": "1e-5, the TGA-ZSR re-run of TeCoA (main.sh); finetuning.py's own default (1e-7) is not the "
+            f"value of its runs. With {TECOA_FAMILY}."
+        },
+    )
+    per_device_train_batch_size: int = field(
+        default=256, metadata={"help": "The README command's batch of 256 (global: divide by the process count)."}
+    )

@@ -1,0 +1,49 @@
+"""`TGAZSRConfig`: TGA-ZSR's hyper-parameters, defaulting to the official recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base_config import TECOA_FAMILY, RobustCLIPConfig
+
+
+@dataclass
+class TGAZSRConfig(RobustCLIPConfig):
+    r"""Arguments of [`TGAZSRTrainer`]: TGA-ZSR (Yu, Zhang and Xu, NeurIPS 2024), text-guided attention for zero-shot
+    robustness.
+
+    The defaults are the official code's (TGA-ZSR.py): PGD with eps = step = 1/255 and 2 steps from a uniform random
+    start; attention refinement weight `alpha = 0.08` and model-constraint weight `beta = 0.05` (`--Alpha`,
+    `--Beta`), on the mean per-sample L2 distance of attention maps; logits scaled by the model's exp(logit_scale),
+    100 for the OpenAI CLIP checkpoints; CLIP's normalisation; Resize(256) + CenterCrop(224); SGD momentum 0.9,
+    lr 1e-4, no weight decay, 1000 warm-up steps then cosine, batch 128, 10 epochs on Tiny-ImageNet, no clipping.
+    """
+
+    alpha: float = field(
+        default=0.08,
+        metadata={
+            "help": "Weight of the attention refinement term mean ||A_t(x') - A_0(x)||_2 (official `--Alpha` 0.08)."
+        },
+    )
+    beta: float = field(
+        default=0.05,
+        metadata={"help": "Weight of the model constraint term mean ||A_t(x) - A_0(x)||_2 (official `--Beta` 0.05)."},
+    )
+    logit_scale: str = field(
+        default="100",
+        metadata={
+            "help": "Scale s of the cosine logits: the official code multiplies by the model's exp(logit_scale), 100 "
+            "for the OpenAI CLIP checkpoints (clamped at ln 100 after every step)."
+        },
+    )
+    learning_rate: float = field(
+        default=1e-4, metadata={"help": f"TGA-ZSR.py's default `--learning_rate 1e-4`; with {TECOA_FAMILY}."}
+    )
+    per_device_train_batch_size: int = field(
+        default=128, metadata={"help": "TGA-ZSR.py's batch of 128 (global: divide by the process count)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0 or self.beta < 0:
+            raise ValueError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")
+        super().__post_init__()

@@ -1,0 +1,78 @@
+"""`TGAZSRTrainer`: Text-Guided Attention for Zero-Shot Robustness (Yu, Zhang and Xu, NeurIPS 2024)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..hub import MethodInfo, Paper
+from ..losses import text_guided_attention, tga_zsr_loss
+from ..zeroshot import token_embeddings
+from .base_trainer import RobustCLIPTrainer
+from .tga_zsr_config import TGAZSRConfig
+
+TGA_ZSR_PAPER = Paper(
+    title="Text-Guided Attention is All You Need for Zero-Shot Robustness in Vision-Language Models",
+    authors="Lu Yu, Haiyang Zhang and Changsheng Xu",
+    venue="NeurIPS 2024",
+    arxiv_id="2410.21802",
+    bibtex="""@inproceedings{yu2024tgazsr,
+  title     = {Text-Guided Attention is All You Need for Zero-Shot Robustness in Vision-Language Models},
+  author    = {Yu, Lu and Zhang, Haiyang and Xu, Changsheng},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  volume    = {37},
+  year      = {2024}
+}""",
+)
+
+
+class TGAZSRTrainer(RobustCLIPTrainer):
+    r"""TGA-ZSR fine-tuning of a `CLIPModel`'s image tower.
+
+    Each step attacks the current model with PGD, then minimises `CE(z_t(x'), y) + alpha * mean ||A_t(x') - A_0(x)||_2
+    + beta * mean ||A_t(x) - A_0(x)||_2`, where `A` is the text-guided attention map (every output token projected,
+    scored against the sample's class prompt embedding, min-max scaled and resized to the input) and `A_0` comes from
+    the frozen pre-trained model. See [`RobustCLIPTrainer`] for the arguments.
+    """
+
+    config_class = TGAZSRConfig
+    method_info = MethodInfo(
+        key="tga_zsr",
+        name="TGA-ZSR",
+        description=(
+            "adversarial fine-tuning with cross-entropy on PGD images plus two text-guided attention terms: the "
+            "attention map on adversarial images is pulled to the frozen original model's map on clean images "
+            "(attention refinement), and the clean map is kept there too (model constraint)."
+        ),
+        paper=TGA_ZSR_PAPER,
+        tags=("adversarial-robustness", "adversarial-training", "tga-zsr"),
+    )
+
+    @classmethod
+    def uses_reference(cls, args: TGAZSRConfig) -> bool:
+        return True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Attack the current model, then cross-entropy plus the two attention terms (batch means)."""
+        args = self.args
+        images, labels = inputs["pixel_values"], inputs["labels"]
+        target = self.classifier()
+        clip = self.accelerator.unwrap_model(self.model)
+        reference = self.accelerator.unwrap_model(self.ref_model)
+        size = clip.config.vision_config.image_size
+        text = target.class_embeddings[labels]  # each sample's class prompt embedding (unit norm)
+        with self.accelerator.autocast():
+            adv_images = self.attack(target, images, labels)
+            out = self.forward_images(model, target.preprocess(torch.cat([adv_images, images])))
+            tokens = token_embeddings(clip, out.vision_model_output.last_hidden_state)
+            adv_logits = target.logits_from_embeddings(out.image_embeds[: len(images)])
+            attention = text_guided_attention(tokens, torch.cat([text, text]), size)
+            with torch.no_grad():
+                hidden = reference.vision_model(pixel_values=target.preprocess(images)).last_hidden_state
+                ref_attention = text_guided_attention(token_embeddings(reference, hidden), text, size)
+        terms = tga_zsr_loss(adv_logits, labels, attention[: len(images)], attention[len(images) :], ref_attention,
+                             alpha=args.alpha, beta=args.beta)  # fmt: skip
+        self.log_metric("ce", terms.ce)
+        self.log_metric("attention_refinement", terms.refinement)
+        self.log_metric("attention_constraint", terms.constraint)
+        self.log_metric("train_robust_accuracy", (adv_logits.argmax(-1) == labels).float().mean())
+        return (terms.loss, {"adv_logits": adv_logits}) if return_outputs else terms.loss

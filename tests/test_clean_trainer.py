@@ -1,0 +1,29 @@
+"""CleanFinetuneTrainer: cross-entropy on clean images by hand; no attack, no reference model."""
+
+import pytest
+import torch
+
+from pmg_aft import CLIP_MEAN, CleanFinetuneConfig, ZeroShotClassifier
+
+
+def test_clean_fine_tuning_is_the_clean_cross_entropy_and_runs_no_attack(model, tokenizer, train_set, batch,
+                                                                          make_trainer, monkeypatch):  # fmt: skip
+    trainer = make_trainer("clean", model)
+    assert trainer.ref_model is None
+    monkeypatch.setattr("pmg_aft.trainers.base_trainer.pgd", lambda *a, **k: pytest.fail("clean fine-tuning attacked"))
+    loss = trainer.compute_loss(trainer.model, batch)
+    head = ZeroShotClassifier(model, tokenizer, train_set.features["label"].names, image_mean=CLIP_MEAN,
+                              image_std=trainer.args.image_std, logit_scale=100.0)  # fmt: skip
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(head(batch["pixel_values"]), batch["labels"])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    before = model.vision_model.post_layernorm.weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(before, trainer.model.vision_model.post_layernorm.weight)
+    assert "train_clean_accuracy" in trainer.state.log_history[0]
+
+
+def test_defaults(tmp_path):
+    config = CleanFinetuneConfig(output_dir=str(tmp_path))
+    assert config.image_mean == list(CLIP_MEAN) and config.resolved_logit_scale() == 100.0
+    assert config.learning_rate == 5e-5 and config.per_device_train_batch_size == 256 and config.max_grad_norm == 0
