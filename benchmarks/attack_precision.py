@@ -5,7 +5,7 @@ change E(x + d) - E(x) under bf16 and fp16 autocast against fp32, and the share 
 the attack loss in fp16 without and with the attack's loss scaling (a zero gradient stalls a signed PGD step), and
 how often the signed gradient under bf16 / fp16 agrees with fp32's (what an L-inf PGD step uses).
 
-    python benchmarks/attack_precision.py --model vit-b-32 --batch-size 8
+    python benchmarks/attack_precision.py --model vit-b-32 --batch_size 8
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from train_step import build_config  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="tiny, vit-b-32, vit-b-16 or vit-l-14")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--eps", type=float, default=1 / 255)
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

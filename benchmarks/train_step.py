@@ -8,8 +8,8 @@ step's time to the summed time of its parts, each timed alone in the same run on
   optimiser the optimiser step
 A ratio near 1.0 means the step costs no more than its passes. Weights are random (the architecture alone sets cost).
 
-    python benchmarks/train_step.py --model tiny --batch-size 64
-    python benchmarks/train_step.py --model vit-b-32 --batch-size 256 --device cuda --dtype bf16
+    python benchmarks/train_step.py --model tiny --batch_size 64
+    python benchmarks/train_step.py --model vit-b-32 --batch_size 256 --device cuda --dtype bf16
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ def timed(fn, device: torch.device, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="tiny, vit-b-32, vit-b-16 or vit-l-14")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--train-steps", type=int, default=2, help="PGD steps of the training attack")
+    parser.add_argument("--train_steps", type=int, default=2, help="PGD steps of the training attack")
     parser.add_argument("--classes", type=int, default=200, help="classes of the zero-shot head (Tiny-ImageNet: 200)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])

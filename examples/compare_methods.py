@@ -2,13 +2,13 @@
 
 Offline on the tiny default (about two minutes on a CPU):
 
-    python examples/compare_methods.py --output outputs/compare
+    python examples/compare_methods.py --output_dir outputs/compare
 
 With real models, train each method with its config (examples/configs/*.yaml), or convert published checkpoints
 (pmg-aft convert), then compare the folders:
 
     pmg-aft compare --models clip=openai/clip-vit-base-patch32,tecoa=outputs/tecoa,pmg_aft=outputs/pmg-aft \\
-        --benchmarks all --attack pgd --eps 1/255 --steps 10 --output eval/compare
+        --benchmarks all --attacks pgd --eps 1/255 --steps 10 --output_dir eval/compare
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ CONFIG = os.path.join(os.path.dirname(__file__), "configs", "tiny_offline.yaml")
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default="clean,tecoa,fare,tga_zsr,pmg_aft")
-    parser.add_argument("--output", default="outputs/compare")
-    parser.add_argument("--max-steps", type=int, default=-1, help="per method (default: the config's epochs)")
+    parser.add_argument("--output_dir", default="outputs/compare")
+    parser.add_argument("--max_steps", type=int, default=-1, help="per method (default: the config's epochs)")
     args = parser.parse_args(argv)
     models = {}
     for method in args.methods.split(","):
-        folder = os.path.join(args.output, method)
+        folder = os.path.join(args.output_dir, method)
         finetune(["--config", CONFIG, "--method", method, "--output_dir", folder, "--max_steps", str(args.max_steps),
                   "--eval_on_start", "false", "--do_eval", "false", "--disable_tqdm", "true"])  # fmt: skip
         models[method] = (CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder))
     test = {"colour-patches": load_image_dataset("colour-patches", split="test", seed=0)}
-    table = compare(models, args.output, datasets=test, attacks=("pgd", "cw"), eps=(4 / 255,), steps=10)
+    table = compare(models, args.output_dir, datasets=test, attacks=("pgd", "cw"), eps=(4 / 255,), steps=10)
     print(table)
     return table
 

@@ -144,8 +144,9 @@ def pgd(
         early_stop (`bool`, defaults to `False`): freeze each sample's perturbation once it is misclassified (for
             evaluation: the attack then keeps the first success, so more steps never raise robust accuracy).
             Training uses the final iterate, as the paper does.
-        momentum (`float`, defaults to 0): FARE's step direction: the normalised gradient (its sign for L-inf) is
-            added to a velocity decayed by `momentum`, and the step follows the normalised velocity. 0 is plain PGD.
+        momentum (`float`, defaults to 0): FARE's step direction: `v = normalise(momentum * v + normalise(grad))`
+            (normalise = sign for L-inf), and the step follows `v`. Under L-inf this differs from plain sign-PGD only
+            where a gradient entry is exactly 0 (the pixel keeps its previous direction). 0 is plain PGD.
 
     Returns:
         `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images`.
@@ -197,9 +198,9 @@ def pgd(
                 if not active.any():
                     break
             move = direction(grad)
-            if velocity is not None:
-                velocity = momentum * velocity + move
-                move = direction(velocity)
+            if velocity is not None:  # FARE's rule: the velocity is kept normalised
+                velocity = direction(momentum * velocity + move)
+                move = velocity
             if norm == "linf":
                 step = (delta + step_size * move).clamp(-eps, eps)
             else:

@@ -1,7 +1,4 @@
-"""The `pmg-aft` command. Every subcommand parses snake_case flags with `HfArgumentParser`, as `pmg-aft train` does.
-
-Heavy imports (torch, transformers) happen inside the subcommands, so `pmg-aft --help` answers at once.
-"""
+"""The `pmg-aft` command. Every subcommand parses snake_case flags with `HfArgumentParser`, as `pmg-aft train` does."""
 
 from __future__ import annotations
 
@@ -10,6 +7,29 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+
+from datasets import load_dataset
+from huggingface_hub import HfApi
+from transformers import CLIPModel, CLIPProcessor, HfArgumentParser
+
+from .attacks import parse_pixel_value
+from .constants import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NORMS,
+    RENAMED_OPTIONS,
+    RUN_INFO_FILE,
+)
+from .convert import convert_openai_checkpoint
+from .data import BENCHMARKS, get_benchmark
+from .data.registry import revisions_file
+from .evaluation import compare, evaluate_robustness
+from .finetune import main as finetune
+from .hub import push
+from .trainers import TRAINERS
+from .trainers.base_trainer import recipe_of
 
 USAGE = """usage: pmg-aft <command> [options]
 
@@ -23,16 +43,6 @@ commands:
   compare                    evaluate several models with the same suite into one table (pmg-aft compare --help)
   convert                    an OpenAI-style / open_clip ViT checkpoint to a CLIPModel folder (pmg-aft convert --help)
 """
-
-# Flags of earlier releases: a clear error names the new one.
-RENAMED = {
-    "--model": "--model_name_or_path (eval) or --model_dir (push)", "--revision": "--model_revision",
-    "--attack": "--attacks", "--max-samples": "--max_eval_samples", "--max_samples": "--max_eval_samples",
-    "--data-dir": "--benchmark_data_dir", "--data_dir": "--benchmark_data_dir",
-    "--batch-size": "--per_device_eval_batch_size", "--batch_size": "--per_device_eval_batch_size",
-    "--output": "--output_dir", "--repo": "--hub_model_id", "--report": "--report_dir",
-    "--private": "--hub_private_repo", "--base": "--base_model",
-}  # fmt: skip
 
 
 @dataclass
@@ -50,7 +60,7 @@ class SuiteArguments:
     eps: str = field(default="1/255", metadata={"help": "Comma-separated budgets, e.g. 1/255,4/255."})
     steps: str = field(default="10", metadata={"help": "PGD/CW steps, comma-separated, e.g. 10,100."})
     step_size: str = field(default="1/255", metadata={"help": "PGD/CW step size."})
-    norm: str = field(default="linf", metadata={"help": "Threat model.", "choices": ["linf", "l2"]})
+    norm: str = field(default="linf", metadata={"help": "Threat model.", "choices": list(NORMS)})
     max_eval_samples: int | None = field(default=None, metadata={"help": "The first N test samples per dataset."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
@@ -62,7 +72,6 @@ class SuiteArguments:
 
     def suite_kwargs(self) -> dict:
         """`evaluate_robustness` keyword arguments."""
-        from .attacks import parse_pixel_value
 
         def numbers(text: str, name: str) -> list[float]:
             return [parse_pixel_value(v, name) for v in text.split(",") if v.strip()]
@@ -117,8 +126,8 @@ class ConvertArguments:
     normalization: str = field(
         default="base",
         metadata={
-            "help": "Image mean/std of the saved processor: the base's, ImageNet's (the official TeCoA/PMG-AFT "
-            "training) or CLIP's.",
+            "help": "Image mean/std of the saved processor: the base's, ImageNet's (the official PMG-AFT training) "
+            "or CLIP's (TeCoA, FARE, TGA-ZSR).",
             "choices": ["base", "imagenet", "clip"],
         },
     )
@@ -126,13 +135,13 @@ class ConvertArguments:
 
 def parse_command(prog: str, groups: tuple, argv: list[str], description: str) -> tuple:
     """Parse `argv` into the dataclasses `groups`; a flag of an earlier release is a clear error."""
-    from transformers import HfArgumentParser
-
     parser = HfArgumentParser(groups, prog=prog, description=description)
+    known = {f"--{a}" for group in groups for a in group.__dataclass_fields__}
     for arg in argv:
         name = arg.split("=", 1)[0]
-        if name in RENAMED:
-            parser.error(f"{name} is now {RENAMED[name]}: flags are snake_case, as in pmg-aft train.")
+        option = name[2:].replace("-", "_")
+        if name.startswith("--") and f"--{option}" not in known and option in RENAMED_OPTIONS:
+            parser.error(f"{name} is now --{RENAMED_OPTIONS[option]}: flags are snake_case, as in pmg-aft train.")
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -140,10 +149,6 @@ def eval_command(argv: list[str]) -> int:
     """`pmg-aft eval`: run the evaluation suite and write the report (JSON, Markdown, plots)."""
     model_args, suite = parse_command("pmg-aft eval", (EvalModelArguments, SuiteArguments), argv,
                                       "Robust zero-shot evaluation of a CLIPModel.")  # fmt: skip
-    from transformers import CLIPModel, CLIPProcessor
-
-    from .evaluation import evaluate_robustness
-
     path, revision = model_args.model_name_or_path, model_args.model_revision
     model = CLIPModel.from_pretrained(path, revision=revision)
     processor = CLIPProcessor.from_pretrained(path, revision=revision)
@@ -164,10 +169,6 @@ def compare_command(argv: list[str]) -> int:
             "pmg-aft: --models takes name=path pairs, e.g. "
             "pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
         )
-    from transformers import CLIPModel, CLIPProcessor
-
-    from .evaluation import compare
-
     models = {n: (CLIPModel.from_pretrained(p), CLIPProcessor.from_pretrained(p)) for n, p in pairs}
     table = compare(models, suite.output_dir, **suite.suite_kwargs())
     print(table)
@@ -177,11 +178,6 @@ def compare_command(argv: list[str]) -> int:
 def convert_command(argv: list[str]) -> int:
     """`pmg-aft convert`: released OpenAI-style checkpoints (TeCoA, PMG-AFT, FARE) to a `CLIPModel` folder."""
     (args,) = parse_command("pmg-aft convert", (ConvertArguments,), argv, convert_command.__doc__)
-    from transformers import CLIPModel, CLIPProcessor
-
-    from .constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
-    from .convert import convert_openai_checkpoint
-
     model = convert_openai_checkpoint(args.checkpoint, CLIPModel.from_pretrained(args.base_model))
     processor = CLIPProcessor.from_pretrained(args.base_model)
     stats = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}.get(args.normalization)
@@ -197,11 +193,10 @@ def convert_command(argv: list[str]) -> int:
 def push_command(argv: list[str]) -> int:
     """`pmg-aft push`: upload weights, processor, model card and plots."""
     (args,) = parse_command("pmg-aft push", (PushArguments,), argv, "Publish a checkpoint to the Hugging Face Hub.")
-    from .hub import push
-
+    method, recipe = legacy_method(args.model_dir)
     try:
         url = push(args.model_dir, args.hub_model_id, args.report_dir, private=args.hub_private_repo,
-                   base_model=args.base_model, license=args.license)  # fmt: skip
+                   base_model=args.base_model, license=args.license, method=method, recipe=recipe)  # fmt: skip
     except (RuntimeError, FileNotFoundError) as error:
         print(f"pmg-aft: {error}", file=sys.stderr)
         return 1
@@ -209,9 +204,25 @@ def push_command(argv: list[str]) -> int:
     return 0
 
 
-def datasets_list(out=None) -> None:
-    from .data import BENCHMARKS
+def legacy_method(model_dir: str):
+    """The method and recipe of a checkpoint saved by pmg_aft 0.1 (its `training_args.json` has a `method` field and
+    its `pmg_aft.json` none); `(None, None)` for any other folder."""
 
+    def read(name: str) -> dict:
+        path = os.path.join(model_dir, name)
+        if not os.path.exists(path):
+            return {}
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    training = read("training_args.json")
+    if read(RUN_INFO_FILE).get("method") or training.get("method") not in TRAINERS:
+        return None, None
+    trainer = TRAINERS[training["method"]]
+    return trainer.method_info, recipe_of(trainer.config_class, training, trainer.unused_fields)
+
+
+def datasets_list(out=None) -> None:
     out = out or sys.stdout
     print(
         f"{'name':15s} {'hub id':34s} {'split':11s} {'columns':18s} {'classes':>7s}  {'res':6s} paper prompt", file=out
@@ -229,12 +240,6 @@ def datasets_list(out=None) -> None:
 
 def datasets_download(names: list[str], revision: str | None = None, lock: str | None = None) -> dict[str, str]:
     """Download benchmarks at their pinned (or given) revision; return `{name: resolved commit sha}`."""
-    from datasets import load_dataset
-    from huggingface_hub import HfApi
-
-    from .data import BENCHMARKS, get_benchmark
-    from .data.registry import revisions_file
-
     benches = list(BENCHMARKS.values()) if names == ["all"] else [get_benchmark(n) for n in names]
     resolved = {}
     for bench in benches:
@@ -288,8 +293,6 @@ def datasets_command(argv: list[str]) -> int:
 
 def train_command(argv: list[str]) -> int:
     """`pmg-aft train`: the fine-tuning job of examples/finetune.py."""
-    from .finetune import main as finetune
-
     finetune(argv)
     return 0
 

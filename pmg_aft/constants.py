@@ -2,8 +2,8 @@
 
 __version__ = "0.2.0"
 
-# Normalisation statistics. The official PMG-AFT and TeCoA code normalise with ImageNet's; CLIP was trained with its
-# own, which TGA-ZSR and FARE keep.
+# Normalisation statistics. The official PMG-AFT code normalises with ImageNet's; CLIP was trained with its own,
+# which the TeCoA, TGA-ZSR and FARE code keep.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -22,6 +22,8 @@ PROTOCOLS = ("paper", "clip_benchmark")
 PROTOCOL_LOGIT_SCALE = {"paper": 1.0, "clip_benchmark": 100.0}
 # The protocol name of an eval set that brings its own class names and the trainer's prompt template.
 CUSTOM_PROTOCOL = "custom"
+# A trainer's evaluate(): each eval set's prompts on the training head (its logit scale and normalisation).
+TRAINER_PROTOCOL = "trainer"
 
 # Image preprocessing before the attack: Resize(shorter side = size / crop_pct) + CenterCrop(size).
 DEFAULT_CROP_PCT = 224 / 256
@@ -30,6 +32,16 @@ BAD_IMAGE_POLICIES = ("raise", "skip")
 
 # The parts of a CLIPModel that adversarial fine-tuning trains; the text tower and logit_scale stay frozen.
 TRAINABLE_PREFIXES = ("vision_model.", "visual_projection.")
+
+# Options of earlier releases and what they are now (`pmg-aft train` and every subcommand name the new one).
+RENAMED_OPTIONS = {
+    "eval_protocol": "protocol", "eval_max_samples": "max_eval_samples", "max_samples": "max_eval_samples",
+    "tga_alpha": "alpha (with --method tga_zsr)", "tga_beta": "beta (with --method tga_zsr)",
+    "data_dir": "benchmark_data_dir", "batch_size": "per_device_eval_batch_size", "output": "output_dir",
+    "repo": "hub_model_id", "report": "report_dir", "private": "hub_private_repo", "base": "base_model",
+    "revision": "model_revision", "attack": "attacks",
+    "model": "model_name_or_path (train, eval) or model_dir (push)",
+}  # fmt: skip
 
 # Written beside a saved checkpoint: what the model card needs that the checkpoint cannot say.
 RUN_INFO_FILE = "pmg_aft.json"

@@ -17,9 +17,17 @@ import yaml
 from transformers import CLIPModel, CLIPProcessor, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .constants import BAD_IMAGE_POLICIES, PROTOCOLS
-from .data import EVAL_SUITE, GENERATED, check_images, get_benchmark, load_benchmark, load_image_dataset
-from .evaluation import benchmark_eval_set
+from .constants import BAD_IMAGE_POLICIES, PROTOCOLS, RENAMED_OPTIONS
+from .data import (
+    EVAL_SUITE,
+    GENERATED,
+    check_images,
+    dataset_class_names,
+    get_benchmark,
+    load_benchmark,
+    load_image_dataset,
+)
+from .evaluation import EvalSet, benchmark_eval_set
 from .tiny import pretrain_tiny_clip, tiny_clip, tiny_tokenizer
 from .trainers import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
 
@@ -145,15 +153,25 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
     config_class = TRAINERS[method].config_class
     parser = HfArgumentParser((ScriptArguments, DataArguments, config_class))
     known = {f.name for group in (ScriptArguments, DataArguments, config_class) for f in fields(group)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        owners = {k: [m for m, t in TRAINERS.items() if k in {f.name for f in fields(t.config_class)}]
-                  for k in unknown}  # fmt: skip
-        hint = "; ".join(f"{k} is a field of {', '.join(m)}" for k, m in owners.items() if m)
-        hint = f" ({hint})" if hint else ""
-        raise SystemExit(f"pmg-aft: unknown keys in {path} for method {method}: {unknown}{hint}.")
+    flags = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
+    for where, names in ((f"keys in {path}", set(values)), ("flags", flags)):
+        unknown = sorted(names - known - {"help", "config"})
+        if unknown:
+            raise SystemExit(f"pmg-aft: unknown {where} for method {method}: {unknown}{_hint(unknown)}.")
     parser.set_defaults(**values)
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _hint(unknown: list[str]) -> str:
+    """Which method has each unknown option, or what an option of an earlier release is called now."""
+    hints = []
+    for name in unknown:
+        owners = [m for m, t in TRAINERS.items() if name in {f.name for f in fields(t.config_class)}]
+        if owners:
+            hints.append(f"{name} is a field of {', '.join(owners)}, not of this method")
+        elif name in RENAMED_OPTIONS:
+            hints.append(f"{name} is now {RENAMED_OPTIONS[name]}")
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def read_class_names(path: str) -> list[str]:
@@ -180,8 +198,9 @@ def load_model(args: ScriptArguments, seed: int):
     return model, tokenizer
 
 
-def load_datasets(data_args: DataArguments, training_args: RobustCLIPConfig):
-    """The training set (if training) and the eval set(s): benchmarks by name, or splits of `dataset_name`."""
+def load_datasets(data_args: DataArguments, training_args: RobustCLIPConfig, class_names: list[str] | None = None):
+    """The training set (if training) and the eval set(s): benchmarks by name, or a split of `dataset_name` as an
+    [`EvalSet`] that records where it comes from and its `max_eval_samples` cap."""
 
     def split(name: str | None, max_samples: int | None):
         if name is None:
@@ -211,13 +230,22 @@ def load_datasets(data_args: DataArguments, training_args: RobustCLIPConfig):
             eval_set = benchmark_eval_set(name, data_args.protocol, data_args.benchmark_data_dir,
                                           data_args.max_eval_samples, data_args.on_bad_image)  # fmt: skip
             eval_dataset[eval_set.name] = eval_set
+    elif data_args.eval_split is not None:
+        data = split(data_args.eval_split, data_args.max_eval_samples)
+        # Without a ClassLabel of its own, the eval split takes the training classes, as the trainer would.
+        names = class_names or dataset_class_names(train_dataset, training_args.label_column)
+        eval_dataset = EvalSet.from_dataset(
+            "eval", data, class_names=names, max_samples=data_args.max_eval_samples,
+            hub_id=train_dataset_id(data_args), split=data_args.eval_split, revision=data_args.dataset_revision,
+            **training_args.eval_set_defaults(),
+        )  # fmt: skip
     else:
-        eval_dataset = split(data_args.eval_split, data_args.max_eval_samples)
+        eval_dataset = None
     return train_dataset, eval_dataset
 
 
 def train_dataset_id(data_args: DataArguments) -> str | None:
-    """The training set's Hub id, for the model card."""
+    """The Hub id the data comes from (for the model card), `None` for local and generated data."""
     if data_args.train_benchmark:
         return get_benchmark(data_args.train_benchmark).hub_id
     name = data_args.dataset_name
@@ -235,8 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if last_checkpoint is not None:
             logger.info("Resuming from %s (pass a fresh --output_dir to start over).", last_checkpoint)
 
-    train_dataset, eval_dataset = load_datasets(data_args, training_args)
     class_names = read_class_names(data_args.class_names_file) if data_args.class_names_file else None
+    train_dataset, eval_dataset = load_datasets(data_args, training_args, class_names)
     model, processor = load_model(script_args, training_args.seed)
     trainer: RobustCLIPTrainer = TRAINERS[script_args.method](
         model=model,
@@ -260,8 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
-        if trainer.is_world_process_zero():
-            trainer.report.save(os.path.join(training_args.output_dir, "eval"))
+        trainer.save_report()
         print_before_after(trainer)
     if training_args.do_train and training_args.push_to_hub:
         trainer.push_to_hub(finetuned_from=trainer.base_model)

@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_tok
 from .constants import RUN_INFO_FILE
 from .evaluation.report import Report
 
-BASE_TAGS = ["clip", "zero-shot-image-classification", "pmg_aft"]
+BASE_TAGS = ["clip", "zero-shot-image-classification"]
 # What a checkpoint folder may publish: weights as safetensors, configs, processor and tokenizer files.
 PUBLISHED = (".safetensors", ".json", ".txt", ".model", ".md", ".png")
 NEVER = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -77,8 +77,10 @@ class MethodInfo:
 
 
 def eval_results(report: Report) -> list[EvalResult]:
-    """`model-index` entries: clean and robust accuracy (in %) per dataset, tagged with the attack settings."""
+    """`model-index` entries: clean and robust accuracy (in %) per dataset, named with the protocol, the logit scale
+    (which changes what an attack sees) and the attack settings."""
     results = []
+    head = f"{report.protocol} protocol, logit scale {report.logit_scale:g}"
     for name, result in report.results.items():
         common = dict(
             task_type="zero-shot-image-classification",
@@ -90,7 +92,7 @@ def eval_results(report: Report) -> list[EvalResult]:
         results.append(
             EvalResult(
                 metric_type="accuracy",
-                metric_name="clean accuracy",
+                metric_name=f"clean accuracy ({head})",
                 metric_value=round(100 * result["clean_accuracy"], 2),
                 **common,
             )  # fmt: skip
@@ -99,7 +101,7 @@ def eval_results(report: Report) -> list[EvalResult]:
             results.append(
                 EvalResult(
                     metric_type="accuracy",
-                    metric_name=f"robust accuracy ({setting.key}, {setting.norm}, {report.protocol} protocol)",
+                    metric_name=f"robust accuracy ({setting.key}, {setting.norm}, {head})",
                     metric_value=round(100 * result["robust_accuracy"][setting.key], 2),
                     metric_config=setting.key,
                     **common,
@@ -190,15 +192,25 @@ with torch.no_grad():
 
 
 def _evaluation_text(report: Report) -> str:
-    limit = (
-        f" on the first {report.max_eval_samples} test samples of each dataset"
-        if report.max_eval_samples
-        else " on full test sets"
-    )
+    caps = {r.get("max_eval_samples") for r in report.results.values()} | {report.max_eval_samples}
+    caps.discard(None)
+    if not caps:
+        limit = "on full test sets"
+    elif len(caps) == 1:
+        limit = f"on the first {caps.pop()} test samples of each dataset (at most)"
+    else:
+        limit = "on the first samples of each dataset, as many as the table's `samples` column says"
+    comparable = {
+        "paper": " The `paper` protocol is the evaluation of the TeCoA and PMG-AFT papers; its figures cannot be "
+        "compared with `clip_benchmark` (RobustBench/FARE) ones.",
+        "clip_benchmark": " The `clip_benchmark` protocol is the RobustBench/FARE evaluation; its figures cannot be "
+        "compared with `paper` (TeCoA/PMG-AFT) ones.",
+        "trainer": " The `trainer` protocol is the fine-tuning run's own evaluation (its head, each eval set's "
+        "prompts); use `pmg-aft eval` for figures comparable with the papers'.",
+    }.get(report.protocol, "")
     return (
-        f"Top-1 accuracy (%){limit}, normalisation mean {report.image_mean} / std {report.image_std}. Results of the "
-        "TeCoA/PMG-AFT protocol (`paper`) and of the RobustBench/CLIP_benchmark one cannot be compared with each "
-        f"other. Evaluated with pmg_aft {report.pmg_aft_version} on {report.created}."
+        f"Top-1 accuracy (%) {limit}, logit scale {report.logit_scale:g}, normalisation mean {report.image_mean} / "
+        f"std {report.image_std}.{comparable} Evaluated with pmg_aft {report.pmg_aft_version} on {report.created}."
     )
 
 
@@ -210,13 +222,16 @@ def push(
     base_model: str | None = None,
     license: str = "mit",
     commit_message: str | None = None,
+    method: MethodInfo | None = None,
+    recipe: dict | None = None,
 ) -> str:
     """Upload a checkpoint folder (safetensors weights, configs, processor), its model card and plots.
 
     The card is built in a staging folder: the checkpoint folder is never modified, so a failed upload loses
     nothing and the same command can simply be run again. The token comes from the environment (`HF_TOKEN`) or
     `hf auth login`, never from an argument, and is never printed. The method, recipe, base model and training
-    data come from the folder's `pmg_aft.json`, written by the trainers' `save_model`.
+    data come from the folder's `pmg_aft.json`, written by the trainers' `save_model` (`method` and `recipe`
+    override it, e.g. for checkpoints of earlier releases).
 
     Returns:
         `str`: the URL of the uploaded commit.
@@ -225,29 +240,59 @@ def push(
         raise FileNotFoundError(f"{model_dir} has no .safetensors weights; save the model with save_pretrained first.")
     report = Report.load(report_dir) if report_dir else None
     info = _read_json(os.path.join(model_dir, RUN_INFO_FILE)) or {}
-    method = MethodInfo.from_dict(info["method"]) if info.get("method") else None
+    method = method or (MethodInfo.from_dict(info["method"]) if info.get("method") else None)
+    plots = [
+        n for n in REPORT_FILES if n.endswith(".png") and report_dir and os.path.exists(os.path.join(report_dir, n))
+    ]
+    card = build_model_card(repo_id, report, base_model or info.get("base_model"), recipe or info.get("recipe"),
+                            info.get("train_dataset"), license=license, plots=plots, method=method)  # fmt: skip
+    message = commit_message or (method.commit_message if method else "Upload CLIP checkpoint (pmg_aft)")
+    return upload_checkpoint(repo_id, model_dir, message, card=card, report_dir=report_dir, private=private)
+
+
+REPORT_FILES = ("accuracy.png", "accuracy_vs_eps.png", "report.json", "report.md")
+
+
+def stage(folder: str, staging: str, keep_card: bool = False) -> list[str]:
+    """Copy what a checkpoint folder may publish into `staging`: safetensors weights, configs, processor and
+    tokenizer files, never pickles (optimizer, scheduler, RNG states, `training_args.bin`)."""
+    copied = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        publishable = name.endswith(PUBLISHED) and not name.endswith(NEVER) and (keep_card or name != "README.md")
+        if os.path.isfile(path) and publishable:
+            shutil.copy2(path, staging)
+            copied.append(name)
+    return copied
+
+
+def upload_checkpoint(
+    repo_id: str,
+    folder: str,
+    commit_message: str,
+    card: ModelCard | None = None,
+    report_dir: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """Upload the publishable files of `folder` ([`stage`]), with `card` as README.md (else the folder's own) and
+    the report files of `report_dir`, from a staging folder; return the commit URL. Blocks until done."""
     with tempfile.TemporaryDirectory() as staging:
-        for name in sorted(os.listdir(model_dir)):
-            path = os.path.join(model_dir, name)
-            if os.path.isfile(path) and name.endswith(PUBLISHED) and not name.endswith(NEVER) and name != "README.md":
-                shutil.copy2(path, staging)
-        plots = []
-        if report_dir:
-            for name in ("accuracy.png", "accuracy_vs_eps.png", "report.json", "report.md"):
-                if os.path.exists(os.path.join(report_dir, name)):
-                    shutil.copy2(os.path.join(report_dir, name), staging)
-                    plots += [name] if name.endswith(".png") else []
-        card = build_model_card(repo_id, report, base_model or info.get("base_model"), info.get("recipe"),
-                                info.get("train_dataset"), license=license, plots=plots, method=method)  # fmt: skip
-        card.save(os.path.join(staging, "README.md"))
-        message = commit_message or (method.commit_message if method else "Upload CLIP checkpoint (pmg_aft)")
-        api = HfApi()
+        stage(folder, staging, keep_card=card is None)
+        for name in REPORT_FILES if report_dir else ():
+            if os.path.exists(os.path.join(report_dir, name)):
+                shutil.copy2(os.path.join(report_dir, name), staging)
+        if card is not None:
+            card.save(os.path.join(staging, "README.md"))
+        api = HfApi(token=token)
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)
-            commit = api.upload_folder(repo_id=repo_id, folder_path=staging, commit_message=message)
+            commit = api.upload_folder(repo_id=repo_id, folder_path=staging, commit_message=commit_message,
+                                       revision=revision)  # fmt: skip
         except Exception as error:
             raise RuntimeError(
-                f"Uploading {model_dir} to {repo_id} failed: {type(error).__name__}: {_scrub(str(error))}. Nothing "
+                f"Uploading {folder} to {repo_id} failed: {type(error).__name__}: {_scrub(str(error))}. Nothing "
                 "local was changed; check HF_TOKEN (write access) and the network, then run the same command again."
             ) from None
     return getattr(commit, "commit_url", str(commit))

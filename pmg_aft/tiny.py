@@ -69,9 +69,10 @@ def pretrain_tiny_clip(
 ) -> CLIPModel:
     """Contrastive (CLIP) pre-training of a tiny model on a captioned image set, so it has zero-shot ability to lose.
 
-    Images are normalised with ImageNet's mean and std (the trainer's default), captions are the template filled
-    with the class name. The loss is each image's cross-entropy over the class captions (the image-to-text half of
-    CLIP's loss; captions repeat within a batch, so the other half is ill-posed). Returns the model in eval mode.
+    Images are normalised with ImageNet's mean and std (PMG-AFT's, and the demo config's for every method), captions
+    are the template filled with the class name. The loss is each image's cross-entropy over the class captions (the
+    image-to-text half of CLIP's loss; captions repeat within a batch, so the other half is ill-posed). Returns the
+    model in eval mode.
     """
     generator = torch.Generator().manual_seed(seed)
     names = dataset.features["label"].names

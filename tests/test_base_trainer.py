@@ -149,7 +149,9 @@ def test_evaluate_reports_clean_and_robust_accuracy_per_dataset(model, tokenizer
     # The same numbers, kept as a Report that names its attack and protocol.
     report = trainer.report
     assert report.results["patches"]["clean_accuracy"] == metrics["eval_patches_clean_accuracy"]
-    assert report.attack_keys == ["pgd-5-rs@4/255"] and report.protocol == "custom" and report.logit_scale == 1.0
+    assert report.attack_keys == ["pgd-5-rs@4/255"] and report.protocol == "trainer" and report.logit_scale == 1.0
+    assert report.results["patches"]["protocol"] == "custom" and report.warnings == []
+    assert report.results["patches"]["gradient_health"]["zero_gradient"] == 0.0
 
 
 def test_evaluate_counts_every_sample_of_each_given_dataset(model, make_trainer, test_set):
@@ -160,6 +162,20 @@ def test_evaluate_counts_every_sample_of_each_given_dataset(model, make_trainer,
     assert trainer.evaluate(test_set.select(range(7)))["eval_samples"] == 7
     with pytest.raises(KeyError, match="Pass datasets, not names"):
         trainer.evaluate("cifar10")
+    with pytest.raises(TypeError, match="not names: .*benchmark_eval_set"):
+        trainer.evaluate(["cifar10"])
+
+
+def test_evaluate_is_reproducible_and_leaves_the_training_random_state_alone(model, make_trainer, test_set):
+    trainer = make_trainer("pmg_aft", model, eval_eps="4/255", eval_attack_steps=2)  # random starts
+    assert trainer.eval_attack_setting.random_start
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = trainer.evaluate(test_set)
+    assert torch.equal(torch.random.get_rng_state(), state)  # training continues as if nothing had run
+    torch.manual_seed(999)
+    second = trainer.evaluate(test_set)
+    assert first["eval_robust_accuracy"] == second["eval_robust_accuracy"]
 
 
 def test_an_eval_set_brings_its_own_prompts_and_resolution(model, tokenizer, test_set, make_trainer, monkeypatch):
@@ -251,5 +267,5 @@ def test_a_checkpoint_records_its_method_for_the_card(model, make_trainer, tmp_p
     assert info["method"]["key"] == "tga_zsr" and info["method"]["paper"]["arxiv_id"] == "2410.21802"
     assert info["recipe"]["alpha"] == 0.08 and info["recipe"]["learning_rate"] == trainer.args.learning_rate
     assert "image_column" not in info["recipe"] and info["class_names"][0] == "red"
-    assert CLIPModel.from_pretrained(str(tmp_path / "ckpt")) is not None
-    assert isinstance(trainer.args, type(trainer).config_class) and not isinstance(trainer.args, PMGAFTConfig)
+    assert isinstance(CLIPModel.from_pretrained(str(tmp_path / "ckpt")), CLIPModel)
+    assert not isinstance(trainer.args, PMGAFTConfig)

@@ -218,7 +218,7 @@ def test_eval_benchmarks_carry_their_own_prompts_and_resolution(tmp_path, make_c
     assert metrics["eval_pcam_samples"] == 3 and metrics["eval_food101_samples"] == 2
     assert (pcam.class_names, pcam.templates) in built and (food.class_names, food.templates) in built
     assert trainer.report.results["food101"]["protocol"] == "clip_benchmark"
-    assert trainer.report.protocol == "mixed"
+    assert trainer.report.protocol == "trainer" and trainer.report.results["pcam"]["protocol"] == "paper"
 
 
 def test_any_local_training_set_is_checked_before_training(tmp_path):
@@ -295,3 +295,14 @@ def test_loads_use_the_revision_recorded_at_download(tmp_path, monkeypatch):
     assert seen["revision"] == "abc123"
     load_benchmark("dtd", revision="main")
     assert seen["revision"] == "main"
+
+
+def test_a_benchmark_named_dataset_in_its_own_hub_schema_keeps_the_trainers_columns(make_trainer, model, tmp_path):
+    raw = fixture("cifar10")  # the Hub's own schema: an `img` column, not the common `image`
+    trainer = make_trainer("pmg_aft", model, train_dataset=None, eval_dataset={"cifar10": raw}, image_column="img",
+                           eval_attack_steps=1, native_resolution=False)  # fmt: skip
+    metrics = trainer.evaluate()
+    assert metrics["eval_cifar10_samples"] == 3 and trainer.report.results["cifar10"]["protocol"] == "custom"
+    common = load_benchmark("cifar10", data_dir=_saved(tmp_path / "c", raw))  # the common schema: the paper prompts
+    trainer.evaluate({"cifar10": common})
+    assert trainer.report.results["cifar10"]["protocol"] == "paper"

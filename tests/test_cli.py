@@ -21,8 +21,8 @@ def test_datasets_download_fetches_each_split_at_the_resolved_revision(monkeypat
         def dataset_info(self, repo_id, revision=None):
             return type("Info", (), {"sha": f"sha-of-{repo_id}"})()
 
-    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
-    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr("pmg_aft.cli.HfApi", FakeApi)
+    monkeypatch.setattr("pmg_aft.cli.load_dataset", lambda *a, **k: calls.append((a, k)))
     lock = tmp_path / "lock.json"
     assert cli.main(["datasets", "download", "tiny-imagenet", "cifar10", "--lock", str(lock)]) == 0
     assert [(a[0], k["split"], k["revision"]) for a, k in calls] == [
@@ -45,7 +45,7 @@ def test_download_errors_say_what_and_how(monkeypatch, capsys):
         def dataset_info(self, repo_id, revision=None):
             raise ConnectionError("no network")
 
-    monkeypatch.setattr("huggingface_hub.HfApi", Offline)
+    monkeypatch.setattr("pmg_aft.cli.HfApi", Offline)
     with pytest.raises(SystemExit, match=r"could not download imagenet .*gated: accept its terms.*HF_TOKEN"):
         cli.main(["datasets", "download", "imagenet"])
 
@@ -81,14 +81,29 @@ def test_flags_of_earlier_releases_name_their_new_spelling(argv, new, capsys):
     assert new in capsys.readouterr().err
 
 
-def test_one_name_for_the_eval_sample_cap_everywhere():
+def test_one_name_for_each_concept_everywhere():
     import dataclasses
     import inspect
 
+    from pmg_aft import TRAINERS
     from pmg_aft.evaluation import benchmark_eval_set, evaluate_robustness
-    from pmg_aft.finetune import DataArguments
+    from pmg_aft.finetune import DataArguments, ScriptArguments
 
-    assert "max_eval_samples" in {f.name for f in dataclasses.fields(DataArguments)}
-    assert "max_eval_samples" in {f.name for f in dataclasses.fields(cli.SuiteArguments)}
-    assert "max_eval_samples" in inspect.signature(evaluate_robustness).parameters
-    assert "max_eval_samples" in inspect.signature(benchmark_eval_set).parameters
+    groups = [DataArguments, ScriptArguments, cli.SuiteArguments, cli.EvalModelArguments, cli.PushArguments,
+              cli.ConvertArguments, cli.CompareArguments] + [t.config_class for t in TRAINERS.values()]  # fmt: skip
+    names = {f.name for group in groups for f in dataclasses.fields(group)}
+    names |= set(inspect.signature(evaluate_robustness).parameters) | set(
+        inspect.signature(benchmark_eval_set).parameters
+    )
+    assert {"max_eval_samples", "benchmark_data_dir", "output_dir", "model_name_or_path", "protocol"} <= names
+    # The names of earlier releases are gone from every flag group and from the Python API.
+    old = {"eval_max_samples", "max_samples", "data_dir", "eval_protocol", "tga_alpha", "tga_beta", "method_name"}
+    assert not names & old, names & old
+    assert "method" in {f.name for f in dataclasses.fields(ScriptArguments)}  # the job's, never a config's
+
+
+def test_train_names_the_owner_or_the_new_name_of_an_unknown_flag(capsys):
+    with pytest.raises(SystemExit, match=r"unknown flags for method tecoa: \['alpha'\] \(alpha is a field of pmg_aft"):
+        cli.main(["train", "--method", "tecoa", "--alpha", "3"])
+    with pytest.raises(SystemExit, match="eval_max_samples is now max_eval_samples"):
+        cli.main(["train", "--eval_max_samples", "5"])

@@ -90,3 +90,16 @@ def test_eval_attack_steps_leaves_the_trainers_eval_interval_alone(tmp_path):
     config = PMGAFTConfig(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=50, eval_attack_steps=100)
     assert config.eval_steps == 50 and config.eval_attack_steps == 100
     assert PMGAFTConfig(output_dir=str(tmp_path)).eval_steps is None  # Trainer's default: follow logging_steps
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_recipe_default_cites_its_source(method):
+    from pmg_aft.trainers.base_config import RECIPE_FIELDS
+
+    trainer = TRAINERS[method]
+    helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(trainer.config_class)}
+    uncited = [name for name in RECIPE_FIELDS if name not in trainer.unused_fields and "Source: " not in helps[name]]
+    assert not uncited, uncited
+    # Citing a subclass's field leaves the shared base's help as it was.
+    base = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(RobustCLIPConfig)}
+    assert all("Source: " not in text for text in base.values())

@@ -164,7 +164,7 @@ def test_compare_methods_example_writes_one_table(tmp_path):
     spec = importlib.util.spec_from_file_location("compare_methods", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    table = example.main(["--methods", "clean,fare", "--output", str(tmp_path), "--max-steps", "2"])
+    table = example.main(["--methods", "clean,fare", "--output_dir", str(tmp_path), "--max_steps", "2"])
     assert "| clean |" in table and "| fare |" in table and "pgd-10@4/255 (mean)" in table
     assert (tmp_path / "comparison.md").read_text() == table
     assert Report.load(str(tmp_path / "fare")).model == "fare"

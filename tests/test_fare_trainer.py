@@ -46,28 +46,37 @@ def test_fare_uses_no_labels_and_no_text_and_is_its_formula(model, tokenizer, tr
     assert "fare_distance" in trainer.state.log_history[0]
 
 
-def test_the_momentum_step_by_hand():
-    """FARE's step: v = 0.9 v + sign(g), step along sign(v). Under L-inf it differs from sign-PGD only where a
-    gradient entry is 0; there the pixel keeps moving in its previous direction."""
-    gradients = [torch.tensor([1.0, -1.0, 2.0, 0.5]), torch.tensor([0.0, 0.0, -1.0, 1.0])]
+def pgd_on_gradients(gradients, steps, momentum, norm="linf", eps=8 / 255):
+    """PGD on a function whose input gradient at call k is `gradients[k]` (linear in the pixels)."""
     calls = []
 
-    def objective(outputs, targets):  # linear in the pixels: the gradient at call k is gradients[k]
+    def objective(outputs, targets):
         weights = gradients[len(calls)]
         calls.append(1)
         return (outputs * weights).sum(1)
 
-    def identity(x):
-        return x.flatten(1)
+    x = torch.full((1, 1, 2, 2), 0.5)
+    adv = pgd(lambda z: z.flatten(1), x, torch.zeros(1), eps, 1 / 255, steps, norm=norm, random_start=False,
+              loss=objective, momentum=momentum)  # fmt: skip
+    return (adv - x).flatten() * 255
 
-    x, targets, s = torch.full((1, 1, 2, 2), 0.5), torch.zeros(1), 1 / 255
-    plain = pgd(identity, x, targets, 4 / 255, s, 2, random_start=False, loss=objective)
-    calls.clear()
-    momentum = pgd(identity, x, targets, 4 / 255, s, 2, random_start=False, loss=objective, momentum=0.9)
-    # Plain: s [1, -1, 1, 1] + s [0, 0, -1, 1].
-    # Momentum: v2 = 0.9 [1, -1, 1, 1] + [0, 0, -1, 1], whose sign is [1, -1, -1, 1].
-    assert torch.allclose(plain.flatten() - 0.5, torch.tensor([1.0, -1.0, 0.0, 2.0]) * s, atol=1e-7)
-    assert torch.allclose(momentum.flatten() - 0.5, torch.tensor([2.0, -2.0, 0.0, 2.0]) * s, atol=1e-7)
+
+def test_the_momentum_step_is_fares_rule_by_hand():
+    """FARE's pgd_train.py: v = sign(0.9 v + sign(g)), step along v. Under L-inf that is sign(g) wherever g != 0,
+    even after a run of steps the other way, and the previous direction where g == 0."""
+    up, down = torch.tensor([1.0, -1.0, 2.0, 0.5]), torch.tensor([-1.0, 1.0, -2.0, 0.0])
+    # +, +, then a flip: momentum follows the flip at once (a raw velocity 0.9 * 1.9 - 1 > 0 would not).
+    moves = pgd_on_gradients([up, up, down], steps=3, momentum=0.9)
+    assert torch.allclose(moves, torch.tensor([1.0, -1.0, 1.0, 3.0]), atol=1e-5)
+    plain = pgd_on_gradients([up, up, down], steps=3, momentum=0.0)
+    assert torch.allclose(plain, torch.tensor([1.0, -1.0, 1.0, 2.0]), atol=1e-5)  # sign(0) = 0: the last pixel rests
+    # Under L2 the velocity is unit-norm too: v2 = normalise(0.9 v1 + g2 / |g2|).
+    g1, g2 = torch.tensor([3.0, 0.0, 0.0, 4.0]), torch.tensor([0.0, 1.0, 0.0, 0.0])
+    v1 = g1 / g1.norm()
+    v2 = 0.9 * v1 + g2
+    v2 = v2 / v2.norm()
+    l2 = pgd_on_gradients([g1, g2], steps=2, momentum=0.9, norm="l2", eps=1.0)
+    assert torch.allclose(l2, (v1 + v2) * 1, atol=1e-4)
 
 
 def test_without_a_random_start_fare_needs_a_reference_that_differs(model, tokenizer, train_set, make_config):

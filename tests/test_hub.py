@@ -4,7 +4,7 @@ import pytest
 from datasets import DatasetDict
 from huggingface_hub import ModelCard
 
-from pmg_aft import TRAINERS, AttackSetting, Report, cli
+from pmg_aft import TRAINERS, AttackSetting, EvalSet, Report, cli
 from pmg_aft.hub import build_model_card, push
 
 from .utils import METHODS, hub_fixture
@@ -37,9 +37,14 @@ def test_card_renders_reloads_and_holds_every_result(tmp_path):
     assert {r.dataset_type for r in data.eval_results} == {"uoft-cs/cifar10", "1aurent/PatchCamelyon"}
     found = {(r.dataset_name, r.metric_name, r.metric_value) for r in data.eval_results}
     for name, result in report.results.items():
-        assert (name, "clean accuracy", round(100 * result["clean_accuracy"], 2)) in found
+        assert (
+            name,
+            "clean accuracy (paper protocol, logit scale 1)",
+            round(100 * result["clean_accuracy"], 2),
+        ) in found
         for key, value in result["robust_accuracy"].items():
-            assert (name, f"robust accuracy ({key}, linf, paper protocol)", round(100 * value, 2)) in found
+            metric = f"robust accuracy ({key}, linf, paper protocol, logit scale 1)"
+            assert (name, metric, round(100 * value, 2)) in found
     assert len(found) == 6
     text = loaded.text
     assert (
@@ -64,7 +69,11 @@ def test_each_methods_card_names_that_method_and_only_its_paper(method, model, m
         assert f"with {TRAINERS[other].method_info.name} " not in card.text
     assert set(info.tags) <= set(card.data.tags)
     assert ("adversarial-robustness" in card.data.tags) == (method != "clean")  # clean fine-tuning is not robust
-    assert info.commit_message.startswith(info.name)
+    assert ("pmg-aft" in card.data.tags) == (method == "pmg_aft")
+    assert "PMG-AFT" not in card.text or method == "pmg_aft"
+    recipe = card.text[card.text.index("## Training recipe") :]
+    assert ("| `train_eps` |" in recipe) == (method != "clean")  # clean fine-tuning runs no attack
+    assert "| `train_eps` | `0.0" not in recipe  # pixel budgets read as fractions of 255
 
 
 def test_trainer_writes_the_card_from_its_last_evaluation(model, make_trainer, test_set):
@@ -77,29 +86,68 @@ def test_trainer_writes_the_card_from_its_last_evaluation(model, make_trainer, t
     assert card.data.license == "apache-2.0" and card.data.base_model == "org/base"
     assert card.data.datasets == ["zh-plus/tiny-imagenet"] and 'from_pretrained("local-name")' in card.text
     values = {r.metric_name: r.metric_value for r in card.data.eval_results}
-    assert values["clean accuracy"] == round(100 * metrics["eval_patches_clean_accuracy"], 2)
-    assert values["robust accuracy (pgd-2-rs@1/255, linf, custom protocol)"] == round(
+    assert values["clean accuracy (trainer protocol, logit scale 1)"] == round(
+        100 * metrics["eval_patches_clean_accuracy"], 2
+    )
+    assert values["robust accuracy (pgd-2-rs@1/255, linf, trainer protocol, logit scale 1)"] == round(
         100 * metrics["eval_patches_robust_accuracy"], 2
     )
-    assert "| `train_eps` |" in card.text and "| `alpha` | `256.0` |" in card.text
+    assert "| `train_eps` | `1/255` |" in card.text and "| `alpha` | `256.0` |" in card.text
+    assert "on full test sets" in card.text and "use `pmg-aft eval` for figures comparable" in card.text
 
 
-def test_push_to_hub_commits_under_the_methods_name(model, make_trainer, monkeypatch):
-    seen = {}
-    monkeypatch.setattr("transformers.Trainer.push_to_hub", lambda self, commit_message=None, **kw: seen.update(
-        message=commit_message))  # fmt: skip
-    make_trainer("fare", model).push_to_hub()
-    assert seen["message"] == "FARE fine-tuned CLIP (pmg_aft)"
+def test_a_capped_evaluation_never_says_full_test_sets(model, make_trainer, test_set):
+    eval_set = EvalSet.from_dataset("patches", test_set).take(10)
+    trainer = make_trainer("tecoa", model, eval_dataset={"patches": eval_set}, eval_attack_steps=1)
+    trainer.evaluate()
+    trainer.create_model_card()
+    card = ModelCard.load(os.path.join(trainer.args.output_dir, "README.md"))
+    assert "on the first 10 test samples of each dataset" in card.text and "full test sets" not in card.text
+    assert trainer.report.results["patches"]["samples"] == 10 and trainer.report.max_eval_samples == 10
+
+
+def test_training_with_push_to_hub_uploads_no_pickle_and_names_the_method(model, make_trainer, test_set, monkeypatch):
+    commits = []
+
+    class Api(FakeApi):
+        def create_repo(self, repo_id, private=False, exist_ok=False, token=None):
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, commit_message, revision=None):
+            commits.append((commit_message, sorted(os.listdir(folder_path))))
+            return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/{len(commits)}"})()
+
+    monkeypatch.setattr("pmg_aft.hub.HfApi", Api)
+    monkeypatch.setattr("transformers.trainer.hf_api", lambda *a, **k: Api())  # the Trainer's repo creation
+    trainer = make_trainer("fare", model, eval_dataset={"patches": test_set.select(range(8))}, max_steps=2,
+                           save_strategy="steps", save_steps=1, push_to_hub=True, hub_model_id="org/fare-tiny",
+                           eval_attack_steps=1)  # fmt: skip
+    trainer.train()
+    trainer.evaluate()
+    url = trainer.push_to_hub()
+    assert url.startswith("https://huggingface.co/org/fare-tiny/commit/")
+    messages = [m for m, _ in commits]
+    assert messages[:2] == ["FARE: training in progress, step 1", "FARE: training in progress, step 2"]
+    assert messages[-1] == "FARE fine-tuned CLIP (pmg_aft)"
+    for _, files in commits:
+        assert "model.safetensors" in files and "pmg_aft.json" in files
+        assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"))], files
+    assert {"README.md", "report.json", "accuracy.png"} <= set(commits[-1][1])
+    with pytest.raises(ValueError, match="pickle files; use hub_strategy='every_save'"):
+        make_trainer("fare", model, push_to_hub=True, hub_model_id="org/x", hub_strategy="checkpoint")
 
 
 class FakeApi:
     uploaded: list[str] = []
     fail = False
 
+    def __init__(self, token=None):
+        pass
+
     def create_repo(self, repo_id, private=False, exist_ok=False):
         self.repo = repo_id
 
-    def upload_folder(self, repo_id, folder_path, commit_message):
+    def upload_folder(self, repo_id, folder_path, commit_message, revision=None):
         if FakeApi.fail:  # some HTTP errors echo the request's headers
             raise ConnectionError(f"401 Unauthorized (Authorization: Bearer {os.environ['HF_TOKEN']})")
         FakeApi.uploaded = sorted(os.listdir(folder_path))
@@ -149,6 +197,32 @@ def test_a_checkpoint_without_a_method_gets_a_card_that_claims_none(checkpoint, 
     assert "adversarial-robustness" not in card.data.tags and FakeApi.message == "Upload CLIP checkpoint (pmg_aft)"
 
 
+def test_checkpoints_and_reports_of_release_0_1_still_push(checkpoint, tmp_path, monkeypatch):
+    """0.1 saved the method in training_args.json and the threat model beside the report's settings."""
+    import json
+
+    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
+    os.remove(os.path.join(checkpoint, "pmg_aft.json"))
+    with open(os.path.join(checkpoint, "training_args.json")) as f:
+        training = json.load(f)
+    training["method"] = "tecoa"
+    with open(os.path.join(checkpoint, "training_args.json"), "w") as f:
+        json.dump(training, f)
+    old = {"model": "m", "protocol": "paper", "logit_scale": 1.0, "norm": "linf", "image_mean": [0.5] * 3,
+           "image_std": [0.5] * 3, "max_samples": 100, "results": {"cifar10": {
+               "clean_accuracy": 0.5, "samples": 100, "robust_accuracy": {"pgd-10@1/255": 0.25}}},
+           "settings": [{"attack": "pgd", "eps": 1 / 255, "steps": 10, "step_size": 1 / 255,
+                         "key": "pgd-10@1/255"}]}  # fmt: skip
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "report.json").write_text(json.dumps(old))
+    report = Report.load(str(tmp_path / "old"))
+    assert report.attack_keys == ["pgd-10@1/255"] and report.max_eval_samples == 100
+    assert cli.main(["push", "--model_dir", checkpoint, "--hub_model_id", "org/old", "--report_dir",
+                     str(tmp_path / "old")]) == 0  # fmt: skip
+    card = ModelCard.load(FakeApi.card)
+    assert "with TeCoA" in card.text and "| `learning_rate` |" in card.text and FakeApi.message.startswith("TeCoA")
+
+
 def test_a_failed_push_loses_nothing_and_says_how_to_retry(checkpoint, monkeypatch, capsys):
     monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
     monkeypatch.setattr(FakeApi, "fail", True)
@@ -176,3 +250,9 @@ def test_eval_command_end_to_end(checkpoint, tmp_path, capsys):
     assert report.image_mean == pytest.approx([0.48145466, 0.4578275, 0.40821073])  # the checkpoint's processor
     assert report.results["dtd"]["revision"] is None  # a local copy: no Hub revision is claimed
     assert "| dtd | 3 |" in capsys.readouterr().out
+    # A rerun resumes, even once a download has recorded a revision for dtd (local copies claim none).
+    with open(os.environ["PMG_AFT_REVISIONS"], "w") as f:
+        f.write('{"dtd": "abc123"}')
+    stamp = (out / "results" / "dtd.json").stat().st_mtime_ns
+    assert cli.main(command) == 0
+    assert (out / "results" / "dtd.json").stat().st_mtime_ns == stamp

@@ -87,15 +87,24 @@ def test_constants_is_a_leaf_and_evaluation_does_not_know_trainers():
 
 
 def python_files_in_tests():
-    return sorted(os.path.join(TESTS, f) for f in os.listdir(TESTS) if f.endswith(".py"))
+    return sorted(os.path.join(root, f) for root, _, files in os.walk(TESTS) for f in files if f.endswith(".py"))
 
 
-@pytest.mark.parametrize("path", python_files_in_tests(), ids=os.path.basename)
+def private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+@pytest.mark.parametrize("path", python_files_in_tests(), ids=lambda p: os.path.relpath(p, TESTS))
 def test_tests_use_public_names_and_import_no_test_module(path):
     tree = ast.parse(open(path, encoding="utf-8").read())
     for node in ast.walk(tree):
+        where = (os.path.relpath(path, TESTS), getattr(node, "lineno", None))
         if isinstance(node, ast.Attribute):
-            assert not (node.attr.startswith("_") and not node.attr.startswith("__")), (path, node.attr, node.lineno)
+            assert not private(node.attr), (*where, node.attr)
         if isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            assert not module.split(".")[-1].startswith(("test_", "conftest")), (path, module)
+            assert not module.split(".")[-1].startswith(("test_", "conftest")), (*where, module)
+            assert not any(private(alias.name) for alias in node.names), (*where, [a.name for a in node.names])
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "setattr", "hasattr"):
+            name = node.args[1] if len(node.args) > 1 else None
+            assert not (isinstance(name, ast.Constant) and isinstance(name.value, str) and private(name.value)), where

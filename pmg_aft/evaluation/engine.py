@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 import torch
+from accelerate.data_loader import prepare_data_loader
 from torch.utils.data import DataLoader
 
 from ..attacks import AttackSetting, pgd
@@ -69,7 +70,8 @@ def evaluate_dataset(
         batch_size (`int`): per process.
         precision (`str`): `"no"`, `"bf16"` or `"fp16"` for the forward passes of PGD/CW and the predictions.
         num_workers, pin_memory: the data loader's.
-        seed (`int`): AutoAttack's seed.
+        seed (`int`): seeds random starts (with the process index) and AutoAttack, so a rerun gives the same
+            numbers; the caller's random state is left as it was (training continues as if nothing had run).
 
     Returns:
         `dict`: `dataset`, the eval set's provenance, `samples`, `num_classes`, `clean_accuracy`, `robust_accuracy`
@@ -87,21 +89,29 @@ def evaluate_dataset(
         num_workers=num_workers,
         pin_memory=pin_memory,
     )
+    # Sharded like accelerator.prepare_data_loader, but not registered with the accelerator: a trainer evaluating
+    # every epoch would otherwise keep every eval loader (and its dataset) alive for the whole run.
+    loader = prepare_data_loader(loader, accelerator.device, num_processes=accelerator.num_processes,
+                                 process_index=accelerator.process_index, split_batches=accelerator.split_batches,
+                                 put_on_device=True, even_batches=accelerator.even_batches)  # fmt: skip
     rows, attacks_used, health = [], {}, None
-    for batch in accelerator.prepare_data_loader(loader):
-        images, labels = batch["pixel_values"], batch["labels"]
-        with autocast(images.device, precision):
-            if health is None:  # under the attacks' precision, where masking would show
-                health = gradient_health(classifier, images, labels)
-            with torch.no_grad():
-                correct = [classifier(images).argmax(-1) == labels]
-        for setting in settings:
-            adversarial, used = run_attack(classifier, images, labels, setting, precision, seed)
-            if used is not None:
-                attacks_used[setting.key] = used
-            with torch.no_grad(), autocast(images.device, precision):
-                correct.append(classifier(adversarial).argmax(-1) == labels)
-        rows.append(accelerator.gather_for_metrics(torch.stack(correct, dim=1)))
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + accelerator.process_index)
+        for batch in loader:
+            images, labels = batch["pixel_values"], batch["labels"]
+            with autocast(images.device, precision):
+                if health is None:  # under the attacks' precision, where masking would show
+                    health = gradient_health(classifier, images, labels)
+                with torch.no_grad():
+                    correct = [classifier(images).argmax(-1) == labels]
+            for setting in settings:
+                adversarial, used = run_attack(classifier, images, labels, setting, precision, seed)
+                if used is not None:
+                    attacks_used[setting.key] = used
+                with torch.no_grad(), autocast(images.device, precision):
+                    correct.append(classifier(adversarial).argmax(-1) == labels)
+            rows.append(accelerator.gather_for_metrics(torch.stack(correct, dim=1)))
     flags = torch.cat(rows).float().cpu()
     result = {
         "dataset": eval_set.name,

@@ -39,6 +39,8 @@ class EvalSet:
         image_column, label_column (`str`): the dataset's columns.
         protocol (`str`): the protocol the names and templates come from (`paper`, `clip_benchmark`, or `custom`).
         hub_id, split, revision (`str`, *optional*): where the data comes from, recorded with the results.
+        max_samples (`int`, *optional*): the cap the data was cut to (its first N rows), recorded with the results
+            so a report never calls a subset a full test set.
     """
 
     name: str
@@ -54,6 +56,7 @@ class EvalSet:
     hub_id: str | None = None
     split: str | None = None
     revision: str | None = None
+    max_samples: int | None = None
 
     def __post_init__(self) -> None:
         if not self.class_names:
@@ -90,10 +93,11 @@ class EvalSet:
         return cls(name, dataset, names, list(templates), label_column=label_column, **kwargs)
 
     def take(self, max_samples: int | None) -> EvalSet:
-        """The same eval set on its first `max_samples` rows (all of them for `None`)."""
-        if max_samples is None or max_samples >= len(self.dataset):
+        """The same eval set on its first `max_samples` rows (all of them for `None`), the cap recorded."""
+        if max_samples is None:
             return self
-        return replace(self, dataset=self.dataset.select(range(max_samples)))
+        return replace(self, dataset=self.dataset.select(range(min(max_samples, len(self.dataset)))),
+                       max_samples=max_samples)  # fmt: skip
 
     def collator(self, image_size: int) -> ImageClassificationCollator:
         """The collator for a model whose input resolution is `image_size`."""
@@ -109,7 +113,7 @@ class EvalSet:
     def provenance(self) -> dict:
         """What is recorded with every result: the data's origin and the protocol of its prompts."""
         return {"hub_id": self.hub_id, "split": self.split, "revision": self.revision, "protocol": self.protocol,
-                "templates": list(self.templates)}  # fmt: skip
+                "templates": list(self.templates), "max_eval_samples": self.max_samples}  # fmt: skip
 
 
 def benchmark_eval_set(
@@ -151,20 +155,22 @@ def benchmark_eval_set(
         split=bench.split,
         revision=revision,
     )
-    return eval_set.take(max_eval_samples)
+    return eval_set.take(max_eval_samples)  # load_benchmark cut it already; this records the cap
 
 
 def as_eval_set(name: str, data, protocol: str = "paper", **defaults: Any) -> EvalSet:
     """`data` as an eval set named `name`.
 
-    An `EvalSet` is returned as it is. A dataset keyed by a registered benchmark's name whose labels are that
-    benchmark's (or some of them, as [`load_benchmark`] returns it) gets the benchmark's prompts under `protocol` and
-    its resolution; any other dataset its own `ClassLabel` names and `defaults` ([`EvalSet.from_dataset`]).
+    An `EvalSet` is returned as it is. A dataset keyed by a registered benchmark's name, in the common schema that
+    [`load_benchmark`] returns (an `image` column and a `label` `ClassLabel` with that benchmark's names, or some of
+    them), gets the benchmark's prompts under `protocol` and its resolution; any other dataset (a Hub copy in its own
+    schema too) its own `ClassLabel` names and `defaults` ([`EvalSet.from_dataset`]).
     """
     if isinstance(data, EvalSet):
         return data
     bench = BENCHMARKS.get(name)
-    names = dataset_class_names(data, "label") if bench else None
-    if bench is not None and names is not None and (not bench.class_names or set(names) <= set(bench.class_names)):
+    common = bench is not None and "image" in (getattr(data, "column_names", None) or [])
+    names = dataset_class_names(data, "label") if common else None
+    if names is not None and (not bench.class_names or set(names) <= set(bench.class_names)):
         return benchmark_eval_set(name, protocol, dataset=data)
     return EvalSet.from_dataset(name, data, **defaults)

@@ -112,7 +112,13 @@ class Report:
         if os.path.isdir(path):
             path = os.path.join(path, REPORT_FILE)
         with open(path, encoding="utf-8") as f:
-            return cls(**json.load(f))
+            values = json.load(f)
+        # Reports of pmg_aft 0.1 kept the threat model beside the settings and called the cap max_samples.
+        norm = values.pop("norm", "linf")
+        if "max_samples" in values:
+            values["max_eval_samples"] = values.pop("max_samples")
+        values["settings"] = [{"norm": norm, **s} for s in values.get("settings", [])]
+        return cls(**values)
 
     def plot(self, output_dir: str) -> list[str]:
         """Per-dataset clean vs robust bars (`accuracy.png`) and, with several budgets, accuracy vs eps."""

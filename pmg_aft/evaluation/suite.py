@@ -110,7 +110,9 @@ def evaluate_robustness(
     model = model.to(accelerator.device).eval().requires_grad_(False)
     try:
         for name in names:
-            revision = pinned_revision(name) if datasets is None and name in BENCHMARKS else None
+            # Only data loaded from the Hub has a revision (local copies and given datasets claim none).
+            hub = datasets is None and benchmark_data_dir is None and name in BENCHMARKS
+            revision = pinned_revision(name) if hub else None
             cached = [_load_result(output_dir, name, report.fingerprint(), revision)]
             broadcast_object_list(cached)  # the main process decides, so all ranks agree
             if cached[0] is not None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from transformers import TrainingArguments
+from transformers.trainer_utils import HubStrategy
 
 from ..attacks import AttackSetting, PixelValue, parse_pixel_value
 from ..constants import CLIP_MEAN, CLIP_STD, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS, NORMS
@@ -15,6 +19,29 @@ TECOA_FAMILY = (
     "the TeCoA code's recipe, which PMG-AFT and TGA-ZSR reuse (finetuning.py / PMG_AFT.py / TGA-ZSR.py: SGD with "
     "momentum 0.9, no weight decay, 1000 linear warm-up steps then cosine, 10 epochs, no gradient clipping)"
 )
+# The fields that make up a method's recipe: every method config cites a source for each of them (`cite`).
+RECIPE_FIELDS = (
+    "train_eps", "train_step_size", "train_steps", "attack_random_start", "logit_scale", "image_mean", "image_std",
+    "prompt_template", "crop_pct", "interpolation", "optim", "learning_rate", "weight_decay", "lr_scheduler_type",
+    "warmup_steps", "per_device_train_batch_size", "max_grad_norm",
+)  # fmt: skip
+PIXEL_FIELDS = ("train_eps", "train_step_size", "eval_eps", "eval_step_size")
+
+
+def cite(sources: dict[str, str]) -> Callable[[type], type]:
+    """Class decorator for a method's config: append "Source: ..." to the help of the named fields (inherited ones
+    included, without touching the parent's), so `--help` says where each default comes from."""
+
+    def decorate(cls: type) -> type:
+        for name, source in sources.items():
+            inherited = cls.__dataclass_fields__[name]
+            cited = copy.copy(inherited)
+            text = f"{inherited.metadata.get('help', '')} Source: {source}."
+            cited.metadata = MappingProxyType({**inherited.metadata, "help": text})
+            cls.__dataclass_fields__[name] = cited
+        return cls
+
+    return decorate
 
 
 @dataclass
@@ -165,6 +192,11 @@ class RobustCLIPConfig(TrainingArguments):
             raise ValueError(f"crop_pct={self.crop_pct} must be in (0, 1]: the crop's share of the resized image.")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
+        if self.push_to_hub and self.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            raise ValueError(
+                f"hub_strategy={self.hub_strategy!r} would upload optimizer and scheduler states, which are pickle "
+                "files; use hub_strategy='every_save' or 'end' (weights, processor and card, as safetensors/JSON)."
+            )
         if self.remove_unused_columns:
             raise ValueError(
                 "remove_unused_columns=True would drop the image column before the collator sees it; leave it False."
@@ -174,6 +206,12 @@ class RobustCLIPConfig(TrainingArguments):
             self.metric_for_best_model = "robust_accuracy"
             self.greater_is_better = True
         super().__post_init__()
+
+    def eval_set_defaults(self) -> dict:
+        """How a plain eval dataset is read and prompted ([`EvalSet.from_dataset`] keyword arguments)."""
+        return dict(templates=[self.prompt_template], image_column=self.image_column, label_column=self.label_column,
+                    native_resolution=self.native_resolution, crop_pct=self.crop_pct,
+                    interpolation=self.interpolation)  # fmt: skip
 
     def train_attack_setting(self) -> AttackSetting:
         """The training attack: PGD with the `train_*` budget, returning the final iterate (as the papers)."""

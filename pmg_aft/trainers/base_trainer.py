@@ -20,23 +20,36 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from transformers import CLIPModel, Trainer, TrainingArguments
+from transformers.trainer_utils import HubStrategy
 
 from ..attacks import pgd
-from ..constants import RUN_INFO_FILE, TRAINABLE_PREFIXES
+from ..constants import RUN_INFO_FILE, TRAINABLE_PREFIXES, TRAINER_PROTOCOL
 from ..data import ImageClassificationCollator, check_dataset, check_labels, dataset_class_names, resolve_class_names
+from ..evaluation.checks import sanity_warnings
 from ..evaluation.engine import evaluate_dataset
 from ..evaluation.eval_set import EvalSet, as_eval_set
 from ..evaluation.report import Report
-from ..hub import MethodInfo, build_model_card
+from ..hub import MethodInfo, build_model_card, upload_checkpoint
 from ..prompts import clean_class_name
 from ..zeroshot import ZeroShotClassifier, build_class_embeddings, check_clip_model, clip_processor
-from .base_config import RobustCLIPConfig
+from .base_config import PIXEL_FIELDS, RobustCLIPConfig
 
 # Optimisation settings a model card's recipe table shows beside the method's own fields.
 RECIPE_KEYS = ("optim", "optim_args", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps",
                "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
                "max_grad_norm", "bf16", "fp16", "seed")  # fmt: skip
 DATA_PLUMBING = ("image_column", "label_column")
+
+
+def recipe_of(config_class: type[RobustCLIPConfig], values: dict, exclude: Sequence[str] = ()) -> dict:
+    """The settings a model card shows for a run with these argument `values` (a config's JSON): the method's own
+    fields, the shared attack/head/data fields, then the optimisation; pixel quantities as fractions of 255."""
+    inherited = {f.name for f in fields(TrainingArguments)}
+    shared = [f.name for f in fields(RobustCLIPConfig) if f.name not in inherited]
+    method = [f.name for f in fields(config_class) if f.name not in inherited and f.name not in shared]
+    keys = [k for k in method + shared + list(RECIPE_KEYS) if k not in DATA_PLUMBING and k not in exclude]
+    linf = values.get("attack_norm", "linf") == "linf"
+    return {k: (f"{values[k] * 255:g}/255" if k in PIXEL_FIELDS and linf else values[k]) for k in keys if k in values}
 
 
 def freeze_all_but_vision(model: nn.Module) -> list[str]:
@@ -77,6 +90,8 @@ class RobustCLIPTrainer(Trainer):
     config_class: ClassVar[type[RobustCLIPConfig]] = RobustCLIPConfig
     method_info: ClassVar[MethodInfo]
     uses_labels: ClassVar[bool] = True
+    # Config fields the method does not use (left out of its card's recipe).
+    unused_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -272,12 +287,14 @@ class RobustCLIPTrainer(Trainer):
                 known = list(self.eval_dataset) if isinstance(self.eval_dataset, dict) else []
                 raise KeyError(f"No eval dataset named {data!r}; the trainer has {known}. Pass datasets, not names.")
             data = {data: self.eval_dataset[data]}
-        args = self.args
-        defaults = dict(class_names=self.class_names, templates=[args.prompt_template], label_column=args.label_column,
-                        image_column=args.image_column, native_resolution=args.native_resolution,
-                        crop_pct=args.crop_pct, interpolation=args.interpolation)  # fmt: skip
+        defaults = dict(class_names=self.class_names, **self.args.eval_set_defaults())
+        if isinstance(data, (list, tuple)):
+            raise TypeError(
+                "evaluate() takes datasets, EvalSets or a dict of them, not names: build a benchmark's eval set with "
+                "pmg_aft.benchmark_eval_set(name)."
+            )
         if not isinstance(data, dict):
-            return {"": as_eval_set(getattr(data, "name", "eval"), data, **defaults)}
+            return {"": as_eval_set(data.name if isinstance(data, EvalSet) else "eval", data, **defaults)}
         return {name: as_eval_set(name, value, **defaults) for name, value in data.items()}
 
     def evaluate(
@@ -289,10 +306,11 @@ class RobustCLIPTrainer(Trainer):
         """Clean and PGD robust zero-shot top-1 accuracy on each eval set, through the evaluation engine.
 
         The attack is `eval_attack_setting` (PGD with `eval_eps`, `eval_step_size`, `eval_attack_steps`, each
-        sample's first success kept) on the training head (logit scale, normalisation), in float32 unless
-        `eval_mixed_precision`. For one dataset the metrics are `{prefix}_clean_accuracy`, `..._robust_accuracy` and
-        `..._samples`; for a dict they are `{prefix}_{name}_...` per dataset, and `{prefix}_clean_accuracy` /
-        `{prefix}_robust_accuracy` are the means over datasets. The results are kept as a [`Report`] in
+        sample's first success kept, random starts seeded with `seed`) on the training head (logit scale,
+        normalisation): the `trainer` protocol. It runs in float32 unless `eval_mixed_precision`. For one dataset
+        the metrics are `{prefix}_clean_accuracy`, `..._robust_accuracy` and `..._samples`; for a dict they are
+        `{prefix}_{name}_...` per dataset, and `{prefix}_clean_accuracy` / `{prefix}_robust_accuracy` are the means
+        over datasets. The results are kept as a [`Report`] in
         `self.report` (and `self.reports`).
         """
         sets = self.eval_sets(eval_dataset)
@@ -335,32 +353,30 @@ class RobustCLIPTrainer(Trainer):
 
     def _report(self, results: dict[str, dict], precision: str) -> Report:
         args = self.args
-        protocols = {r["protocol"] for r in results.values()}
         scale = args.resolved_logit_scale()
-        return Report(
+        if scale is None:
+            scale = float(self.accelerator.unwrap_model(self.model).logit_scale.exp())
+        caps = {r["max_eval_samples"] for r in results.values()}
+        report = Report(
             model=args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
-            protocol=protocols.pop() if len(protocols) == 1 else "mixed",
-            logit_scale=scale
-            if scale is not None
-            else float(self.accelerator.unwrap_model(self.model).logit_scale.exp()),
+            protocol=TRAINER_PROTOCOL,  # each result names the protocol of its prompts
+            logit_scale=scale,
             image_mean=list(args.image_mean),
             image_std=list(args.image_std),
             settings=[self.eval_attack_setting],
+            max_eval_samples=caps.pop() if len(caps) == 1 else None,
             mixed_precision=precision,
             seed=args.seed,
             results=results,
         )
+        report.warnings = sanity_warnings(report)
+        return report
 
     # ---- model card, Hub and saving --------------------------------------------------------------------------
 
     def recipe(self) -> dict:
-        """The settings a model card shows: the method's own fields, then the optimisation."""
-        inherited = {f.name for f in fields(TrainingArguments)}
-        shared = [f.name for f in fields(RobustCLIPConfig) if f.name not in inherited and f.name not in DATA_PLUMBING]
-        method = [f.name for f in fields(self.args) if f.name not in inherited | set(shared) | set(DATA_PLUMBING)]
-        keys = method + shared + list(RECIPE_KEYS)
-        values = json.loads(self.args.to_json_string())
-        return {k: values[k] for k in keys if k in values}
+        """The settings a model card shows ([`recipe_of`]), without the fields the method does not use."""
+        return recipe_of(type(self.args), json.loads(self.args.to_json_string()), self.unused_fields)
 
     def create_model_card(
         self,
@@ -396,9 +412,47 @@ class RobustCLIPTrainer(Trainer):
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
-    def push_to_hub(self, commit_message: str | None = None, **kwargs: Any):
-        """`Trainer.push_to_hub`, committing as "{method} fine-tuned CLIP" unless a message is given."""
-        return super().push_to_hub(commit_message=commit_message or self.method_info.commit_message, **kwargs)
+    def push_to_hub(
+        self,
+        commit_message: str | None = None,
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ) -> str | None:
+        """Save the model, write the card, and upload what may be published (safetensors weights, configs, processor,
+        card, the last evaluation's report files; never pickles) from a staging folder, committing as "{method}
+        fine-tuned CLIP" unless a message is given. `kwargs` go to [`create_model_card`]. Always blocks."""
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        kwargs.setdefault("model_name", self.hub_model_id.split("/")[-1])
+        self.create_model_card(**kwargs)
+        report_dir = self.save_report()
+        message = commit_message or self.method_info.commit_message
+        token, revision = token or self.args.hub_token, revision or self.args.hub_revision
+        return upload_checkpoint(self.hub_model_id, self.args.output_dir, message, report_dir=report_dir, token=token,
+                                 revision=revision)  # fmt: skip
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # Trainer's version writes training_args.bin (a pickle) and uploads the whole output folder.
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        upload_checkpoint(self.hub_model_id, checkpoint_folder,
+                          f"{self.method_info.name}: training in progress, step {self.state.global_step}",
+                          token=self.args.hub_token, revision=self.args.hub_revision)  # fmt: skip
+
+    def save_report(self, output_dir: str | None = None) -> str | None:
+        """Write the last evaluation's report (JSON, Markdown, plots) to `output_dir` (default: `output_dir/eval`)
+        on the main process; return the folder (`None` before any evaluation)."""
+        if self.report is None or not self.is_world_process_zero():
+            return None
+        folder = output_dir or os.path.join(self.args.output_dir, "eval")
+        self.report.save(folder)
+        return folder
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Save the full `CLIPModel` (safetensors), its processor, the training arguments as JSON (no pickle) and

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base_config import TECOA_FAMILY, RobustCLIPConfig
+from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
+
+NONE = "no paper recipe exists for the baseline"
 
 
+@cite({
+    "logit_scale": f"CLIP's own scale (exp(logit_scale) = 100 for OpenAI CLIP); {NONE}",
+    "image_mean": f"CLIP's own; {NONE}", "image_std": f"CLIP's own; {NONE}",
+    "prompt_template": "PMG-AFT's prompt", "attack_random_start": "PMG-AFT's (here: the evaluation attack's start)",
+    "crop_pct": "PMG-AFT's preprocessing", "interpolation": "PMG-AFT's",
+    "optim": "PMG-AFT's optimiser (PMG_AFT.py)", "learning_rate": "PMG-AFT's (PMG_AFT.py)",
+    "weight_decay": "PMG-AFT's (PMG_AFT.py)", "lr_scheduler_type": "PMG-AFT's (PMG_AFT.py)",
+    "warmup_steps": "PMG-AFT's (PMG_AFT.py)", "per_device_train_batch_size": "PMG-AFT's (PMG_AFT.py)",
+    "max_grad_norm": "PMG-AFT's: no clipping",
+})  # fmt: skip
 @dataclass
 class CleanFinetuneConfig(RobustCLIPConfig):
     r"""Arguments of [`CleanFinetuneTrainer`]: cross-entropy of the zero-shot logits on clean images, no attack.

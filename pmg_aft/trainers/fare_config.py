@@ -5,11 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..attacks import PixelValue
-from .base_config import RobustCLIPConfig
+from .base_config import RobustCLIPConfig, cite
 
 SOURCE = "the official train/adversarial_training_clip.py with its README command for FARE^4"
 
 
+@cite({
+    "train_eps": "the README command for FARE^4 (--eps 4)", "train_step_size": f"{SOURCE} (--stepsize_adv 1)",
+    "train_steps": f"{SOURCE} (--iterations_adv 10)",
+    "attack_random_start": "train/adversarial_training_clip.py: perturbation uniform in [-eps, eps]",
+    "logit_scale": "FARE's evaluation (logit_scale=100.)",
+    "image_mean": "ClipVisionModel.normalize: CLIP's mean", "image_std": "ClipVisionModel.normalize: CLIP's std",
+    "prompt_template": "--template std ('This is a photo of a {}'), used only by evaluation",
+    "crop_pct": "open_clip's validation transform, as the training script uses it",
+    "interpolation": "open_clip's validation transform",
+    "optim": SOURCE, "learning_rate": SOURCE, "weight_decay": SOURCE, "warmup_steps": SOURCE,
+    "lr_scheduler_type": f"{SOURCE} (open_clip's cosine_lr)", "per_device_train_batch_size": SOURCE,
+    "max_grad_norm": f"{SOURCE}: no gradient clipping",
+})  # fmt: skip
 @dataclass
 class FAREConfig(RobustCLIPConfig):
     r"""Arguments of [`FARETrainer`]: FARE (Schlarmann et al., ICML 2024), unsupervised adversarial fine-tuning of
@@ -32,8 +45,8 @@ class FAREConfig(RobustCLIPConfig):
     train_attack_momentum: float = field(
         default=0.9,
         metadata={
-            "help": "pgd_train.py's momentum: velocity = 0.9 velocity + sign(grad), step along sign(velocity). "
-            "Under L-inf this only differs from plain sign-PGD where a gradient entry is exactly 0."
+            "help": "pgd_train.py's momentum: v = sign(0.9 v + sign(grad)), step along v. Under L-inf this only "
+            "differs from plain sign-PGD where a gradient entry is exactly 0."
         },
     )
     logit_scale: str = field(

@@ -5,11 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from .base_config import TECOA_FAMILY, RobustCLIPConfig
+from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
 
 KL_DIRECTIONS = ("official", "early")
+CODE = "PMG_AFT.py (official code, commit a53fdd8)"
+OPTIMISATION = f"{CODE}: SGD(momentum=0.9, weight_decay=0) on the visual tower, 1000 warm-up steps, cosine_lr"
 
 
+@cite({
+    "train_eps": "the README command's --train_eps 1 (/255); the code's default is 2",
+    "train_step_size": "the README command's --train_stepsize 1 (/255)",
+    "train_steps": "the README command's --train_numsteps 2 (the code's default is 5)",
+    "attack_random_start": f"{CODE}, attack_pgd: delta uniform in [-eps, eps], final iterate",
+    "logit_scale": f"{CODE}, multiGPU_CLIP: the logit-scaled text embedding is re-normalised, so s = 1",
+    "image_mean": f"{CODE}: ImageNet_MEAN, inside clip_img_preprocessing",
+    "image_std": f"{CODE}: ImageNet_STD",
+    "prompt_template": f"{CODE}: 'This is a photo of a {{}}'",
+    "crop_pct": f"{CODE}: preprocess224 = Resize(256) + CenterCrop(224)",
+    "interpolation": "torchvision Resize's default (bilinear), as preprocess224 uses it",
+    "optim": OPTIMISATION, "weight_decay": OPTIMISATION, "lr_scheduler_type": OPTIMISATION,
+    "warmup_steps": OPTIMISATION, "learning_rate": f"{CODE}: --learning_rate 5e-5",
+    "per_device_train_batch_size": f"{CODE}: --batch_size 256", "max_grad_norm": f"{CODE}: no gradient clipping",
+})  # fmt: skip
 @dataclass
 class PMGAFTConfig(RobustCLIPConfig):
     r"""Arguments of [`PMGAFTTrainer`]: PMG-AFT (Wang et al., CVPR 2024) adversarial fine-tuning of a `CLIPModel`.

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base_config import TECOA_FAMILY, RobustCLIPConfig
+from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
+
+CODE = "TGA-ZSR.py (official code)"
+OPTIMISATION = f"{CODE}: SGD(momentum=0.9, weight_decay=0) on the visual tower, 1000 warm-up steps, cosine_lr"
 
 
+@cite({
+    "train_eps": f"{CODE}: --train_eps 1 (/255)", "train_step_size": f"{CODE}: --train_stepsize 1 (/255)",
+    "train_steps": f"{CODE}: --train_numsteps 2",
+    "attack_random_start": "attacks.py attack_pgd: delta uniform in [-eps, eps], final iterate",
+    "logit_scale": f"{CODE}: model.logit_scale.exp(), clamped at ln 100",
+    "image_mean": "models/model.py: CLIP's mean (named IMAGENET_MEAN there)",
+    "image_std": "models/model.py: CLIP's std (named IMAGENET_STD there)",
+    "prompt_template": f"{CODE}: 'This is a photo of a {{}}'",
+    "crop_pct": "utils.py load_train_dataset: Resize(256) + CenterCrop(224)",
+    "interpolation": "torchvision Resize's default (bilinear)",
+    "optim": OPTIMISATION, "weight_decay": OPTIMISATION, "lr_scheduler_type": OPTIMISATION,
+    "warmup_steps": OPTIMISATION, "learning_rate": f"{CODE}: --learning_rate 1e-4",
+    "per_device_train_batch_size": f"{CODE}: --batch_size 128", "max_grad_norm": f"{CODE}: no gradient clipping",
+})  # fmt: skip
 @dataclass
 class TGAZSRConfig(RobustCLIPConfig):
     r"""Arguments of [`TGAZSRTrainer`]: TGA-ZSR (Yu, Zhang and Xu, NeurIPS 2024), text-guided attention for zero-shot
