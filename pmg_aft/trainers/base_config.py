@@ -28,6 +28,16 @@ RECIPE_FIELDS = (
 PIXEL_FIELDS = ("train_eps", "train_step_size", "eval_eps", "eval_step_size")
 
 
+def readme_attack(code: str) -> dict[str, str]:
+    """The training attack of the TeCoA and PMG-AFT README commands (their code shares attack_pgd and its flags)."""
+    return {
+        "train_eps": "the README command's --train_eps 1 (/255); the code's default is 2",
+        "train_step_size": "the README command's --train_stepsize 1 (/255)",
+        "train_steps": "the README command's --train_numsteps 2 (the code's default is 5)",
+        "attack_random_start": f"{code}, attack_pgd: delta uniform in [-eps, eps], final iterate",
+    }
+
+
 def cite(sources: dict[str, str]) -> Callable[[type], type]:
     """Class decorator for a method's config: append "Source: ..." to the help of the named fields (inherited ones
     included, without touching the parent's), so `--help` says where each default comes from."""

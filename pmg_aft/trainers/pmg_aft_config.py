@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
+from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite, readme_attack
 
 KL_DIRECTIONS = ("official", "early")
 CODE = "PMG_AFT.py (official code, commit a53fdd8)"
@@ -13,10 +13,7 @@ OPTIMISATION = f"{CODE}: SGD(momentum=0.9, weight_decay=0) on the visual tower, 
 
 
 @cite({
-    "train_eps": "the README command's --train_eps 1 (/255); the code's default is 2",
-    "train_step_size": "the README command's --train_stepsize 1 (/255)",
-    "train_steps": "the README command's --train_numsteps 2 (the code's default is 5)",
-    "attack_random_start": f"{CODE}, attack_pgd: delta uniform in [-eps, eps], final iterate",
+    **readme_attack(CODE),
     "logit_scale": f"{CODE}, multiGPU_CLIP: the logit-scaled text embedding is re-normalised, so s = 1",
     "image_mean": f"{CODE}: ImageNet_MEAN, inside clip_img_preprocessing",
     "image_std": f"{CODE}: ImageNet_STD",

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
+from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite, readme_attack
 
 CODE = "finetuning.py (official TeCoA code)"
 OPTIMISATION = f"{CODE}: SGD(momentum=0.9, weight_decay=0) on the visual tower, 1000 warm-up steps, cosine_lr"
 
 
 @cite({
-    "train_eps": "the README command's --train_eps 1 (/255); the code's default is 2",
-    "train_step_size": "the README command's --train_stepsize 1 (/255)",
-    "train_steps": "the README command's --train_numsteps 2 (the code's default is 5)",
-    "attack_random_start": f"{CODE}, attack_pgd: delta uniform in [-eps, eps], final iterate",
+    **readme_attack(CODE),
     "logit_scale": f"{CODE}: logit_scale.exp() of the model, clamped at ln 100",
     "image_mean": f"{CODE}: CLIP's mean, after the bicubic upsample", "image_std": f"{CODE}: CLIP's std",
     "prompt_template": f"{CODE}: 'This is a photo of a {{}}'",
