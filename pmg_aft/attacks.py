@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .constants import ATTACK_LOSSES, ATTACKS, NORMS
+from .constants import ATTACK_LOSSES, ATTACKS, AUTOATTACK_VARIANTS, NORMS
 
 
 def parse_pixel_value(value: float | int | str, name: str = "value") -> float:
@@ -119,7 +119,8 @@ def pgd(
     loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
     early_stop: bool = False,
     momentum: float = 0.0,
-) -> torch.Tensor:
+    return_survivors: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Untargeted PGD that maximises `loss` of `classifier` around `images`.
 
     Random start (uniform in the L-inf ball, or uniform radius in a random direction for L2), then `steps` times a
@@ -147,16 +148,20 @@ def pgd(
         momentum (`float`, defaults to 0): FARE's step direction: `v = normalise(momentum * v + normalise(grad))`
             (normalise = sign for L-inf), and the step follows `v`. Under L-inf this differs from plain sign-PGD only
             where a gradient entry is exactly 0 (the pixel keeps its previous direction). 0 is plain PGD.
+        return_survivors (`bool`, defaults to `False`): also return, per sample, whether every iterate the attack
+            evaluated (the start and each step before the last) was still classified correctly; with the final
+            iterate's prediction this gives the per-sample worst case over the whole run.
 
     Returns:
-        `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images`.
+        `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images` (and, with
+        `return_survivors`, a boolean `(batch,)` tensor).
     """
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r} is not one of {NORMS}.")
     if not callable(loss) and loss not in ATTACK_LOSSES:
         raise ValueError(f"loss={loss!r} is not one of {ATTACK_LOSSES} or a callable.")
-    if callable(loss) and early_stop:
-        raise ValueError("early_stop needs a classifier's logits; it cannot be used with a custom loss.")
+    if callable(loss) and (early_stop or return_survivors):
+        raise ValueError("early_stop and return_survivors need a classifier's logits, not a custom loss's outputs.")
     eps = check_budget("eps", eps, norm)
     step_size = check_budget("step_size", step_size, norm)
     if int(steps) < 0:
@@ -189,10 +194,13 @@ def pgd(
         return g.sign() if norm == "linf" else g / _flat_norm(g)
 
     active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    survivors = torch.ones_like(active)
     velocity = torch.zeros_like(x) if momentum else None
     for _ in range(int(steps)):
         grad, logits = _gradient(classifier, objective, x, delta, labels)
         with torch.no_grad():
+            if return_survivors:
+                survivors &= logits.argmax(-1) == labels
             if early_stop:
                 active &= logits.argmax(-1) == labels
                 if not active.any():
@@ -208,7 +216,7 @@ def pgd(
                 step = step * (eps / _flat_norm(step)).clamp(max=1.0)
             step = (x + step).clamp(0, 1) - x
             delta = torch.where(active.view(-1, *([1] * (x.dim() - 1))), step, delta)
-    return (x + delta).detach()
+    return ((x + delta).detach(), survivors) if return_survivors else (x + delta).detach()
 
 
 @dataclass(frozen=True)
@@ -225,11 +233,14 @@ class AttackSetting:
         first_success (`bool`): keep each sample's first successful perturbation (evaluation: more steps never
             raise robust accuracy); `False` returns the final iterate, as training attacks do.
         momentum (`float`): the step-direction momentum of FARE's attack (0 = plain PGD).
+        variant (`str`): for AutoAttack, which attacks run: `"standard"`, `"apgd-ce+apgd-dlr"` (TGA-ZSR's) or
+            `"apgd-ce+apgd-t"` (FARE's / RobustBench's); see `pmg_aft.evaluation.autoattack_plan`.
 
     `key` names the setting everywhere (metrics, reports, model cards): `pgd-10@1/255` for PGD-10 at eps 1/255 from
     the image, first success kept; flags follow the step count: `rs` random start, `last` final iterate, `m0.9`
     momentum, `step0.5/255` a step size other than 1/255; `-l2` after the attack name for the L2 threat model, whose
-    budget is written as a plain number. Results are found by this key, never parsed back from it.
+    budget is written as a plain number; `autoattack` is followed by its variant unless standard
+    (`autoattack-apgd-ce+apgd-t@4/255`). Results are found by this key, never parsed back from it.
     """
 
     attack: str = "pgd"
@@ -240,6 +251,7 @@ class AttackSetting:
     random_start: bool = False
     first_success: bool = True
     momentum: float = 0.0
+    variant: str = "standard"
 
     def __post_init__(self) -> None:
         if self.attack not in ATTACKS:
@@ -248,6 +260,8 @@ class AttackSetting:
             raise ValueError(f"norm={self.norm!r} is not one of {NORMS}.")
         object.__setattr__(self, "eps", check_budget("eps", self.eps, self.norm, stacklevel=4))
         if self.attack == "autoattack":
+            if self.variant not in AUTOATTACK_VARIANTS:
+                raise ValueError(f"Unknown AutoAttack variant {self.variant!r}; choose from {AUTOATTACK_VARIANTS}.")
             # AutoAttack brings its own steps, step sizes, restarts and success rule.
             for name in ("steps", "step_size"):
                 object.__setattr__(self, name, None)
@@ -255,6 +269,7 @@ class AttackSetting:
             object.__setattr__(self, "first_success", True)
             object.__setattr__(self, "momentum", 0.0)
             return
+        object.__setattr__(self, "variant", "standard")
         if self.steps is None or int(self.steps) < 0:
             raise ValueError(f"{self.attack} needs steps >= 0, got {self.steps}.")
         object.__setattr__(self, "steps", int(self.steps))
@@ -268,7 +283,7 @@ class AttackSetting:
         """Everything of the key but the budget: the attack's name in an accuracy-versus-eps curve."""
         name = self.attack + ("-l2" if self.norm == "l2" else "")
         if self.attack == "autoattack":
-            return name
+            return name if self.variant == "standard" else f"{name}-{self.variant}"
         flags = [str(self.steps)]
         flags += ["rs"] if self.random_start else []
         flags += [] if self.first_success else ["last"]
@@ -289,7 +304,7 @@ class AttackSetting:
         """A sentence for tables and cards, e.g. `PGD-10 (L-inf, eps 1/255, step 1/255, ...)`."""
         norm = "L-inf" if self.norm == "linf" else "L2"
         if self.attack == "autoattack":
-            return f"AutoAttack ({norm}, eps {self.format_pixels(self.eps)})"
+            return f"AutoAttack {self.variant} ({norm}, eps {self.format_pixels(self.eps)})"
         start = "uniform random start" if self.random_start else "start at the image"
         rule = "first success kept" if self.first_success else "final iterate"
         extra = f", momentum {self.momentum:g}" if self.momentum else ""
@@ -324,12 +339,14 @@ def attack_settings(
     norm: str = "linf",
     random_start: bool = False,
     first_success: bool = True,
+    autoattack: str = "standard",
 ) -> list[AttackSetting]:
-    """Every (attack, eps, steps) combination, validated; AutoAttack once per eps."""
+    """Every (attack, eps, steps) combination, validated; AutoAttack (of the given variant) once per eps."""
     steps = [int(steps)] if isinstance(steps, int) else [int(s) for s in steps]
     settings = []
     for attack in attacks:
         for budget in eps:
             for count in [None] if attack == "autoattack" else steps:
-                settings.append(AttackSetting(attack, budget, count, step_size, norm, random_start, first_success))
+                settings.append(AttackSetting(attack, budget, count, step_size, norm, random_start, first_success,
+                                              variant=autoattack))  # fmt: skip
     return settings

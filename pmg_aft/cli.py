@@ -8,26 +8,29 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from datasets import load_dataset
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, get_token
 from transformers import CLIPModel, CLIPProcessor, HfArgumentParser
 
 from .attacks import parse_pixel_value
 from .constants import (
+    AUTOATTACK_VARIANTS,
     CLIP_MEAN,
     CLIP_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    NORMALIZATIONS,
     NORMS,
+    PROTOCOLS,
     RENAMED_OPTIONS,
-    RUN_INFO_FILE,
 )
 from .convert import convert_openai_checkpoint
-from .data import BENCHMARKS, get_benchmark
+from .data import BENCHMARKS, BenchmarkUnavailableError, get_benchmark
+from .data.loading import load_hub_split, unavailable_message
 from .data.registry import revisions_file
-from .evaluation import compare, evaluate_robustness
+from .evaluation import PROTOCOL_RECORDS, compare, evaluate_robustness
+from .evaluation.engine import PRECISIONS
 from .finetune import main as finetune
-from .hub import push
+from .hub import MethodInfo, build_model_card, push, read_run_info
 from .trainers import TRAINERS
 from .trainers.base_trainer import recipe_of
 
@@ -36,7 +39,8 @@ USAGE = """usage: pmg-aft <command> [options]
 commands:
   train                      robust fine-tuning of a CLIP model (--method pmg_aft|tecoa|fare|tga_zsr|clean;
                              the flags of examples/finetune.py; --config FILE.yaml)
-  datasets list              the registered benchmarks: Hub ids, splits, columns, class counts, prompts
+  datasets list              the registered benchmarks: Hub ids, splits, pinned revisions, columns, class counts
+  protocols                  the evaluation protocols (pmg_aft, tga_zsr, clip_benchmark): every field and its source
   datasets download NAME|all pre-fetch benchmarks into the Hugging Face cache (for offline compute nodes)
   eval                       clean and robust zero-shot accuracy of any CLIP checkpoint (pmg-aft eval --help)
   push                       upload a checkpoint with its model card and plots to the Hub (pmg-aft push --help)
@@ -54,41 +58,60 @@ class SuiteArguments:
         default="all", metadata={"help": "`all` or comma-separated names (pmg-aft datasets list)."}
     )
     protocol: str = field(
-        default="paper", metadata={"help": "Prompts and logit scale.", "choices": ["paper", "clip_benchmark"]}
+        default="pmg_aft",
+        metadata={
+            "help": "The evaluation protocol: every option below defaults to its value (`pmg-aft protocols` lists "
+            "them); a flag overrides one field and the report says so.",
+            "choices": list(PROTOCOLS),
+        },
     )
-    attacks: str = field(default="pgd", metadata={"help": "Comma-separated: pgd, cw, autoattack."})
-    eps: str = field(default="1/255", metadata={"help": "Comma-separated budgets, e.g. 1/255,4/255."})
-    steps: str = field(default="10", metadata={"help": "PGD/CW steps, comma-separated, e.g. 10,100."})
-    step_size: str = field(default="1/255", metadata={"help": "PGD/CW step size."})
-    norm: str = field(default="linf", metadata={"help": "Threat model.", "choices": list(NORMS)})
+    attacks: str | None = field(default=None, metadata={"help": "Comma-separated: pgd, cw, autoattack."})
+    eps: str | None = field(default=None, metadata={"help": "Comma-separated budgets, e.g. 1/255,4/255."})
+    steps: str | None = field(default=None, metadata={"help": "PGD/CW steps, comma-separated, e.g. 10,100."})
+    step_size: str | None = field(default=None, metadata={"help": "PGD/CW step size, e.g. 1/255."})
+    norm: str | None = field(default=None, metadata={"help": "Threat model.", "choices": list(NORMS)})
+    random_start: bool | None = field(default=None, metadata={"help": "PGD/CW start at a random point of the ball."})
+    first_success: bool | None = field(
+        default=None, metadata={"help": "Keep each sample's first success (true) or count the final iterate (false)."}
+    )
+    autoattack: str | None = field(
+        default=None, metadata={"help": "AutoAttack variant.", "choices": list(AUTOATTACK_VARIANTS)}
+    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "The first N test samples per dataset."})
+    logit_scale: float | None = field(default=None, metadata={"help": "The cosine logits' scale (1 or 100)."})
+    normalization: str | None = field(
+        default=None, metadata={"help": "Image mean/std.", "choices": list(NORMALIZATIONS)}
+    )
+    mixed_precision: str | None = field(
+        default=None, metadata={"help": "Precision of attacks and predictions.", "choices": list(PRECISIONS)}
+    )
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
-    logit_scale: float | None = field(default=None, metadata={"help": "Override the protocol's (1 or 100)."})
-    mixed_precision: str = field(
-        default="no", metadata={"help": "Forward-pass precision.", "choices": ["no", "bf16", "fp16"]}
-    )
-    seed: int = field(default=0, metadata={"help": "AutoAttack's seed."})
+    seed: int = field(default=0, metadata={"help": "Seeds random starts and AutoAttack."})
 
     def suite_kwargs(self) -> dict:
-        """`evaluate_robustness` keyword arguments."""
+        """`evaluate_robustness` keyword arguments (`None`: the protocol's value)."""
 
-        def numbers(text: str, name: str) -> list[float]:
-            return [parse_pixel_value(v, name) for v in text.split(",") if v.strip()]
+        def listed(text: str | None, parse) -> list | None:
+            return None if text is None else [parse(v.strip()) for v in text.split(",") if v.strip()]
 
         return dict(
             benchmarks=self.benchmarks,
             protocol=self.protocol,
-            attacks=[a.strip() for a in self.attacks.split(",") if a.strip()],
-            eps=numbers(self.eps, "eps"),
-            steps=[int(s) for s in self.steps.split(",") if s.strip()],
-            step_size=parse_pixel_value(self.step_size, "step_size"),
+            attacks=listed(self.attacks, str),
+            eps=listed(self.eps, lambda v: parse_pixel_value(v, "eps")),
+            steps=listed(self.steps, int),
+            step_size=None if self.step_size is None else parse_pixel_value(self.step_size, "step_size"),
             norm=self.norm,
+            random_start=self.random_start,
+            first_success=self.first_success,
+            autoattack=self.autoattack,
             max_eval_samples=self.max_eval_samples,
+            logit_scale=self.logit_scale,
+            normalization=self.normalization,
+            mixed_precision=self.mixed_precision,
             batch_size=self.per_device_eval_batch_size,
             benchmark_data_dir=self.benchmark_data_dir,
-            logit_scale=self.logit_scale,
-            mixed_precision=self.mixed_precision,
             seed=self.seed,
         )
 
@@ -156,7 +179,18 @@ def eval_command(argv: list[str]) -> int:
     print(report.to_markdown())
     for warning in report.warnings:
         print(f"warning: {warning}")
-    print(f"report written to {suite.output_dir}")
+    card = os.path.join(suite.output_dir, "README.md")
+    if os.path.isdir(path):  # a local checkpoint: the card `pmg-aft push` would upload with this report
+        method, recipe = checkpoint_method(path)
+        info = read_run_info(path)
+        plots = [
+            p for p in ("accuracy.png", "accuracy_vs_eps.png") if os.path.exists(os.path.join(suite.output_dir, p))
+        ]
+        build_model_card(os.path.basename(os.path.abspath(path)), report, info.get("base_model"), recipe,
+                         info.get("train_dataset"), plots=plots, method=method).save(card)  # fmt: skip
+        print(f"report and model card written to {suite.output_dir}")
+    else:
+        print(f"report written to {suite.output_dir}")
     return 0
 
 
@@ -193,7 +227,7 @@ def convert_command(argv: list[str]) -> int:
 def push_command(argv: list[str]) -> int:
     """`pmg-aft push`: upload weights, processor, model card and plots."""
     (args,) = parse_command("pmg-aft push", (PushArguments,), argv, "Publish a checkpoint to the Hugging Face Hub.")
-    method, recipe = legacy_method(args.model_dir)
+    method, recipe = checkpoint_method(args.model_dir)
     try:
         url = push(args.model_dir, args.hub_model_id, args.report_dir, private=args.hub_private_repo,
                    base_model=args.base_model, license=args.license, method=method, recipe=recipe)  # fmt: skip
@@ -204,19 +238,19 @@ def push_command(argv: list[str]) -> int:
     return 0
 
 
-def legacy_method(model_dir: str):
-    """The method and recipe of a checkpoint saved by pmg_aft 0.1 (its `training_args.json` has a `method` field and
-    its `pmg_aft.json` none); `(None, None)` for any other folder."""
-
-    def read(name: str) -> dict:
-        path = os.path.join(model_dir, name)
-        if not os.path.exists(path):
-            return {}
+def checkpoint_method(model_dir: str) -> tuple[MethodInfo | None, dict | None]:
+    """The method and recipe a checkpoint folder records: its `pmg_aft.json`, or for a checkpoint saved by pmg_aft
+    0.1 the `method` field of its `training_args.json`; `(None, None)` for any other folder (a converted or
+    third-party checkpoint, whose card then claims no training method)."""
+    info = read_run_info(model_dir)
+    if info.get("method"):
+        return MethodInfo.from_dict(info["method"]), info.get("recipe")
+    path = os.path.join(model_dir, "training_args.json")
+    training = {}
+    if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-
-    training = read("training_args.json")
-    if read(RUN_INFO_FILE).get("method") or training.get("method") not in TRAINERS:
+            training = json.load(f)
+    if training.get("method") not in TRAINERS:
         return None, None
     trainer = TRAINERS[training["method"]]
     return trainer.method_info, recipe_of(trainer.config_class, training, trainer.unused_fields)
@@ -224,18 +258,24 @@ def legacy_method(model_dir: str):
 
 def datasets_list(out=None) -> None:
     out = out or sys.stdout
-    print(
-        f"{'name':15s} {'hub id':34s} {'split':11s} {'columns':18s} {'classes':>7s}  {'res':6s} paper prompt", file=out
-    )
+    print(f"{'name':15s} {'hub id':32s} {'split':10s} {'columns':18s} {'classes':>7s}  revision", file=out)
     for b in BENCHMARKS.values():
         count = str(len(b.class_names)) if b.class_names else "data"
         columns = f"{b.image_column},{b.label_column}"
-        resolution = "native" if b.native_resolution else "224"
-        print(
-            f"{b.name:15s} {b.hub_id:34s} {b.split:11s} {columns:18s} {count:>7s}  {resolution:6s} "
-            f"{b.paper_templates[0]}",
-            file=out,
-        )
+        revision = (b.revision or "not pinned")[:12] + (" (gated)" if b.gated else "")
+        hub = b.hub_id or "generated"
+        print(f"{b.name:15s} {hub:32s} {b.split:10s} {columns:18s} {count:>7s}  {revision}", file=out)
+
+
+def protocols_command(argv: list[str]) -> int:
+    """`pmg-aft protocols`: every field of each evaluation protocol and where it comes from."""
+    for record in PROTOCOL_RECORDS.values():
+        print(f"{record.name}: {record.description}")
+        for key, value in record.to_dict().items():
+            if key not in ("name", "description", "evidence", "overridden"):
+                print(f"  {key:18s} {value}")
+        print(f"  evidence           {record.evidence}\n")
+    return 0
 
 
 def datasets_download(names: list[str], revision: str | None = None, lock: str | None = None) -> dict[str, str]:
@@ -247,11 +287,15 @@ def datasets_download(names: list[str], revision: str | None = None, lock: str |
             {bench.split, *bench.splits.values()} | ({"train"} if bench.name == "tiny-imagenet" else set())
         )
         wanted = revision or bench.revision
+        if bench.hub_id is None:
+            continue  # generated, nothing to download
+        if bench.gated and not get_token():  # say so before anything is downloaded
+            raise SystemExit(f"pmg-aft: {unavailable_message(bench)}")
         try:
             sha = HfApi().dataset_info(bench.hub_id, revision=wanted).sha
-            for split in splits:
+            for split in splits:  # only these splits' files
                 print(f"{bench.name}: downloading {bench.hub_id} ({bench.config or 'default'}, {split}) at {sha}")
-                load_dataset(bench.hub_id, bench.config, split=split, revision=sha)
+                load_hub_split(bench, split, sha)
         except Exception as error:  # network, gating, missing revision: say which and how to fix
             hint = " It is gated: accept its terms on the Hub and set HF_TOKEN." if bench.gated else ""
             raise SystemExit(f"pmg-aft: could not download {bench.name} ({bench.hub_id}): {error}.{hint}") from error
@@ -298,7 +342,7 @@ def train_command(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": train_command, "eval": eval_command, "push": push_command, "convert": convert_command,
-            "compare": compare_command, "datasets": datasets_command}  # fmt: skip
+            "compare": compare_command, "datasets": datasets_command, "protocols": protocols_command}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print(f"pmg-aft: unknown command {argv[0]!r}.\n\n{USAGE}", file=sys.stderr)
         return 2
-    return command(argv[1:])
+    try:
+        return command(argv[1:])
+    except BenchmarkUnavailableError as error:  # one line that names the benchmark and the ways out
+        print(f"pmg-aft: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

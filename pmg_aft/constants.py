@@ -16,10 +16,13 @@ DEFAULT_TEMPLATE = "This is a photo of a {}"
 NORMS = ("linf", "l2")
 ATTACKS = ("pgd", "cw", "autoattack")
 ATTACK_LOSSES = ("ce", "cw")
+# AutoAttack's attack sets: published standard; TGA-ZSR's evaluation; FARE's / RobustBench-style CLIP evaluation.
+AUTOATTACK_VARIANTS = ("standard", "apgd-ce+apgd-dlr", "apgd-ce+apgd-t")
 
-# Evaluation protocols: which prompts a registered benchmark is evaluated with.
-PROTOCOLS = ("paper", "clip_benchmark")
-PROTOCOL_LOGIT_SCALE = {"paper": 1.0, "clip_benchmark": 100.0}
+# Evaluation protocols (records in pmg_aft.evaluation.protocols) and the class texts a protocol can use.
+PROTOCOLS = ("pmg_aft", "tga_zsr", "clip_benchmark")
+TEXT_SOURCES = ("pmg_aft", "clip_benchmark")
+NORMALIZATIONS = ("imagenet", "clip", "model")
 # The protocol name of an eval set that brings its own class names and the trainer's prompt template.
 CUSTOM_PROTOCOL = "custom"
 # A trainer's evaluate(): each eval set's prompts on the training head (its logit scale and normalisation).

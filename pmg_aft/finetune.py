@@ -96,10 +96,11 @@ class DataArguments:
         },
     )
     protocol: str = field(
-        default="paper",
+        default="pmg_aft",
         metadata={
-            "help": "Prompts of the eval benchmarks: `paper` (the official per-dataset prompt) or `clip_benchmark` "
-            "(template ensembles).",
+            "help": "Whose class texts and preprocessing the eval benchmarks get: `pmg_aft` (the official PMG-AFT "
+            "evaluation's), `tga_zsr` or `clip_benchmark` (template ensembles). The trainer evaluates them with its "
+            "own head and eval attack; `pmg-aft eval --protocol` runs a whole protocol.",
             "choices": list(PROTOCOLS),
         },
     )

@@ -107,6 +107,17 @@ def eval_results(report: Report) -> list[EvalResult]:
                     **common,
                 )
             )
+        if "worst_case_accuracy" in result and report.settings:
+            attacks = " + ".join(report.attack_keys)
+            results.append(
+                EvalResult(
+                    metric_type="accuracy",
+                    metric_name=f"worst-case robust accuracy (per sample over {attacks} and every iterate, {head})",
+                    metric_value=round(100 * result["worst_case_accuracy"], 2),
+                    metric_config="worst-case",
+                    **common,
+                )
+            )
     return results
 
 
@@ -201,16 +212,23 @@ def _evaluation_text(report: Report) -> str:
     else:
         limit = "on the first samples of each dataset, as many as the table's `samples` column says"
     comparable = {
-        "paper": " The `paper` protocol is the evaluation of the TeCoA and PMG-AFT papers; its figures cannot be "
-        "compared with `clip_benchmark` (RobustBench/FARE) ones.",
+        "pmg_aft": " The `pmg_aft` protocol is the official PMG-AFT evaluation; its figures compare with that "
+        "paper's tables, not with `tga_zsr` or `clip_benchmark` (RobustBench/FARE) ones.",
+        "tga_zsr": " The `tga_zsr` protocol is the TGA-ZSR paper's re-run of all methods; its figures compare with "
+        "that paper's tables only.",
         "clip_benchmark": " The `clip_benchmark` protocol is the RobustBench/FARE evaluation; its figures cannot be "
-        "compared with `paper` (TeCoA/PMG-AFT) ones.",
+        "compared with `pmg_aft` or `tga_zsr` ones.",
         "trainer": " The `trainer` protocol is the fine-tuning run's own evaluation (its head, each eval set's "
         "prompts); use `pmg-aft eval` for figures comparable with the papers'.",
     }.get(report.protocol, "")
+    overridden = (
+        f" The protocol's {', '.join(report.overrides)} were overridden, so these are not the named protocol's "
+        "figures." if report.overrides else ""
+    )  # fmt: skip
     return (
         f"Top-1 accuracy (%) {limit}, logit scale {report.logit_scale:g}, normalisation mean {report.image_mean} / "
-        f"std {report.image_std}.{comparable} Evaluated with pmg_aft {report.pmg_aft_version} on {report.created}."
+        f"std {report.image_std}.{comparable}{overridden} Evaluated with pmg_aft {report.pmg_aft_version} on "
+        f"{report.created}."
     )
 
 
@@ -239,7 +257,7 @@ def push(
     if not os.path.isdir(model_dir) or not any(f.endswith(".safetensors") for f in os.listdir(model_dir)):
         raise FileNotFoundError(f"{model_dir} has no .safetensors weights; save the model with save_pretrained first.")
     report = Report.load(report_dir) if report_dir else None
-    info = _read_json(os.path.join(model_dir, RUN_INFO_FILE)) or {}
+    info = read_run_info(model_dir)
     method = method or (MethodInfo.from_dict(info["method"]) if info.get("method") else None)
     plots = [
         n for n in REPORT_FILES if n.endswith(".png") and report_dir and os.path.exists(os.path.join(report_dir, n))
@@ -304,8 +322,11 @@ def _scrub(text: str) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _read_json(path: str) -> dict | None:
+def read_run_info(model_dir: str) -> dict:
+    """What a trainer recorded beside a checkpoint (`pmg_aft.json`: method, recipe, base model, training data, class
+    names); `{}` for a folder without it."""
+    path = os.path.join(model_dir, RUN_INFO_FILE)
     if not os.path.exists(path):
-        return None
+        return {}
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -1,4 +1,5 @@
-"""Build `pmg_aft/data/benchmarks.json` (class names and templates) from the reference lists in ../shared/data.
+"""Build `pmg_aft/data/benchmarks.json` (class names, templates and each protocol's texts) from the reference lists in
+../shared/data.
 
 Developer tool, run once when the lists change; the package never reads ../shared at run time. Sources and licences
 are recorded in `pmg_aft/data/NOTICE`.
@@ -10,6 +11,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from pmg_aft.data.generated import COLORS, GENERATED
 
 # Caltech101's folder names in sorted order (the order of torchvision and of the original archive); CLIP_benchmark's
 # cleaned `caltech101` list gives the display names in the same order.
@@ -40,6 +43,72 @@ def tiny_imagenet_wnids(fusion: dict, table: dict[str, list[str]]) -> list[str]:
     return wnids
 
 
+def clean(name: str) -> str:
+    """The official evaluation's generic rule (utils.refine_classname): lower case, `_ - /` as spaces."""
+    return name.lower().replace("_", " ").replace("-", " ").replace("/", " ")
+
+
+def caltech_folder_name(folder: str) -> str:
+    """Caltech folder names cleaned as the official loader meant to: `NNN.` and `-101`/`-256` removed, `_`/`-` as
+    spaces, lower case (its code crashes as written: see official_pmg_aft_eval.json, `names_rule`)."""
+    name = re.sub(r"^\d+\.", "", folder)
+    name = re.sub(r"-(101|256)$", "", name)
+    return name.lower().replace("_", " ").replace("-", " ").strip()
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[_\-/']", " ", name)).strip().lower()
+
+
+def official_texts(official: dict, data: dict) -> None:
+    """Add `pmg_aft`: the official PMG-AFT evaluation's class-name strings, verbatim, for each registry class in the
+    registry's (the Hub dataset's) label order (`null` where the official evaluation has no such class), and its
+    template. Each dataset is aligned by the evidence that fits it, and every alignment is checked."""
+    by_position = ["cifar10", "cifar100", "stl10", "food101", "pets", "dtd", "flowers102", "eurosat",
+                   "fgvc-aircraft", "stanford-cars", "pcam", "imagenet"]  # fmt: skip
+    keys = {"pets": "oxford_pets", "fgvc-aircraft": "fgvc_aircraft", "stanford-cars": "stanford_cars",
+            "tiny-imagenet": "tiny_imagenet"}  # fmt: skip
+    for name, entry in data.items():
+        facts = official[keys.get(name, name)]
+        names = facts["class_names"]
+        if name in by_position:
+            assert len(names) == len(entry["names"]), name
+            aligned = list(names)
+        elif name == "sun397":  # the Hub orders 'jail cell' before 'jail indoor'; the official list the other way
+            index = {normalise(n): n for n in names}
+            aligned = [index[normalise(n)] for n in entry["names"]]
+        elif name == "tiny-imagenet":  # official: sorted WordNet ids; the Hub: its own order, with the ids known
+            by_wnid = dict(zip(sorted(entry["aliases"]), names))
+            aligned = [by_wnid[w] for w in entry["aliases"]]
+        elif name == "caltech101":  # the official list is unusable (see caltech_folder_name); no background class
+            assert facts["folder_names_label_order"] == [f for f in entry["aliases"] if f != "BACKGROUND_Google"]
+            aligned = [None if f == "BACKGROUND_Google" else caltech_folder_name(f) for f in entry["aliases"]]
+        elif name == "caltech256":  # names come from the data: the loader applies caltech_folder_name's rule
+            aligned = []
+        else:
+            raise KeyError(name)
+        entry["pmg_aft"] = {"names": aligned, "templates": facts["templates"]}
+    # The positional alignments rest on these checks (the official renaming rules applied to the registry's names).
+    for name in ("cifar10", "cifar100", "stl10", "food101", "pets", "dtd", "imagenet"):
+        pairs = zip(data[name]["pmg_aft"]["names"], data[name]["names"])
+        mismatched = [(a, b) for a, b in pairs if normalise(a) != normalise(b)]
+        assert name == "imagenet" or not mismatched, (name, mismatched[:3])
+    flowers = [(a, b) for a, b in zip(data["flowers102"]["pmg_aft"]["names"], data["flowers102"]["names"])
+               if normalise(a) != normalise(b)]  # fmt: skip
+    assert flowers == [("colts foot", "colt's foot")], flowers  # the official list drops the apostrophe
+    for a, b in zip(data["fgvc-aircraft"]["pmg_aft"]["names"], data["fgvc-aircraft"]["names"]):
+        assert a == ("boeing " if b.startswith("7") else "") + b.lower().replace("_", " "), (a, b)
+    for a, b in zip(data["stanford-cars"]["pmg_aft"]["names"], data["stanford-cars"]["names"]):
+        assert a == b[:-5].lower().replace("_", " ").replace("-", " "), (a, b)  # the year dropped, '/' kept
+    eurosat = ["annual crop", "forest", "brushland", "highway", "industrial", "pasture", "permanent crop",
+               "residential", "river", "lake"]  # fmt: skip
+    assert all(k in a and k in b for k, a, b in zip(eurosat, data["eurosat"]["pmg_aft"]["names"],
+                                                    data["eurosat"]["names"]))  # fmt: skip
+    assert "healthy" in data["pcam"]["pmg_aft"]["names"][0] and "tumor" in data["pcam"]["pmg_aft"]["names"][1]
+    imagenet = data["imagenet"]
+    assert imagenet["aliases"] == sorted(imagenet["aliases"])  # both lists follow the sorted WordNet ids
+
+
 def main(shared: Path) -> None:
     fusion = json.loads((shared / "fusion_bench_classnames.json").read_text())
     bench = json.loads((shared / "clip_benchmark_en_classnames.json").read_text())
@@ -54,7 +123,8 @@ def main(shared: Path) -> None:
     cifar100 = [("crab" if n == "cra" else n) for n in fusion["cifar100"]["fine_label"]]  # a typo in the source
     data = {
         "cifar10": {"names": fusion["cifar10"]["classnames"], "templates": "cifar10"},
-        "cifar100": {"names": cifar100, "templates": "cifar100"},
+        # The Hub's own fine_label names (its `cra`, underscores) are the aliases the loader matches.
+        "cifar100": {"names": cifar100, "aliases": fusion["cifar100"]["fine_label"], "templates": "cifar100"},
         "stl10": {"names": fusion["stl10"]["classnames"], "templates": "stl10"},
         "sun397": {"names": fusion["sun397"]["classnames"], "templates": "sun397"},
         "food101": {"names": fusion["food101"]["classnames"], "templates": "food101"},
@@ -86,6 +156,11 @@ def main(shared: Path) -> None:
     for entry in data.values():
         entry["templates"] = [t.replace("{c}", "{}") for t in templates[entry["templates"]]]
         entry["names"] = [re.sub(r"\s+", " ", n.replace("_", " ")).strip() for n in entry["names"]]
+    official_texts(json.loads((shared / "official_pmg_aft_eval.json").read_text())["datasets"], data)
+    # The generated colour patches of the offline demo, a toy benchmark with both kinds of texts.
+    colours = list(COLORS)
+    data[GENERATED] = {"names": colours, "templates": ["a photo of a {} square.", "a {} square on a grey background."],
+                       "pmg_aft": {"names": colours, "templates": ["This is a photo of a {}"]}}  # fmt: skip
     assert len(CALTECH101_FOLDERS) == len(bench["caltech101"]) == 102
     out = Path(__file__).resolve().parent.parent / "pmg_aft" / "data" / "benchmarks.json"
     out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")

@@ -15,7 +15,8 @@ def main(out: str) -> None:
     processor = clip_processor(tiny_tokenizer(), model, IMAGENET_MEAN, IMAGENET_STD)
     data = {"patches": colour_patches(num_per_class=2, seed=1).select(range(11))}  # 11: shards need padding
     evaluate_robustness(model, processor, datasets=data, attacks=("pgd", "cw"), eps=(2 / 255,), steps=3,
-                        batch_size=4, output_dir=out, model_id="tiny")  # fmt: skip
+                        batch_size=4, output_dir=out, model_id="tiny", random_start=False, first_success=True,
+                        mixed_precision="no")  # fmt: skip
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

@@ -12,32 +12,34 @@ from PIL import Image
 
 from pmg_aft import clean_class_name
 from pmg_aft.data import BENCHMARKS, EVAL_SUITE, BadImageError, get_benchmark, load_benchmark
-from pmg_aft.evaluation import benchmark_eval_set
+from pmg_aft.evaluation import benchmark_eval_set, protocol_prompts
 
-from .utils import CALTECH256, png
 from .utils import hub_fixture as fixture
+from .utils import hub_fixture_truth, hub_label_names, png
 
 OFFICIAL_COUNTS = {
     "cifar10": 10, "cifar100": 100, "stl10": 10, "sun397": 397, "food101": 101, "pets": 37, "flowers102": 102,
     "dtd": 47, "eurosat": 10, "fgvc-aircraft": 100, "tiny-imagenet": 200, "imagenet": 1000, "caltech101": 102,
-    "stanford-cars": 196, "pcam": 2,
+    "stanford-cars": 196, "pcam": 2, "colour-patches": 6,
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"colour-patches"}))
 def test_every_benchmark_loads_from_a_local_copy_in_its_hub_schema(name, tmp_path):
+    """Each fixture has the Hub dataset's real columns, label type and label names (CIFAR-100's `cra`, Pets'
+    underscores, Caltech101's 101 lowercase folders, Caltech-256's name column, PCAM's booleans, FGVC's ClassLabel)."""
     bench = get_benchmark(name)
     DatasetDict({bench.split: fixture(name)}).save_to_disk(str(tmp_path / name))
     data = load_benchmark(name, data_dir=str(tmp_path / name))
     assert data.column_names == ["image", "label"]
     names = data.features["label"].names
-    expected = (
-        [n.split(".", 1)[1].replace("-", " ") for n in CALTECH256] if name == "caltech256" else bench.class_names
-    )
-    assert names == expected
+    if bench.class_names:  # every registry class the source has, in the registry's order
+        source = hub_label_names(name)
+        assert names == [n for n in bench.class_names if name != "caltech101" or n != "background"], name
+        assert source is None or len(names) == len(source)
     rows = [data[i] for i in range(len(data))]
     assert all(isinstance(r["image"], Image.Image) and r["image"].mode == "RGB" for r in rows)
-    assert [names[r["label"]] for r in rows] == [expected[0], expected[1], expected[-1]]
+    assert [names[r["label"]] for r in rows] == hub_fixture_truth(name)
 
 
 def test_source_names_are_matched_by_name_not_position(tmp_path):
@@ -86,21 +88,23 @@ def test_class_name_lists_are_clean_and_prompts_format():
         assert len(names) == count, name
         assert all(n.strip() and "_" not in n for n in names), name
         assert len({clean_class_name(n) for n in names}) == count, f"{name} has duplicate names"
-        for protocol in ("paper", "clip_benchmark"):
-            templates = bench.templates(protocol)
-            assert templates and all(t.count("{}") == 1 for t in templates), (name, protocol)
-            assert all("{}" not in t.format(n) for t in templates for n in bench.names(protocol)[:3])
-    assert get_benchmark("food101").templates("paper") == ["A photo of {}, a type of food."]
-    assert get_benchmark("cifar10").templates("paper") == ["This is a photo of a {}"]
-    assert len(get_benchmark("imagenet").templates("clip_benchmark")) == 80
+        for protocol in ("pmg_aft", "tga_zsr", "clip_benchmark"):
+            prompts = protocol_prompts(protocol, name)
+            assert len(prompts) == count - (name == "caltech101" and protocol != "clip_benchmark"), (name, protocol)
+            assert all(p and all("{" not in t and t.strip() for t in p) for p in prompts), (name, protocol)
+    assert protocol_prompts("pmg_aft", "food101")[0] == ["A photo of apple pie, a type of food."]
+    assert protocol_prompts("pmg_aft", "cifar10")[0] == ["This is a photo of a airplane"]  # the paper's grammar
+    assert len(protocol_prompts("clip_benchmark", "imagenet")[0]) == 80
     assert get_benchmark("cifar10").native_resolution and not get_benchmark("sun397").native_resolution
 
 
 def test_unknown_names_and_bad_options_are_clear_errors(tmp_path):
     with pytest.raises(KeyError, match=r"Did you mean 'stanford-cars'\?.*Valid benchmarks: cifar10, cifar100"):
         get_benchmark("stanford-car")
-    with pytest.raises(ValueError, match="protocol"):
-        get_benchmark("dtd").templates("tecoa")
+    with pytest.raises(ValueError, match=r"Unknown protocol 'tecoa'; choose one of pmg_aft, tga_zsr, clip_benchmark"):
+        protocol_prompts("tecoa", "dtd")
+    with pytest.raises(ValueError, match="'paper' is now 'pmg_aft'"):
+        protocol_prompts("paper", "dtd")
     with pytest.raises(ValueError, match="on_bad_image"):
         load_benchmark("dtd", data_dir=str(tmp_path), on_bad_image="ignore")
     bad = fixture("cifar10")
@@ -198,14 +202,18 @@ def test_eval_benchmarks_carry_their_own_prompts_and_resolution(tmp_path, make_c
     root = tmp_path / "benchmarks"
     for name in ("cifar10", "pcam", "food101"):
         DatasetDict({get_benchmark(name).split: fixture(name)}).save_to_disk(str(root / name))
-    pcam = benchmark_eval_set("pcam", benchmark_data_dir=str(root))
-    assert pcam.class_names == ["healthy lymph node tissue", "lymph node tumor tissue"]
-    assert pcam.templates == ["This is a photo of {}"] and not pcam.native_resolution
+    pcam = benchmark_eval_set("pcam", benchmark_data_dir=str(root))  # the official evaluation's sentences, verbatim
+    assert pcam.class_names == ["Tthis is a photo of healthy lymph node tissue.",
+                                "This is a photo of lymph node tumor tissue."]  # fmt: skip
+    assert pcam.templates == ["{}"] and not pcam.native_resolution and pcam.crop_pct == 224 / 256
     assert pcam.hub_id == "1aurent/PatchCamelyon" and pcam.revision is None  # a local copy claims no revision
     cifar = benchmark_eval_set("cifar10", benchmark_data_dir=str(root))
     assert cifar.templates == ["This is a photo of a {}"] and cifar.native_resolution  # attacked at 32 px
+    resized = benchmark_eval_set("cifar10", "tga_zsr", benchmark_data_dir=str(root))  # TGA-ZSR: Resize(224) first
+    assert not resized.native_resolution and resized.crop_pct == 1.0 and resized.class_names == cifar.class_names
     food = benchmark_eval_set("food101", "clip_benchmark", str(root), max_eval_samples=2)
-    assert food.templates == get_benchmark("food101").templates("clip_benchmark") and len(food) == 2
+    assert food.templates == ["a photo of {}, a type of food."] and food.class_names[0] == "apple pie"
+    assert len(food) == 2 and food.interpolation == "bicubic" and food.crop_pct == 1.0
     # The trainer evaluates each with its own prompts: the class embeddings it builds say so.
     built = []
     monkeypatch.setattr("pmg_aft.trainers.base_trainer.build_class_embeddings",
@@ -218,7 +226,7 @@ def test_eval_benchmarks_carry_their_own_prompts_and_resolution(tmp_path, make_c
     assert metrics["eval_pcam_samples"] == 3 and metrics["eval_food101_samples"] == 2
     assert (pcam.class_names, pcam.templates) in built and (food.class_names, food.templates) in built
     assert trainer.report.results["food101"]["protocol"] == "clip_benchmark"
-    assert trainer.report.protocol == "trainer" and trainer.report.results["pcam"]["protocol"] == "paper"
+    assert trainer.report.protocol == "trainer" and trainer.report.results["pcam"]["protocol"] == "pmg_aft"
 
 
 def test_any_local_training_set_is_checked_before_training(tmp_path):
@@ -286,15 +294,19 @@ def test_loads_use_the_revision_recorded_at_download(tmp_path, monkeypatch):
     import os
 
     seen = {}
-    monkeypatch.setattr("pmg_aft.data.loading.load_dataset", lambda *a, **k: seen.update(k) or fixture("dtd"))
-    load_benchmark("dtd")
-    assert seen["revision"] is None
+    monkeypatch.setattr("pmg_aft.data.loading.hub_split_files", lambda bench, split, revision: [f"{split}.parquet"])
+    hub = {"timm/oxford-iiit-pet": "pets", "tanganke/stl10": "stl10"}
+    monkeypatch.setattr("pmg_aft.data.loading.load_dataset", lambda *a, **k: seen.update(k) or fixture(hub[a[0]]))
+    load_benchmark("pets")  # no public pin for Pets
+    assert seen["revision"] is None and seen["data_files"] == {"test": ["test.parquet"]}
     with open(os.environ["PMG_AFT_REVISIONS"], "w") as f:
-        json.dump({"dtd": "abc123"}, f)
-    load_benchmark("dtd")
+        json.dump({"pets": "abc123"}, f)
+    load_benchmark("pets")
     assert seen["revision"] == "abc123"
-    load_benchmark("dtd", revision="main")
+    load_benchmark("pets", revision="main")
     assert seen["revision"] == "main"
+    load_benchmark("stl10")  # the registry's pin wins over a recorded one
+    assert seen["revision"] == "49ae7f94508f7feae62baf836db284306eab0b0f"
 
 
 def test_a_benchmark_named_dataset_in_its_own_hub_schema_keeps_the_trainers_columns(make_trainer, model, tmp_path):
@@ -303,6 +315,6 @@ def test_a_benchmark_named_dataset_in_its_own_hub_schema_keeps_the_trainers_colu
                            eval_attack_steps=1, native_resolution=False)  # fmt: skip
     metrics = trainer.evaluate()
     assert metrics["eval_cifar10_samples"] == 3 and trainer.report.results["cifar10"]["protocol"] == "custom"
-    common = load_benchmark("cifar10", data_dir=_saved(tmp_path / "c", raw))  # the common schema: the paper prompts
+    common = load_benchmark("cifar10", data_dir=_saved(tmp_path / "c", raw))  # the common schema: the official texts
     trainer.evaluate({"cifar10": common})
-    assert trainer.report.results["cifar10"]["protocol"] == "paper"
+    assert trainer.report.results["cifar10"]["protocol"] == "pmg_aft"

@@ -19,6 +19,9 @@ from pmg_aft.evaluation import (
 
 from .utils import free_port, run
 
+# The suite's own start-at-the-image, first-success PGD in float32: deterministic, so more steps never help a sample.
+DETERMINISTIC = dict(random_start=False, first_success=True, mixed_precision="no")
+
 
 @pytest.fixture
 def processor(model, tokenizer):
@@ -27,7 +30,7 @@ def processor(model, tokenizer):
 
 def test_clean_accuracy_is_a_hand_count_and_attacks_only_lower_it(model, processor, tokenizer, test_set):
     report = evaluate_robustness(model, processor, datasets={"patches": test_set}, attacks=("pgd", "cw"),
-                                 eps=(1 / 255, 4 / 255), steps=(1, 5, 20), batch_size=16)  # fmt: skip
+                                 eps=(1 / 255, 4 / 255), steps=(1, 5, 20), batch_size=16, **DETERMINISTIC)  # fmt: skip
     result = report.results["patches"]
     names = [clean_class_name(n) for n in test_set.features["label"].names]
     head = ZeroShotClassifier(model, tokenizer, names, ["This is a photo of a {}"], IMAGENET_MEAN, IMAGENET_STD, 1.0)
@@ -43,6 +46,9 @@ def test_clean_accuracy_is_a_hand_count_and_attacks_only_lower_it(model, process
             assert robust[f"{attack}-1@{eps}"] >= robust[f"{attack}-5@{eps}"] >= robust[f"{attack}-20@{eps}"]
     assert robust["pgd-20@4/255"] < result["clean_accuracy"]
     assert report.warnings == []
+    # The worst case over all twelve settings and their iterates is never above any of them.
+    assert result["worst_case_accuracy"] <= min(robust.values())
+    assert report.overrides == ["attacks", "eps", "first_success", "mixed_precision", "random_start", "steps"]
 
 
 def test_autoattack_runs_end_to_end_on_a_handful_of_samples(model, processor, test_set):
@@ -51,7 +57,7 @@ def test_autoattack_runs_end_to_end_on_a_handful_of_samples(model, processor, te
     data = {"two": two.cast_column("label", _two_classes(test_set)), "six": test_set.select(range(4))}
     # A small budget, so some samples survive APGD and FAB-T and Square run too.
     report = evaluate_robustness(model, processor, datasets=data, attacks=("autoattack", "pgd"), eps=(1 / 255,),
-                                 steps=20, batch_size=4)  # fmt: skip
+                                 steps=20, batch_size=4, **DETERMINISTIC)  # fmt: skip
     assert all(p.grad is None for p in model.parameters()) and all(p.requires_grad for p in model.parameters())
     for result in report.results.values():
         assert result["robust_accuracy"]["autoattack@1/255"] <= result["robust_accuracy"]["pgd-20@1/255"] + 0.25
@@ -60,7 +66,10 @@ def test_autoattack_runs_end_to_end_on_a_handful_of_samples(model, processor, te
         "apgd-ce", "apgd-t (5 targets)", "fab-t (5 targets)", "square"]  # fmt: skip
     assert report.results["two"]["autoattack_attacks"]["autoattack@1/255"] == [
         "apgd-ce", "fab-t (1 target)", "square"]  # fmt: skip
-    assert autoattack_plan(3) == ("custom", ["apgd-ce", "fab-t", "square"], 2)
+    assert autoattack_plan(3) == ("custom", ["apgd-ce", "fab-t", "square"], 2, 1)
+    assert autoattack_plan(2, "apgd-ce+apgd-t") == ("custom", ["apgd-ce"], 1, 5)  # FARE's: APGD-CE alone on PCAM
+    assert autoattack_plan(10, "apgd-ce+apgd-t") == ("custom", ["apgd-ce", "apgd-t"], 9, 5)
+    assert autoattack_plan(10, "apgd-ce+apgd-dlr").attacks == ["apgd-ce", "apgd-dlr"]  # TGA-ZSR's
     head = ZeroShotClassifier(model, class_embeddings=torch.nn.functional.normalize(torch.randn(6, 32), dim=-1))
     batch = ImageClassificationCollator(image_size=32)([test_set[i] for i in range(2)])
     torch.manual_seed(123)
@@ -88,7 +97,7 @@ def test_an_interrupted_suite_resumes_without_recomputing(model, processor, test
         return original(classifier, eval_set, *args, **kwargs)
 
     monkeypatch.setattr("pmg_aft.evaluation.suite.evaluate_dataset", flaky)
-    common = dict(datasets=data, eps=(2 / 255,), steps=2, batch_size=8, output_dir=str(tmp_path))
+    common = dict(datasets=data, eps=(2 / 255,), steps=2, batch_size=8, output_dir=str(tmp_path), **DETERMINISTIC)
     with pytest.raises(KeyboardInterrupt):
         evaluate_robustness(model, processor, **common)
     first = tmp_path / "results" / "first.json"
@@ -109,11 +118,13 @@ def test_an_interrupted_suite_resumes_without_recomputing(model, processor, test
 def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
     report = evaluate_robustness(model, processor, datasets={"a": test_set, "b": test_set.select(range(8))},
                                  eps=(1 / 255, 2 / 255), steps=2, batch_size=16, output_dir=str(tmp_path),
-                                 model_id="org/tiny")  # fmt: skip
+                                 model_id="org/tiny", **DETERMINISTIC)  # fmt: skip
     saved = Report.load(str(tmp_path))
-    assert saved.results == report.results and saved.model == "org/tiny" and saved.protocol == "paper"
+    assert saved.results == report.results and saved.model == "org/tiny" and saved.protocol == "pmg_aft"
+    assert saved.protocol_record["normalization"] == "imagenet" and "first_success" in saved.overrides
     table = (tmp_path / "report.md").read_text()
-    assert "| a | 48 |" in table and "**mean**" in table and "pgd-2@2/255" in table
+    assert "| a | 48 |" in table and "**mean**" in table and "pgd-2@2/255" in table and "worst case" in table
+    assert "Protocol `pmg_aft` with eps, first_success, mixed_precision, random_start, steps overridden" in table
     for png in ("accuracy.png", "accuracy_vs_eps.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(tmp_path / png) as image:
@@ -126,7 +137,7 @@ def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
 
 def test_sanity_checks_flag_impossible_numbers():
     settings = [AttackSetting("pgd", 1 / 255, 10), AttackSetting("pgd", 1 / 255, 100)]
-    report = Report("m", "paper", 1.0, [0.5] * 3, [0.5] * 3, settings=settings)
+    report = Report("m", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, settings=settings)
     report.results["x"] = {
         "clean_accuracy": 0.5,
         "robust_accuracy": {"pgd-10@1/255": 0.6, "pgd-100@1/255": 0.7},
@@ -165,7 +176,8 @@ def test_compare_methods_example_writes_one_table(tmp_path):
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     table = example.main(["--methods", "clean,fare", "--output_dir", str(tmp_path), "--max_steps", "2"])
-    assert "| clean |" in table and "| fare |" in table and "pgd-10@4/255 (mean)" in table
+    assert "| clean |" in table and "| fare |" in table and "pgd-10-rs-last@4/255 (mean)" in table
+    assert "worst case (mean)" in table and "Protocol `pmg_aft` with attacks, eps overridden" in table
     assert (tmp_path / "comparison.md").read_text() == table
     assert Report.load(str(tmp_path / "fare")).model == "fare"
 
@@ -173,7 +185,7 @@ def test_compare_methods_example_writes_one_table(tmp_path):
 def test_comparison_refuses_unlike_settings():
     from pmg_aft.evaluation import comparison_table
 
-    a = Report("a", "paper", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)])
+    a = Report("a", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)])
     b = Report("b", "clip_benchmark", 100.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)])
     with pytest.raises(ValueError, match="compare like with like"):
         comparison_table({"a": a, "b": b})
@@ -185,7 +197,8 @@ def test_trainer_and_suite_share_one_engine(model, processor, test_set, make_tra
     trainer = make_trainer("pmg_aft", model, attack_random_start=False, native_resolution=False, eval_eps="2/255",
                            eval_attack_steps=3)  # fmt: skip
     metrics = trainer.evaluate({"patches": data})
-    report = evaluate_robustness(model, processor, datasets={"patches": data}, eps=(2 / 255,), steps=3, batch_size=16)
+    report = evaluate_robustness(model, processor, datasets={"patches": data}, eps=(2 / 255,), steps=3, batch_size=16,
+                                 **DETERMINISTIC)  # fmt: skip
     assert trainer.report.attack_keys == report.attack_keys == ["pgd-3@2/255"]
     ours, theirs = trainer.report.results["patches"], report.results["patches"]
     assert ours["clean_accuracy"] == theirs["clean_accuracy"] == metrics["eval_patches_clean_accuracy"]

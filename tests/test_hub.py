@@ -246,8 +246,11 @@ def test_eval_command_end_to_end(checkpoint, tmp_path, capsys):
     assert cli.main(command) == 0
     report = Report.load(str(out))
     assert report.results["dtd"]["samples"] == 3 and set(report.results["dtd"]["robust_accuracy"]) == {
-        "pgd-2@1/255", "pgd-2@2/255", "cw-2@1/255", "cw-2@2/255"}  # fmt: skip
-    assert report.image_mean == pytest.approx([0.48145466, 0.4578275, 0.40821073])  # the checkpoint's processor
+        "pgd-2-rs-last@1/255", "pgd-2-rs-last@2/255", "cw-2-rs-last@1/255", "cw-2-rs-last@2/255"}  # fmt: skip
+    # pmg_aft normalises every model with ImageNet's statistics, whatever its processor says (CLIP's for TeCoA).
+    assert report.image_mean == pytest.approx([0.485, 0.456, 0.406]) and report.protocol == "pmg_aft"
+    card = ModelCard.load(str(out / "README.md"))  # the card `pmg-aft push` would publish with this report
+    assert "with TeCoA" in card.text and "| dtd | 3 |" in card.text
     assert report.results["dtd"]["revision"] is None  # a local copy: no Hub revision is claimed
     assert "| dtd | 3 |" in capsys.readouterr().out
     # A rerun resumes, even once a download has recorded a revision for dtd (local copies claim none).

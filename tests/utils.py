@@ -66,7 +66,9 @@ def tokens():
 
 # ---- Hub-schema benchmark fixtures -------------------------------------------------------------------------------
 
-CALTECH256 = ["001.ak47", "002.american-flag", "003.backpack", "257.clutter"]
+# Caltech-256's Hub copy (ilee0022/Caltech-256) names its classes in a `text` column beside 1-based integer labels;
+# the exact spellings are not published, so these follow the original folder names without their `NNN.` prefix.
+CALTECH256 = ["ak47", "american-flag", "backpack", "clutter"]
 
 
 def png(mode: str = "RGB", size: int = 12) -> Image.Image:
@@ -74,36 +76,71 @@ def png(mode: str = "RGB", size: int = 12) -> Image.Image:
     return Image.fromarray(array).convert(mode)
 
 
-def source_label_feature(name: str):
-    """The label feature as the Hub dataset stores it."""
+def hub_label_names(name: str) -> list[str] | None:
+    """The `ClassLabel` names of the Hub dataset, in its label order, as its card lists them (`None`: no ClassLabel).
+
+    Sources (the registry's evidence): CIFAR-100's card (with `cra` for crab and underscores), Food-101's and Pets'
+    underscored names, Caltech101's 101 lowercase folder names (flwrlabs/caltech101, no background class),
+    Tiny-ImageNet's WordNet ids; the others carry the registry's names. ImageNet's Hub names ("tench, Tinca tinca")
+    are matched by position only, so any 1000 names serve.
+    """
     bench = get_benchmark(name)
-    if name == "pcam":
-        return Value("bool")
-    if name == "fgvc-aircraft":
-        return Value("string")
-    if name == "caltech256":
-        return ClassLabel(names=CALTECH256)
-    if bench.aliases:  # Tiny-ImageNet / ImageNet: WordNet ids; Caltech101: folder names
-        return ClassLabel(names=bench.aliases)
-    return ClassLabel(names=bench.class_names)
+    if name in ("pcam", "caltech256"):
+        return None
+    if name == "cifar100":
+        return bench.aliases
+    if name in ("food101", "pets"):
+        return [n.lower().replace(" ", "_") for n in bench.class_names]
+    if name == "caltech101":
+        return sorted(f.lower() for f in bench.aliases if f != "BACKGROUND_Google")
+    if name == "tiny-imagenet":
+        return sorted(bench.aliases)
+    if name == "imagenet":
+        return [f"{n}, class {i}" for i, n in enumerate(bench.class_names)]
+    return bench.class_names
 
 
 def hub_fixture(name: str, rows: int = 3) -> Dataset:
-    """`rows` rows of a benchmark in its Hub dataset's own schema (columns, label encoding)."""
+    """`rows` rows (the first, second and last class) of a benchmark in its Hub dataset's own schema: its columns,
+    extra columns and label encoding."""
     bench = get_benchmark(name)
-    feature = source_label_feature(name)
-    if isinstance(feature, ClassLabel):
-        labels = [0, 1, feature.num_classes - 1][:rows]
-    elif feature.dtype == "bool":
-        labels = [False, True, True][:rows]
+    names = hub_label_names(name)
+    columns, features = {}, {}
+    if name == "pcam":
+        labels, feature = [False, True, True][:rows], Value("bool")
+    elif name == "caltech256":
+        labels, feature = [1, 2, 257][:rows], Value("int64")
+        columns["text"], features["text"] = [CALTECH256[0], CALTECH256[1], CALTECH256[-1]][:rows], Value("string")
     else:
-        labels = [bench.class_names[0], bench.class_names[1], bench.class_names[-1]][:rows]
-    columns = {bench.image_column: [png() for _ in labels], bench.label_column: labels}
-    features = {bench.image_column: ImageFeature(), bench.label_column: feature}
+        labels, feature = [0, 1, len(names) - 1][:rows], ClassLabel(names=names)
+    columns[bench.image_column], features[bench.image_column] = [png() for _ in labels], ImageFeature()
+    columns[bench.label_column], features[bench.label_column] = labels, feature
     if name == "cifar100":  # the Hub set has both label columns
-        columns["coarse_label"] = [0] * len(labels)
-        features["coarse_label"] = Value("int64")
+        columns["coarse_label"], features["coarse_label"] = [0] * len(labels), Value("int64")
+    if name == "pets":
+        columns["image_id"], features["image_id"] = [f"img_{i}" for i in labels], Value("string")
+        columns["label_cat_dog"], features["label_cat_dog"] = [0] * len(labels), ClassLabel(names=["cat", "dog"])
+    if name == "fgvc-aircraft":
+        columns["manufacturer"], features["manufacturer"] = ["Boeing"] * len(labels), Value("string")
     return Dataset.from_dict(columns, features=Features(features))
+
+
+def hub_fixture_truth(name: str) -> list[str]:
+    """The registry class names of `hub_fixture(name)`'s rows, written out from the sources, not from the loader."""
+    bench = get_benchmark(name)
+    if name == "pcam":
+        return ["lymph node", "lymph node containing metastatic tumor tissue"] + [
+            "lymph node containing metastatic tumor tissue"
+        ]
+    if name == "caltech256":
+        return ["ak47", "american flag", "clutter"]
+    if name == "caltech101":
+        return ["accordion", "airplane", "yin and yang symbol"]
+    if name == "tiny-imagenet":  # the Hub numbers the sorted WordNet ids
+        by_wnid = dict(zip(bench.aliases, bench.class_names))
+        wnids = sorted(bench.aliases)
+        return [by_wnid[wnids[0]], by_wnid[wnids[1]], by_wnid[wnids[-1]]]
+    return [bench.class_names[0], bench.class_names[1], bench.class_names[-1]]
 
 
 # ---- subprocesses ------------------------------------------------------------------------------------------------

@@ -3,8 +3,17 @@
 from .classnames import dataset_class_names, imagenet_wnid_to_name, resolve_class_names
 from .generated import GENERATED, colour_patches
 from .images import ImageClassificationCollator, image_to_tensor, resize_center_crop, to_rgb
-from .loading import BadImageError, check_images, load_benchmark, load_image_dataset, normalize_name
-from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, check_protocol, get_benchmark, pinned_revision
+from .loading import (
+    BadImageError,
+    BenchmarkUnavailableError,
+    check_images,
+    hub_split_files,
+    load_benchmark,
+    load_image_dataset,
+    normalize_name,
+    select_classes,
+)
+from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, get_benchmark, pinned_revision
 from .validation import check_dataset, check_labels
 
 __all__ = [
@@ -12,15 +21,16 @@ __all__ = [
     "EVAL_SUITE",
     "GENERATED",
     "BadImageError",
+    "BenchmarkUnavailableError",
     "Benchmark",
     "ImageClassificationCollator",
     "check_dataset",
     "check_images",
     "check_labels",
-    "check_protocol",
     "colour_patches",
     "dataset_class_names",
     "get_benchmark",
+    "hub_split_files",
     "image_to_tensor",
     "imagenet_wnid_to_name",
     "load_benchmark",
@@ -29,5 +39,6 @@ __all__ = [
     "pinned_revision",
     "resize_center_crop",
     "resolve_class_names",
+    "select_classes",
     "to_rgb",
 ]

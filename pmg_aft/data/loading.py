@@ -7,8 +7,20 @@ import logging
 import os
 import re
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets, load_dataset, load_from_disk
+from datasets import (
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    concatenate_datasets,
+    load_dataset,
+    load_dataset_builder,
+    load_from_disk,
+)
 from datasets import Image as ImageFeature
+from datasets.exceptions import DatasetNotFoundError
+from huggingface_hub import get_token
+from huggingface_hub.errors import HfHubHTTPError
 
 from ..constants import BAD_IMAGE_POLICIES
 from .generated import GENERATED, colour_patches
@@ -16,6 +28,55 @@ from .images import to_rgb
 from .registry import Benchmark, get_benchmark, pinned_revision
 
 logger = logging.getLogger(__name__)
+# What "this benchmark cannot be reached from here" looks like: no network (offline mode, connection errors), a
+# gated or missing repository, an HTTP error.
+UNREACHABLE = (OSError, DatasetNotFoundError, HfHubHTTPError)
+
+
+class BenchmarkUnavailableError(OSError):
+    """A benchmark that cannot be loaded here: not in the local cache and no network, or gated without a token. The
+    message is one line that names the benchmark and the ways out."""
+
+
+def unavailable_message(bench: Benchmark, error: BaseException | None = None) -> str:
+    """One line: what cannot be loaded and the two ways out (or, for a gated dataset, how to get access)."""
+    if bench.gated and not get_token():
+        return (
+            f"{bench.name} ({bench.hub_id}) is gated on the Hub: accept its terms at "
+            f"https://huggingface.co/datasets/{bench.hub_id} and log in (`hf auth login`, or set HF_TOKEN) before "
+            "downloading it."
+        )
+    cause = f" ({type(error).__name__}: {str(error).splitlines()[0][:160]})" if error is not None else ""
+    return (
+        f"{bench.name} ({bench.hub_id}) is not in the local Hugging Face cache and the Hub cannot be reached{cause}. "
+        f"Run `pmg-aft datasets download {bench.name}` on a machine with network access (and copy its HF_HOME cache "
+        f"here), or pass --benchmark_data_dir with a local copy in a `{bench.name}/` sub-folder."
+    )
+
+
+def hub_split_files(bench: Benchmark, split: str, revision: str | None = None) -> list[str]:
+    """The data files of one split of a benchmark's Hub dataset (resolved from its card's configs, no data is
+    downloaded), so that loading fetches and prepares only that split: `load_dataset(id, split=...)` prepares every
+    split (ImageNet ~150 GB, PCAM ~7.6 GB for a 0.75 GB test split)."""
+    builder = load_dataset_builder(bench.hub_id, bench.config, revision=revision)
+    data_files = builder.config.data_files or {}
+    if split not in data_files:
+        found = [str(s) for s in data_files]
+        raise ValueError(f"{bench.name}: {bench.hub_id} has no split {split!r}; its splits are {found}.")
+    return list(data_files[split])
+
+
+def load_hub_split(bench: Benchmark, split: str, revision: str | None = None, streaming: bool = False):
+    """One split of a benchmark's Hub dataset, downloading only that split's files; a clear
+    [`BenchmarkUnavailableError`] when it cannot be reached."""
+    if bench.gated and not get_token():
+        raise BenchmarkUnavailableError(unavailable_message(bench))
+    try:
+        files = hub_split_files(bench, split, revision)
+        return load_dataset(bench.hub_id, bench.config, data_files={split: files}, split=split, revision=revision,
+                            streaming=streaming)  # fmt: skip
+    except UNREACHABLE as error:
+        raise BenchmarkUnavailableError(unavailable_message(bench, error)) from error
 
 
 def load_image_dataset(
@@ -85,7 +146,7 @@ class BadImageError(ValueError):
 def normalize_name(name: str) -> str:
     """A key for matching class names across sources: `"001.ak47"`, `"Faces_easy"`, `"ak-47"` -> `"ak47"`, ..."""
     name = re.sub(r"^\d+\.", "", str(name).strip())
-    name = re.sub(r"-101$", "", name)
+    name = re.sub(r"-(101|256)$", "", name)
     return re.sub(r"\s+", " ", re.sub(r"[_\-/]", " ", name)).strip().lower()
 
 
@@ -121,7 +182,11 @@ def load_benchmark(
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise ValueError(f"on_bad_image={on_bad_image!r} is not one of {BAD_IMAGE_POLICIES}.")
     hub_split = bench.hub_split(split)
-    if data_dir is not None:
+    if bench.hub_id is None:  # the generated colour patches: the demo's held-out split, or its training split
+        raw = load_image_dataset(GENERATED, split=hub_split)
+        if streaming:
+            raw = raw.to_iterable_dataset()
+    elif data_dir is not None:
         if not os.path.isdir(data_dir):
             raise FileNotFoundError(f"data_dir {data_dir!r} is not a folder; pass the folder of the local copy.")
         raw = _load_local(data_dir, hub_split)
@@ -130,13 +195,7 @@ def load_benchmark(
         if streaming:
             raw = raw.to_iterable_dataset()
     else:
-        raw = load_dataset(
-            bench.hub_id,
-            bench.config,
-            split=hub_split,
-            revision=revision or pinned_revision(bench.name),
-            streaming=streaming,
-        )
+        raw = load_hub_split(bench, hub_split, revision or pinned_revision(bench.name), streaming)
     if max_samples is not None:
         raw = raw.take(max_samples) if streaming else raw.select(range(min(max_samples, len(raw))))
     return to_common_schema(raw, bench, on_bad_image)
@@ -151,19 +210,23 @@ def _pick_split(data: DatasetDict, split: str, where: str) -> Dataset:
 def to_common_schema(raw, bench: Benchmark, on_bad_image: str = "raise"):
     """Rename, select and re-encode a benchmark's columns into `image` + `label` (`ClassLabel`)."""
     columns = raw.column_names
+    wanted = [c for c in (bench.image_column, bench.label_column, bench.name_column) if c]
     if columns is not None:
-        missing = [c for c in (bench.image_column, bench.label_column) if c not in columns]
+        missing = [c for c in wanted if c not in columns]
         if missing:
             raise ValueError(
                 f"{bench.name}: column(s) {missing} not found; the data has columns {columns}. The registry expects "
                 f"{bench.hub_id}'s schema (image column {bench.image_column!r}, label column {bench.label_column!r})."
             )
+    if bench.name_column:  # plain integer labels with a name column (Caltech-256's Hub copy)
+        names, mapping = _names_from_column(raw, bench)
     data = raw.select_columns([bench.image_column, bench.label_column])
     if bench.image_column != "image":
         data = data.rename_column(bench.image_column, "image")
     if bench.label_column != "label":
         data = data.rename_column(bench.label_column, "label")
-    names, mapping = _label_mapping(data.features["label"] if data.features else None, bench)
+    if not bench.name_column:
+        names, mapping = _label_mapping(data.features["label"] if data.features else None, bench)
     # Undecoded until checked: nothing below may decode (and die on) a corrupt image.
     data = _encode_labels(data.cast_column("image", ImageFeature(decode=False)), names, mapping, bench.name)
     data = check_images(data, bench.name, "image", on_bad_image)
@@ -238,6 +301,38 @@ def _label_mapping(feature, bench) -> tuple[list[str], dict | None]:
     present = sorted(set(indices))  # e.g. Caltech101 without its background class
     position = {i: k for k, i in enumerate(present)}
     return [target[i] for i in present], {source: position[i] for source, i in enumerate(indices)}
+
+
+def select_classes(data, names: list[str]):
+    """The rows of a dataset in the common schema whose class is one of `names`, relabelled as `ClassLabel(names)`
+    (in that order); the image column is not copied. A protocol without some class (the official PMG-AFT
+    evaluation has no Caltech101 background) evaluates the others only."""
+    current = data.features["label"].names
+    unknown = [n for n in names if n not in current]
+    if unknown:
+        raise ValueError(f"select_classes: {unknown[:3]} are not classes of the data ({current[:3]}...).")
+    if list(names) == list(current):
+        return data
+    position = {n: i for i, n in enumerate(names)}
+    mapping = {i: position[n] for i, n in enumerate(current) if n in position}
+    plain = data.with_format(None)
+    kept = plain.filter(lambda labels: [label in mapping for label in labels], input_columns="label", batched=True)
+    return _encode_labels(kept, list(names), mapping, "select_classes").with_transform(_rgb_rows)
+
+
+def _names_from_column(raw, bench: Benchmark) -> tuple[list[str], dict]:
+    """Class names from a name column beside integer labels: one name per label value, labels re-encoded from 0 in
+    the order of their values (Caltech-256's Hub copy numbers its 257 classes from 1). Reads the two small columns
+    only, never the images."""
+    if streaming_dataset(raw):
+        raise ValueError(f"{bench.name}: its class names come from its rows; load it without streaming.")
+    pairs = raw.select_columns([bench.label_column, bench.name_column]).with_format("arrow")[:]
+    by_label: dict = {}
+    for label, text in zip(pairs[bench.label_column].to_pylist(), pairs[bench.name_column].to_pylist()):
+        if by_label.setdefault(label, text) != text:
+            raise ValueError(f"{bench.name}: label {label} is named both {by_label[label]!r} and {text!r}.")
+    order = sorted(by_label)
+    return [normalize_name(by_label[label]) for label in order], {label: i for i, label in enumerate(order)}
 
 
 def _map_label(label, mapping: dict, name: str) -> int:

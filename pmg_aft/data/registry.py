@@ -1,7 +1,8 @@
-"""The benchmark registry: Tiny-ImageNet and the 16 zero-shot evaluation sets of the TeCoA/PMG-AFT protocol.
+"""The benchmark registry: Tiny-ImageNet, the 16 zero-shot evaluation sets of the TeCoA/PMG-AFT papers, and the
+generated colour-patch set of the offline demo.
 
-Each entry is data: where the Hub dataset lives, which split and columns to read, the class names in label order,
-the prompts of each protocol and whether the attack runs at the dataset's native resolution.
+Each entry is data: where the Hub dataset lives (id, config, split, pinned revision and where the pin comes from),
+which columns to read, the class names in label order and the texts each protocol puts in the prompts.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from ..constants import DEFAULT_TEMPLATE, PROTOCOLS
-from ..prompts import clean_class_name
+from ..constants import TEXT_SOURCES
+from .generated import GENERATED
 
 
 @lru_cache(maxsize=1)
@@ -28,33 +29,36 @@ class Benchmark:
 
     Attributes:
         name: the registry name (`cifar10`, `tiny-imagenet`, ...).
-        hub_id: the Hub dataset id.
-        config: the Hub configuration, if any.
-        revision: the pinned Hub revision. `None` in this release (the commits could not be looked up where it was
-            built): `pmg-aft datasets download` records the commit each benchmark resolves to, and later loads and
-            reports use that one (`pinned_revision`).
+        hub_id: the Hub dataset id (`None` for the generated set).
         split: the evaluation split; `splits` maps other names (e.g. `train`) to Hub split names.
         image_column, label_column: the columns of the Hub dataset.
-        paper_templates: the official per-dataset prompt(s) of the TeCoA/PMG-AFT protocol.
-        native_resolution: attack at the dataset's resolution (CIFAR 32 px, STL-10 96 px), resizing inside the
-            classifier; otherwise images are resized (shorter side 256) and centre-cropped to 224 first.
+        name_column: a column holding each row's class name, for a dataset whose labels are plain integers
+            (Caltech-256's Hub copy).
+        config: the Hub configuration, if any.
+        revision: the pinned Hub revision, where a public source pins one (`revision_source` says which); else
+            `None`, and `pmg-aft datasets download` records the commit the benchmark resolves to, which later loads
+            and reports use (`pinned_revision`).
+        native_resolution: small images (CIFAR 32 px, STL-10 96 px), which protocols that attack at the native
+            resolution keep at their size; the others are resized and centre-cropped first.
         match_labels_by_name: map the source's `ClassLabel` names onto ours by name (otherwise trust its order).
-        paper_names: class names for the paper protocol when they differ from the registry's (PCAM's sentences).
+        gated: the Hub dataset needs accepted terms and a token.
+        whole_set: the official evaluation uses the whole dataset rather than this split (a documented difference).
     """
 
     name: str
-    hub_id: str
+    hub_id: str | None
     split: str
     image_column: str = "image"
     label_column: str = "label"
+    name_column: str | None = None
     config: str | None = None
     revision: str | None = None
+    revision_source: str | None = None
     splits: dict[str, str] = field(default_factory=dict)
-    paper_templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
-    paper_names: tuple[str, ...] | None = None
     native_resolution: bool = False
     match_labels_by_name: bool = True
     gated: bool = False
+    whole_set: bool = False
 
     @property
     def class_names(self) -> list[str]:
@@ -63,83 +67,76 @@ class Benchmark:
 
     @property
     def aliases(self) -> list[str]:
-        """Source-side names (folder names, WordNet ids) in the same order as `class_names`, if any."""
+        """Source-side names (Hub label names, folder names, WordNet ids) in the same order as `class_names`."""
         return list(_lists()[self.name].get("aliases", []))
 
-    def names(self, protocol: str = "paper") -> list[str]:
-        """The class names used in the prompts of `protocol`."""
-        check_protocol(protocol)
-        if protocol == "paper" and self.paper_names is not None:
-            return list(self.paper_names)
-        return self.class_names
+    def texts(self, source: str, label_names: list[str]) -> tuple[list[str | None], list[str]]:
+        """The class-name strings a protocol's prompts use for a dataset labelled with `label_names` (all or some of
+        `class_names`), and their templates; `None` for a class the source's evaluation does not have.
 
-    def prompt_names(self, names: list[str], protocol: str = "paper") -> list[str]:
-        """The names to put in the prompts for a dataset labelled with `names` (all or some of `class_names`).
-
-        The paper protocol uses its own names where it has them (PCAM's sentences) and cleans them as the official
-        code does (lower case, `_ - /` as spaces); CLIP_benchmark uses its names as they are.
+        Args:
+            source (`str`): `"pmg_aft"`, the official PMG-AFT evaluation's strings, verbatim (its renaming rules,
+                PCAM's sentences); or `"clip_benchmark"`, CLIP_benchmark's names and template ensemble.
+            label_names (`list[str]`): the dataset's `ClassLabel` names, as `load_benchmark` returns them.
         """
-        check_protocol(protocol)
-        if protocol == "paper" and self.paper_names is not None:
-            index = {n: i for i, n in enumerate(self.class_names)}
-            names = [self.paper_names[index[n]] for n in names]
-        return [clean_class_name(n) for n in names] if protocol == "paper" else list(names)
-
-    def templates(self, protocol: str = "paper") -> list[str]:
-        """Prompt templates of `protocol`: the official single prompt, or CLIP_benchmark's ensemble."""
-        check_protocol(protocol)
-        return list(self.paper_templates) if protocol == "paper" else list(_lists()[self.name]["templates"])
+        if source not in TEXT_SOURCES:
+            raise ValueError(f"Unknown text source {source!r}; choose one of {TEXT_SOURCES}.")
+        entry = _lists()[self.name]
+        if source == "clip_benchmark":
+            return list(label_names), list(entry["templates"])
+        official = entry["pmg_aft"]
+        if not self.class_names:
+            # Caltech-256: its names come from the data, already cleaned by load_benchmark the way the official
+            # loader meant to (`NNN.` and `-101`/`-256` removed, `_`/`-` as spaces, lower case).
+            return list(label_names), list(official["templates"])
+        index = {n: i for i, n in enumerate(self.class_names)}
+        unknown = [n for n in label_names if n not in index]
+        if unknown:
+            raise ValueError(f"{self.name}: class(es) {unknown[:3]} are not the registry's; load with load_benchmark.")
+        return [official["names"][index[n]] for n in label_names], list(official["templates"])
 
     def hub_split(self, split: str | None) -> str:
         return self.split if split is None else self.splits.get(split, split)
 
 
-def check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Unknown protocol {protocol!r}; choose one of {PROTOCOLS}.")
-
-
+MTEB = "the mteb benchmark's task metadata"
 _ENTRIES = [
-    Benchmark("cifar10", "uoft-cs/cifar10", "test", "img", config="plain_text", native_resolution=True),
-    Benchmark("cifar100", "uoft-cs/cifar100", "test", "img", "fine_label", config="cifar100", native_resolution=True),
-    Benchmark("stl10", "tanganke/stl10", "test", native_resolution=True),
-    Benchmark("sun397", "tanganke/sun397", "test"),
-    Benchmark("food101", "ethz/food101", "validation", paper_templates=("A photo of {}, a type of food.",)),
-    Benchmark("pets", "timm/oxford-iiit-pet", "test", paper_templates=("A photo of a {}, a type of pet.",)),
-    Benchmark(
-        "flowers102",
-        "dpdl-benchmark/oxford_flowers102",
-        "test",
-        paper_templates=("A photo of a {}, a type of flower.",),
-    ),
-    Benchmark("dtd", "tanganke/dtd", "test", paper_templates=("A surface with a {} texture.",)),
-    Benchmark("eurosat", "tanganke/eurosat", "test", paper_templates=("A centered satellite photo of {}.",)),
-    Benchmark(
-        "fgvc-aircraft",
-        "mteb/FGVCAircraftZeroShot",
-        "test",
-        label_column="variant",
-        paper_templates=("A photo of a {}, a type of aircraft.",),
-    ),
-    Benchmark("tiny-imagenet", "zh-plus/tiny-imagenet", "valid", splits={"test": "valid", "validation": "valid"}),
-    Benchmark("imagenet", "ILSVRC/imagenet-1k", "validation", match_labels_by_name=False, gated=True),
-    Benchmark("caltech101", "flwrlabs/caltech101", "train", paper_templates=("A photo of a {}.",)),
-    Benchmark("caltech256", "bitmind/caltech-256", "train", paper_templates=("A photo of a {}.",)),
-    Benchmark("stanford-cars", "tanganke/stanford_cars", "test", paper_templates=("A photo of a {}.",)),
-    Benchmark(
-        "pcam",
-        "1aurent/PatchCamelyon",
-        "test",
-        paper_templates=("This is a photo of {}",),
-        paper_names=("healthy lymph node tissue", "lymph node tumor tissue"),
-    ),
-]
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in _ENTRIES}
+    Benchmark("cifar10", "uoft-cs/cifar10", "test", "img", config="plain_text", native_resolution=True,
+              revision="0b2714987fa478483af9968de7c934580d0bb9a2", revision_source=MTEB),
+    Benchmark("cifar100", "uoft-cs/cifar100", "test", "img", "fine_label", config="cifar100", native_resolution=True,
+              revision="aadb3af77e9048adbea6b47c21a81e47dd092ae5", revision_source=MTEB),
+    Benchmark("stl10", "tanganke/stl10", "test", native_resolution=True,
+              revision="49ae7f94508f7feae62baf836db284306eab0b0f", revision_source=MTEB),
+    Benchmark("sun397", "tanganke/sun397", "test", whole_set=True),
+    Benchmark("food101", "ethz/food101", "validation", revision="e06acf2a88084f04bce4d4a525165d68e0a36c38",
+              revision_source=MTEB),
+    Benchmark("pets", "timm/oxford-iiit-pet", "test"),
+    Benchmark("flowers102", "dpdl-benchmark/oxford_flowers102", "test"),
+    Benchmark("dtd", "tanganke/dtd", "test", revision="d2afa97d9f335b1a6b3b09c637aef667f98f966e",
+              revision_source=MTEB),
+    Benchmark("eurosat", "tanganke/eurosat", "test", whole_set=True),
+    Benchmark("fgvc-aircraft", "mteb/FGVCAircraftZeroShot", "test", label_column="variant",
+              revision="2d33d00400099b87bfec8b04f2876fb10ca07487", revision_source=MTEB),
+    Benchmark("tiny-imagenet", "zh-plus/tiny-imagenet", "valid", splits={"test": "valid", "validation": "valid"},
+              revision="5a77092c28e51558c5586e9c5eb71a7e17a5e43f", revision_source=MTEB),
+    Benchmark("imagenet", "ILSVRC/imagenet-1k", "validation", match_labels_by_name=False, gated=True,
+              revision="49e2ee26f3810fb5a7536bbf732a7b07389a47b5",
+              revision_source="a public dataset-acquisition script that checks its 50,000 validation rows"),
+    Benchmark("caltech101", "flwrlabs/caltech101", "train"),
+    Benchmark("caltech256", "ilee0022/Caltech-256", "test", name_column="text", whole_set=True),
+    Benchmark("stanford-cars", "tanganke/stanford_cars", "test", revision="9abf6cf7d6dfa7b95152a0d6e791ea9435b47a40",
+              revision_source="a public training script's pinned download"),
+    Benchmark("pcam", "1aurent/PatchCamelyon", "test"),
+]  # fmt: skip
+# The generated colour patches (the demo's held-out set) as a toy benchmark: evaluation works offline end to end.
+TOY = Benchmark(GENERATED, None, "test", native_resolution=True)
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [*_ENTRIES, TOY]}
 ALIASES = {"cifar-10": "cifar10", "cifar-100": "cifar100", "stl-10": "stl10", "oxford-pets": "pets",
            "oxford-iiit-pet": "pets", "flowers": "flowers102", "fgvc_aircraft": "fgvc-aircraft",
            "aircraft": "fgvc-aircraft", "tiny_imagenet": "tiny-imagenet", "tinyimagenet": "tiny-imagenet",
            "imagenet-1k": "imagenet", "imagenet1k": "imagenet", "cars": "stanford-cars",
-           "stanford_cars": "stanford-cars", "patchcamelyon": "pcam"}  # fmt: skip
+           "stanford_cars": "stanford-cars", "patchcamelyon": "pcam", "colour_patches": GENERATED,
+           "color-patches": GENERATED}  # fmt: skip
 EVAL_SUITE = [b.name for b in _ENTRIES]  # the 16 evaluation sets (Tiny-ImageNet's valid split among them)
 
 

@@ -1,16 +1,20 @@
 """Robust zero-shot evaluation: the engine, the suite, the report and sanity checks."""
 
 from ..attacks import AttackSetting, attack_settings
-from .autoattack import autoattack, autoattack_plan
+from .autoattack import AutoAttackPlan, autoattack, autoattack_plan
 from .checks import gradient_health, sanity_warnings
 from .compare import compare, comparison_table
 from .engine import evaluate_dataset, run_attack
 from .eval_set import EvalSet, as_eval_set, benchmark_eval_set
+from .protocols import PROTOCOL_RECORDS, Protocol, get_protocol, protocol_prompts
 from .report import Report
 from .suite import evaluate_robustness, weights_digest
 
 __all__ = [
+    "PROTOCOL_RECORDS",
     "AttackSetting",
+    "Protocol",
+    "AutoAttackPlan",
     "EvalSet",
     "Report",
     "as_eval_set",
@@ -22,7 +26,9 @@ __all__ = [
     "comparison_table",
     "evaluate_dataset",
     "evaluate_robustness",
+    "get_protocol",
     "gradient_health",
+    "protocol_prompts",
     "run_attack",
     "sanity_warnings",
     "weights_digest",

@@ -15,27 +15,29 @@ def comparison_table(reports: dict[str, Report]) -> str:
         raise ValueError("Nothing to compare: no reports.")
     first = next(iter(reports.values()))
     for name, report in reports.items():
-        same = (report.protocol, report.logit_scale, report.attack_keys)
-        if same != (first.protocol, first.logit_scale, first.attack_keys):
+        same = (report.protocol, report.logit_scale, report.attack_keys, report.overrides)
+        if same != (first.protocol, first.logit_scale, first.attack_keys, first.overrides):
             raise ValueError(
-                f"{name} was evaluated with other settings (protocol, logit scale, attacks: {same}) than "
-                f"{next(iter(reports))} ({(first.protocol, first.logit_scale, first.attack_keys)}); compare like "
-                "with like."
+                f"{name} was evaluated with other settings (protocol, logit scale, attacks, overrides: {same}) than "
+                f"{next(iter(reports))} ({(first.protocol, first.logit_scale, first.attack_keys, first.overrides)}); "
+                "compare like with like."
             )
-    keys = first.attack_keys
+    keys = first.columns
     datasets = list(first.results)
     lead = keys[0] if keys else None
     header = ["model", "clean (mean)"] + [f"{k} (mean)" for k in keys]
     header += [f"{d} {lead}" for d in datasets] if lead and len(datasets) > 1 else []
     attacks = "; ".join(f"`{s.key}` {s.describe()}" for s in first.settings)
-    lines = [f"Protocol `{first.protocol}` (logit scale {first.logit_scale:g}), datasets: {', '.join(datasets)}. "
+    overridden = f" with {', '.join(first.overrides)} overridden" if first.overrides else ""
+    lines = [f"Protocol `{first.protocol}`{overridden} (logit scale {first.logit_scale:g}), datasets: "
+             f"{', '.join(datasets)}. "
              f"Attacks: {attacks}.", "",
              "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]  # fmt: skip
     for name, report in reports.items():
         mean = report.summary()
         cells = [f"{100 * mean['clean']:.2f}"] + [f"{100 * mean[k]:.2f}" for k in keys]
         if lead and len(datasets) > 1:
-            cells += [f"{100 * report.results[d]['robust_accuracy'][lead]:.2f}" for d in datasets]
+            cells += [f"{100 * report.value(d, lead):.2f}" for d in datasets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

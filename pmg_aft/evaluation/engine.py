@@ -16,6 +16,7 @@ from accelerate.data_loader import prepare_data_loader
 from torch.utils.data import DataLoader
 
 from ..attacks import AttackSetting, pgd
+from ..metrics import robust_accuracy_metric
 from ..zeroshot import ZeroShotClassifier
 from .autoattack import autoattack
 from .checks import gradient_health
@@ -41,12 +42,16 @@ def run_attack(
     setting: AttackSetting,
     precision: str = "no",
     seed: int = 0,
-) -> tuple[torch.Tensor, list[str] | None]:
-    """Adversarial images for one setting, and for AutoAttack the attacks that ran (`None` otherwise)."""
+) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
+    """Adversarial images for one setting; per sample, whether every iterate before the last was still classified
+    correctly; and for AutoAttack the attacks that ran (`None` otherwise)."""
     if setting.attack == "autoattack":  # float32: pyautoattack does not scale its gradients
-        return autoattack(classifier, images, labels, setting.eps, classifier.num_classes, setting.norm, seed)
+        adversarial, used = autoattack(classifier, images, labels, setting.eps, classifier.num_classes, setting.norm,
+                                       seed, setting.variant)  # fmt: skip
+        return adversarial, torch.ones_like(labels, dtype=torch.bool), used  # its output is already the worst case
     with autocast(images.device, precision):
-        return pgd(classifier, images, labels, **setting.pgd_kwargs()), None
+        adversarial, survived = pgd(classifier, images, labels, **setting.pgd_kwargs(), return_survivors=True)
+    return adversarial, survived, None
 
 
 def evaluate_dataset(
@@ -75,7 +80,9 @@ def evaluate_dataset(
 
     Returns:
         `dict`: `dataset`, the eval set's provenance, `samples`, `num_classes`, `clean_accuracy`, `robust_accuracy`
-        (`{setting.key: accuracy}`), `autoattack_attacks`, `gradient_health` and `seconds`.
+        (`{setting.key: accuracy}`), `worst_case_accuracy` (a sample counts only if it survives every attack and every
+        iterate run on it), `autoattack_attacks`, `gradient_health` and `seconds`. The numbers come from the
+        `robust_accuracy` metric ([`pmg_aft.metrics.robust_accuracy_metric`]).
     """
     if len(eval_set) == 0:
         raise ValueError(f"{eval_set.name} has no samples to evaluate.")
@@ -104,22 +111,34 @@ def evaluate_dataset(
                 if health is None:  # under the attacks' precision, where masking would show
                     health = gradient_health(classifier, images, labels)
                 with torch.no_grad():
-                    correct = [classifier(images).argmax(-1) == labels]
+                    predictions = [classifier(images).argmax(-1)]
+            survivors = []
             for setting in settings:
-                adversarial, used = run_attack(classifier, images, labels, setting, precision, seed)
+                adversarial, survived, used = run_attack(classifier, images, labels, setting, precision, seed)
                 if used is not None:
                     attacks_used[setting.key] = used
                 with torch.no_grad(), autocast(images.device, precision):
-                    correct.append(classifier(adversarial).argmax(-1) == labels)
-            rows.append(accelerator.gather_for_metrics(torch.stack(correct, dim=1)))
-    flags = torch.cat(rows).float().cpu()
+                    predictions.append(classifier(adversarial).argmax(-1))
+                survivors.append(survived)
+            # One row per sample: label, clean prediction, each attack's prediction, each attack's survival flag.
+            row = torch.stack([labels, *predictions, *[s.long() for s in survivors]], dim=1)
+            rows.append(accelerator.gather_for_metrics(row))
+    table = torch.cat(rows).cpu()
+    attacks = len(settings)
+    scores = robust_accuracy_metric().compute(
+        references=table[:, 0].tolist(),
+        predictions=table[:, 1].tolist(),
+        adversarial_predictions=table[:, 2 : 2 + attacks].tolist(),
+        survived=table[:, 2 + attacks :].bool().tolist(),
+    )
     result = {
         "dataset": eval_set.name,
         **eval_set.provenance(),
-        "samples": int(flags.shape[0]),
+        "samples": scores["samples"],
         "num_classes": classifier.num_classes,
-        "clean_accuracy": flags[:, 0].mean().item(),
-        "robust_accuracy": {s.key: flags[:, i + 1].mean().item() for i, s in enumerate(settings)},
+        "clean_accuracy": scores["clean_accuracy"],
+        "robust_accuracy": {s.key: scores["robust_accuracy"][i] for i, s in enumerate(settings)},
+        "worst_case_accuracy": scores["worst_case_accuracy"],
         "autoattack_attacks": attacks_used,
         "gradient_health": health,
         "seconds": round(time.time() - start, 2),

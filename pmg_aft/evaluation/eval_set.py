@@ -11,14 +11,15 @@ from ..constants import CUSTOM_PROTOCOL, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INT
 from ..data import (
     BENCHMARKS,
     ImageClassificationCollator,
-    check_protocol,
     dataset_class_names,
     get_benchmark,
     load_benchmark,
     pinned_revision,
     resolve_class_names,
+    select_classes,
 )
 from ..prompts import check_template, clean_class_name
+from .protocols import Protocol, get_protocol
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class EvalSet:
             resizing and centre-cropping them to the model's size first.
         crop_pct (`float`), interpolation (`str`): the resize + centre crop otherwise applied.
         image_column, label_column (`str`): the dataset's columns.
-        protocol (`str`): the protocol the names and templates come from (`paper`, `clip_benchmark`, or `custom`).
+        protocol (`str`): the protocol the texts come from (`pmg_aft`, `tga_zsr`, `clip_benchmark`, or `custom`).
         hub_id, split, revision (`str`, *optional*): where the data comes from, recorded with the results.
         max_samples (`int`, *optional*): the cap the data was cut to (its first N rows), recorded with the results
             so a report never calls a subset a full test set.
@@ -118,39 +119,51 @@ class EvalSet:
 
 def benchmark_eval_set(
     name: str,
-    protocol: str = "paper",
+    protocol: str | Protocol = "pmg_aft",
     benchmark_data_dir: str | None = None,
     max_eval_samples: int | None = None,
     on_bad_image: str = "raise",
     dataset=None,
 ) -> EvalSet:
-    """A registered benchmark as an eval set, with its protocol's prompts and resolution.
+    """A registered benchmark as an eval set, with its protocol's class texts and preprocessing.
 
     Args:
         name (`str`): a registry name (`pmg-aft datasets list`).
-        protocol (`str`): `"paper"` (the official per-dataset prompt) or `"clip_benchmark"` (template ensembles).
+        protocol (`str` or [`Protocol`]): `"pmg_aft"` (the official PMG-AFT texts, small images at native size),
+            `"tga_zsr"` (the same texts, every image resized to 224) or `"clip_benchmark"` (template ensembles).
         benchmark_data_dir (`str`, *optional*): a folder of local copies, one sub-folder per benchmark; default: the
             Hub at the pinned revision.
         max_eval_samples (`int`, *optional*): the first N test samples.
         on_bad_image (`str`): `"raise"` or `"skip"` undecodable images.
         dataset (`datasets.Dataset`, *optional*): already loaded in the common schema (`load_benchmark`); then
             nothing is loaded and no revision is claimed.
+
+    Classes the protocol's evaluation does not have (Caltech101's background under `pmg_aft`) are left out, with
+    their rows.
     """
-    check_protocol(protocol)
+    record = get_protocol(protocol)
     bench = get_benchmark(name)
     revision = None
     if dataset is None:
         local = os.path.join(benchmark_data_dir, bench.name) if benchmark_data_dir else None
         dataset = load_benchmark(bench.name, data_dir=local, max_samples=max_eval_samples, on_bad_image=on_bad_image)
-        revision = None if local else pinned_revision(bench.name)
+        revision = None if local or bench.hub_id is None else pinned_revision(bench.name)
     names = dataset.features["label"].names
+    texts, templates = bench.texts(record.texts, names)
+    if None in texts:
+        dataset = select_classes(dataset, [n for n, t in zip(names, texts) if t is not None])
+        texts = [t for t in texts if t is not None]
+    small = bench.native_resolution
     eval_set = EvalSet(
         bench.name,
         dataset,
-        bench.prompt_names(names, protocol),
-        bench.templates(protocol),
-        native_resolution=bench.native_resolution,
-        protocol=protocol,
+        texts,
+        templates,
+        native_resolution=small and record.native_resolution,
+        # Small images a protocol does not keep native go straight to the model's size (TGA-ZSR's Resize(224)).
+        crop_pct=1.0 if small else record.crop_pct,
+        interpolation=record.interpolation,
+        protocol=record.name,
         hub_id=bench.hub_id,
         split=bench.split,
         revision=revision,
@@ -158,12 +171,12 @@ def benchmark_eval_set(
     return eval_set.take(max_eval_samples)  # load_benchmark cut it already; this records the cap
 
 
-def as_eval_set(name: str, data, protocol: str = "paper", **defaults: Any) -> EvalSet:
+def as_eval_set(name: str, data, protocol: str | Protocol = "pmg_aft", **defaults: Any) -> EvalSet:
     """`data` as an eval set named `name`.
 
     An `EvalSet` is returned as it is. A dataset keyed by a registered benchmark's name, in the common schema that
     [`load_benchmark`] returns (an `image` column and a `label` `ClassLabel` with that benchmark's names, or some of
-    them), gets the benchmark's prompts under `protocol` and its resolution; any other dataset (a Hub copy in its own
+    them), gets the benchmark's texts and preprocessing under `protocol`; any other dataset (a Hub copy in its own
     schema too) its own `ClassLabel` names and `defaults` ([`EvalSet.from_dataset`]).
     """
     if isinstance(data, EvalSet):

@@ -12,15 +12,18 @@ from ..attacks import AttackSetting
 from ..constants import __version__
 
 REPORT_FILE = "report.json"
+WORST_CASE = "worst case"
 
 
 @dataclass
 class Report:
     """Results of an evaluation ([`evaluate_robustness`] or a trainer's `evaluate()`) and how they were obtained.
 
-    `settings` are the [`AttackSetting`]s that ran; `results[dataset]` holds `clean_accuracy`, `robust_accuracy`
-    (`{setting.key: accuracy}`), `samples`, the data's `hub_id`, `split`, `revision`, the `protocol` and `templates`
-    of its prompts, `autoattack_attacks`, `gradient_health` and `seconds`.
+    `protocol` names the protocol and `protocol_record` holds every field of the effective one, `overrides` the
+    fields changed from the named protocol; `settings` are the [`AttackSetting`]s that ran. `results[dataset]` holds
+    `clean_accuracy`, `robust_accuracy` (`{setting.key: accuracy}`), `worst_case_accuracy` (robust to every attack
+    and iterate run on it), `samples`, the data's `hub_id`, `split`, `revision`, the `protocol` and `templates` of
+    its prompts, `autoattack_attacks`, `gradient_health` and `seconds`.
     """
 
     model: str
@@ -35,6 +38,8 @@ class Report:
     seed: int = 0
     results: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    protocol_record: dict | None = None
+    overrides: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     pmg_aft_version: str = __version__
 
@@ -48,7 +53,7 @@ class Report:
     def fingerprint(self) -> str:
         """A hash of everything that determines a dataset's numbers (so a resumed run reuses only matching ones)."""
         keys = ("model", "protocol", "logit_scale", "image_mean", "image_std", "settings", "max_eval_samples",
-                "model_digest", "mixed_precision", "seed")  # fmt: skip
+                "model_digest", "mixed_precision", "seed", "protocol_record")  # fmt: skip
         values = self.to_dict()
         blob = json.dumps({k: values[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -65,23 +70,45 @@ class Report:
         out = {"clean": sum(r["clean_accuracy"] for r in values) / len(values)}
         for key in self.attack_keys:
             out[key] = sum(r["robust_accuracy"][key] for r in values) / len(values)
+        if self.settings and all("worst_case_accuracy" in r for r in values):
+            out[WORST_CASE] = sum(r["worst_case_accuracy"] for r in values) / len(values)
         return out
 
+    @property
+    def columns(self) -> list[str]:
+        """The accuracy columns after `clean`: one per attack setting, then the per-sample worst case."""
+        worst = self.settings and all("worst_case_accuracy" in r for r in self.results.values())
+        return self.attack_keys + ([WORST_CASE] if worst else [])
+
+    def value(self, dataset: str, column: str) -> float:
+        result = self.results[dataset]
+        return result["worst_case_accuracy"] if column == WORST_CASE else result["robust_accuracy"][column]
+
     def to_markdown(self) -> str:
-        """A Markdown table: one row per dataset plus the mean, accuracy in percent."""
-        keys = self.attack_keys
+        """A Markdown table: one row per dataset plus the mean, accuracy in percent, after how it was obtained."""
+        keys = self.columns
+        overridden = f" with {', '.join(self.overrides)} overridden" if self.overrides else ""
+        described = (self.protocol_record or {}).get("description", "")
         lines = [
-            f"Protocol `{self.protocol}` (logit scale {self.logit_scale:g}), model `{self.model}`, "
-            f"precision {self.mixed_precision}. Attacks:",
+            f"Protocol `{self.protocol}`{overridden} (logit scale {self.logit_scale:g}, normalisation mean "
+            f"{[round(v, 4) for v in self.image_mean]}, precision {self.mixed_precision}), model `{self.model}`. "
+            f"{described}",
+            "",
+            "Attacks:",
             "",
             *[f"- `{s.key}`: {s.describe()}" for s in self.settings],
+            *(
+                [f"- `{WORST_CASE}`: per sample, robust only if it survives every attack and every iterate above"]
+                if WORST_CASE in keys
+                else []
+            ),  # fmt: skip
             "",
             *self._prompt_lines(),
             "| dataset | samples | clean | " + " | ".join(keys) + " |",
             "|---|---:|---:|" + "---:|" * len(keys),
         ]
         for name, r in self.results.items():
-            cells = " | ".join(f"{100 * r['robust_accuracy'][k]:.2f}" for k in keys)
+            cells = " | ".join(f"{100 * self.value(name, k):.2f}" for k in keys)
             lines.append(f"| {name} | {r['samples']} | {100 * r['clean_accuracy']:.2f} | {cells} |")
         if len(self.results) > 1:
             mean = self.summary()
@@ -129,9 +156,8 @@ class Report:
         names = list(self.results)
         if not names:
             return []
-        keys = self.attack_keys
         series = [("clean", [self.results[n]["clean_accuracy"] for n in names])]
-        series += [(k, [self.results[n]["robust_accuracy"][k] for n in names]) for k in keys]
+        series += [(k, [self.value(n, k) for n in names]) for k in self.columns]
         colours = colormaps["tab10" if len(series) <= 10 else "tab20"].colors
         width = 0.8 / len(series)
         fig = Figure(figsize=(max(7.0, 0.35 * len(names) * len(series) + 3), 4))
@@ -142,7 +168,8 @@ class Report:
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=45, ha="right")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(f"{self.model}: clean and robust zero-shot accuracy ({self.protocol} protocol)")
+        name = os.path.basename(self.model.rstrip("/")) or self.model
+        ax.set_title(f"{name}: zero-shot accuracy, {self.protocol} protocol", fontsize="medium")
         ax.legend(fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
         fig.tight_layout()
         paths = [os.path.join(output_dir, "accuracy.png")]

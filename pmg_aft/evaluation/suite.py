@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
-from ..attacks import attack_settings
-from ..constants import PROTOCOL_LOGIT_SCALE
-from ..data import BENCHMARKS, EVAL_SUITE, check_protocol, get_benchmark, pinned_revision
+from ..data import BENCHMARKS, EVAL_SUITE, get_benchmark, pinned_revision
 from ..zeroshot import ZeroShotClassifier
 from .checks import sanity_warnings
-from .engine import PRECISIONS, evaluate_dataset
-from .eval_set import EvalSet, as_eval_set, benchmark_eval_set
+from .engine import evaluate_dataset
+from .eval_set import as_eval_set, benchmark_eval_set
+from .protocols import Protocol, get_protocol
 from .report import Report
 
 logger = logging.getLogger(__name__)
@@ -27,61 +26,63 @@ def evaluate_robustness(
     model,
     processor,
     benchmarks: str | Sequence[str] = "all",
-    protocol: str = "paper",
-    attacks: Sequence[str] = ("pgd",),
-    eps: Sequence[float] = (1 / 255,),
-    steps: int | Sequence[int] = 10,
+    protocol: str | Protocol = "pmg_aft",
+    attacks: Sequence[str] | None = None,
+    eps: Sequence[float] | None = None,
+    steps: int | Sequence[int] | None = None,
     step_size: float | None = None,
-    norm: str = "linf",
+    norm: str | None = None,
+    random_start: bool | None = None,
+    first_success: bool | None = None,
+    autoattack: str | None = None,
     max_eval_samples: int | None = None,
+    logit_scale: float | None = None,
+    normalization: str | None = None,
+    mixed_precision: str | None = None,
     batch_size: int = 64,
     benchmark_data_dir: str | None = None,
     output_dir: str | None = None,
-    logit_scale: float | None = None,
-    mixed_precision: str | None = None,
     model_id: str | None = None,
     datasets: dict | None = None,
     seed: int = 0,
     accelerator: Accelerator | None = None,
+    on_bad_image: str = "raise",
 ) -> Report:
-    r"""Clean and robust zero-shot accuracy of a `CLIPModel` on registered benchmarks.
+    r"""Clean, per-attack and per-sample worst-case robust zero-shot accuracy of a `CLIPModel` under a protocol.
 
     Args:
         model (`CLIPModel`): any CLIP checkpoint, ours or not.
-        processor (`CLIPProcessor`): its tokenizer embeds the prompts; its image mean/std normalise the pixels.
-        benchmarks (`str` or `Sequence[str]`): names (`pmg-aft datasets list`), comma-separated, or `"all"`.
-        protocol (`str`): `"paper"` (TeCoA/PMG-AFT: one prompt per dataset, s = 1) or `"clip_benchmark"`
-            (template ensembles, s = 100).
-        attacks (`Sequence[str]`): any of `"pgd"` (cross-entropy), `"cw"` (margin loss) and `"autoattack"`.
-        eps (`Sequence[float]`): budgets in [0, 1] pixel units.
-        steps (`int` or `Sequence[int]`): PGD/CW steps; several values give one result each.
-        step_size (`float`, *optional*): PGD/CW step, default 1/255 (the paper's).
-        norm (`str`): `"linf"` or `"l2"`.
-        max_eval_samples (`int`, *optional*): the first N test samples of each dataset (RobustBench uses 1000).
+        processor (`CLIPProcessor`): its tokenizer embeds the prompts; its mean/std normalise where the protocol
+            uses the model's own (`clip_benchmark`).
+        benchmarks (`str` or `Sequence[str]`): names (`pmg-aft datasets list`), comma-separated, or `"all"` (the 16).
+        protocol (`str` or [`Protocol`]): `"pmg_aft"` (the official PMG-AFT evaluation), `"tga_zsr"` (TGA-ZSR's
+            re-run) or `"clip_benchmark"` (FARE / RobustBench); see `pmg_aft.evaluation.PROTOCOL_RECORDS`.
+        attacks, eps, steps, step_size, norm, random_start, first_success, autoattack, max_eval_samples, logit_scale,
+        normalization, mixed_precision: override the protocol's field of that name (`None` keeps it); the report
+            lists what was overridden.
         batch_size (`int`): per process.
         benchmark_data_dir (`str`, *optional*): folder with local copies, one sub-folder per benchmark.
         output_dir (`str`, *optional*): where per-dataset results are written as they finish; a rerun resumes
             and does not recompute finished datasets. The report (JSON, Markdown, plots) is saved there too.
-        logit_scale (`float`, *optional*): overrides the protocol's s.
-        mixed_precision (`str`, *optional*): `"no"`, `"bf16"` or `"fp16"` for the PGD/CW forward passes (their
-            gradients are loss-scaled under fp16 so they do not underflow); default: the accelerate setting
-            (`accelerate launch --mixed_precision`). AutoAttack always runs in float32.
         model_id (`str`, *optional*): recorded in the report.
         datasets (`dict`, *optional*): `{name: dataset or EvalSet}` to evaluate instead of loading benchmarks; a
-            dataset keyed by a benchmark's name with its labels gets that benchmark's prompts ([`as_eval_set`]).
-        seed (`int`): seed of AutoAttack's random parts.
+            dataset keyed by a benchmark's name with its labels gets that benchmark's texts ([`as_eval_set`]).
+        seed (`int`): seeds random starts and AutoAttack.
         accelerator (`accelerate.Accelerator`, *optional*): defaults to a new one; under `accelerate launch` the
             samples are sharded across processes and the results gathered, each sample counted once.
+        on_bad_image (`str`): `"raise"` or `"skip"` undecodable images of the benchmarks.
 
     Returns:
-        [`Report`]: per dataset, clean and robust accuracy for every attack setting, with the settings, sample
-        count, dataset id and revision, protocol, model id and time; sanity warnings in `report.warnings`.
+        [`Report`]: per dataset, clean accuracy, robust accuracy for every attack setting and the worst case over
+        all of them, with the effective protocol (and its overridden fields), the settings, sample counts, dataset
+        ids and revisions, model id and digest, and time; sanity warnings in `report.warnings`.
     """
-    check_protocol(protocol)
+    record = get_protocol(protocol).override(
+        attacks=attacks, eps=eps, steps=steps, step_size=step_size, norm=norm, random_start=random_start,
+        first_success=first_success, autoattack=autoattack, max_eval_samples=max_eval_samples,
+        logit_scale=logit_scale, normalization=normalization, mixed_precision=mixed_precision,
+    )  # fmt: skip
     accelerator = accelerator or Accelerator()  # reuses an existing state (a Trainer's, a launcher's)
-    precision = mixed_precision or accelerator.mixed_precision or "no"
-    if precision not in PRECISIONS:
-        raise ValueError(f"mixed_precision={precision!r} is not one of {list(PRECISIONS)}.")
     if datasets is None:
         names = EVAL_SUITE if benchmarks == "all" else benchmarks
         if isinstance(names, str):
@@ -89,20 +90,21 @@ def evaluate_robustness(
         names = [get_benchmark(n).name for n in names]
     else:
         names = list(datasets)
-    settings = attack_settings(attacks, eps, steps, step_size, norm)
-    scale = logit_scale if logit_scale is not None else PROTOCOL_LOGIT_SCALE[protocol]
-    image_processor = processor.image_processor
+    image_mean, image_std = record.image_stats(processor)
+    scale = record.logit_scale if record.logit_scale is not None else float(model.logit_scale.exp())
     report = Report(
         model=model_id or getattr(model.config, "_name_or_path", "") or "unknown",
-        protocol=protocol,
+        protocol=record.name,
         logit_scale=scale,
-        image_mean=[float(v) for v in image_processor.image_mean],
-        image_std=[float(v) for v in image_processor.image_std],
-        settings=settings,
-        max_eval_samples=max_eval_samples,
+        image_mean=image_mean,
+        image_std=image_std,
+        settings=record.settings(),
+        max_eval_samples=record.max_eval_samples,
         model_digest=weights_digest(model),
-        mixed_precision=precision,
+        mixed_precision=record.mixed_precision,
         seed=seed,
+        protocol_record=record.to_dict(),
+        overrides=list(record.overridden),
     )
     was_training = model.training
     grad_flags = [p.requires_grad for p in model.parameters()]
@@ -111,7 +113,8 @@ def evaluate_robustness(
     try:
         for name in names:
             # Only data loaded from the Hub has a revision (local copies and given datasets claim none).
-            hub = datasets is None and benchmark_data_dir is None and name in BENCHMARKS
+            bench = BENCHMARKS.get(name)
+            hub = datasets is None and benchmark_data_dir is None and bench is not None and bench.hub_id is not None
             revision = pinned_revision(name) if hub else None
             cached = [_load_result(output_dir, name, report.fingerprint(), revision)]
             broadcast_object_list(cached)  # the main process decides, so all ranks agree
@@ -120,12 +123,16 @@ def evaluate_robustness(
                 report.results[name] = cached[0]
                 continue
             if datasets is not None:
-                eval_set = as_eval_set(name, datasets[name], protocol).take(max_eval_samples)
+                defaults = dict(crop_pct=record.crop_pct, interpolation=record.interpolation)
+                eval_set = as_eval_set(name, datasets[name], record, **defaults).take(record.max_eval_samples)
             else:
                 with accelerator.main_process_first():
-                    eval_set = benchmark_eval_set(name, protocol, benchmark_data_dir, max_eval_samples)
-            result = evaluate_dataset(_classifier(model, processor, eval_set, scale), eval_set, settings,
-                                      accelerator, batch_size, precision, seed=seed)  # fmt: skip
+                    eval_set = benchmark_eval_set(name, record, benchmark_data_dir, record.max_eval_samples,
+                                                  on_bad_image)  # fmt: skip
+            classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
+                                            image_mean, image_std, scale)  # fmt: skip
+            result = evaluate_dataset(classifier, eval_set, report.settings, accelerator, batch_size,
+                                      record.mixed_precision, seed=seed)  # fmt: skip
             report.results[name] = result
             if output_dir and accelerator.is_main_process:
                 _save_result(output_dir, name, report.fingerprint(), result)
@@ -140,12 +147,6 @@ def evaluate_robustness(
     if output_dir and accelerator.is_main_process:
         report.save(output_dir)
     return report
-
-
-def _classifier(model, processor, eval_set: EvalSet, scale: float) -> ZeroShotClassifier:
-    image_processor = processor.image_processor
-    return ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
-                              image_processor.image_mean, image_processor.image_std, scale)  # fmt: skip
 
 
 def _result_path(output_dir: str, name: str) -> str:

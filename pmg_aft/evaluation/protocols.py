@@ -1,0 +1,266 @@
+"""Evaluation protocols as data: each one a frozen record of every choice that decides its numbers.
+
+Published robust-accuracy tables follow different protocols, and their figures cannot be compared across protocols.
+A [`Protocol`] names them all (the class texts, logit scale, normalisation, image preprocessing and the attack
+defaults) with the evidence each rests on; `evaluate_robustness(protocol=...)` and `pmg-aft eval --protocol` run one,
+a flag may override any field, and the report records the effective protocol and what was overridden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..attacks import AttackSetting, attack_settings
+from ..constants import (
+    ATTACKS,
+    AUTOATTACK_VARIANTS,
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INTERPOLATIONS,
+    NORMALIZATIONS,
+    NORMS,
+    PROTOCOLS,
+    TEXT_SOURCES,
+)
+from ..data import get_benchmark
+
+PMG_AFT_CODE = "PMG_AFT.py of the official PMG-AFT code (commit a53fdd8)"
+TGA_ZSR_CODE = "TGA-ZSR.py, utils.py, models/model.py and attacks.py of the official TGA-ZSR code"
+FARE_CODE = "chs20/RobustVLM's CLIP_benchmark/clip_benchmark/cli.py and autoattack copy (FARE's evaluation)"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    r"""An evaluation protocol: every choice that decides its numbers.
+
+    Args:
+        name (`str`): `pmg_aft`, `tga_zsr` or `clip_benchmark`.
+        description (`str`): what it reproduces.
+        texts (`str`): the class texts: `"pmg_aft"` (the official PMG-AFT evaluation's strings, one prompt per class)
+            or `"clip_benchmark"` (CLIP_benchmark's names and template ensembles).
+        logit_scale (`float`, *optional*): the scale s of the cosine logits; `None` is the checkpoint's own
+            exp(logit_scale).
+        normalization (`str`): `"imagenet"` or `"clip"` mean/std for every model, or `"model"` (its processor's).
+        native_resolution (`bool`): attack small images (CIFAR, STL-10) at their own size and resize them inside the
+            classifier (bicubic); otherwise they are resized to the model's size first.
+        crop_pct (`float`), interpolation (`str`): the other images' Resize(size / crop_pct) + CenterCrop(size).
+        attacks, eps, steps, step_size, norm, random_start, first_success: the default attack settings
+            ([`AttackSetting`]); `first_success=False` counts the final iterate, as the official codes do.
+        autoattack (`str`): the AutoAttack variant (`standard`, or the subsets TGA-ZSR and FARE run).
+        max_eval_samples (`int`, *optional*): the first N samples of each dataset.
+        mixed_precision (`str`): `"no"`, `"fp16"` or `"bf16"`: the precision of the attacks and predictions.
+        evidence (`str`): where each choice comes from.
+        overridden (`tuple[str, ...]`): the fields a caller changed from the named protocol.
+    """
+
+    name: str
+    description: str
+    texts: str
+    logit_scale: float | None
+    normalization: str
+    native_resolution: bool
+    crop_pct: float
+    interpolation: str
+    attacks: tuple[str, ...]
+    eps: tuple[float, ...]
+    steps: tuple[int, ...]
+    step_size: float
+    norm: str
+    random_start: bool
+    first_success: bool
+    autoattack: str
+    max_eval_samples: int | None
+    mixed_precision: str
+    evidence: str
+    overridden: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        checks = {"texts": (self.texts, TEXT_SOURCES), "normalization": (self.normalization, NORMALIZATIONS),
+                  "interpolation": (self.interpolation, INTERPOLATIONS), "norm": (self.norm, NORMS),
+                  "autoattack": (self.autoattack, tuple(AUTOATTACK_VARIANTS)),
+                  "mixed_precision": (self.mixed_precision, ("no", "fp16", "bf16"))}  # fmt: skip
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{self.name} protocol: {name}={value!r} is not one of {allowed}.")
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        if unknown:
+            raise ValueError(f"Unknown attack(s) {unknown}; choose from {ATTACKS}.")
+        if self.logit_scale is not None and self.logit_scale <= 0:
+            raise ValueError(f"logit_scale must be positive, got {self.logit_scale}.")
+        self.settings()  # validates budgets (and warns about 0-255 units), steps and step size
+
+    def override(self, **changes) -> Protocol:
+        """This protocol with some fields changed (`None` values are ignored); the changed fields are recorded in
+        `overridden`, so a report never passes an altered protocol off as the named one."""
+        names = {f.name for f in fields(self)} - {"name", "description", "evidence", "overridden"}
+        unknown = [k for k in changes if k not in names]
+        if unknown:
+            raise TypeError(f"Unknown protocol field(s) {unknown}; the fields are {sorted(names)}.")
+        for key in ("attacks", "eps", "steps"):
+            if isinstance(changes.get(key), (str, int, float)):
+                changes[key] = (changes[key],)
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v is not None}
+        different = [k for k, v in changes.items() if getattr(self, k) != v]
+        return replace(self, **changes, overridden=tuple(sorted(set(self.overridden) | set(different))))
+
+    def settings(self) -> list[AttackSetting]:
+        """The attack settings this protocol runs (every attack x eps x steps; AutoAttack once per eps)."""
+        return attack_settings(self.attacks, self.eps, self.steps, self.step_size, self.norm, self.random_start,
+                               self.first_success, self.autoattack)  # fmt: skip
+
+    def image_stats(self, processor=None) -> tuple[list[float], list[float]]:
+        """The normalisation mean and std for a checkpoint with this `processor`."""
+        if self.normalization == "imagenet":
+            return list(IMAGENET_MEAN), list(IMAGENET_STD)
+        if self.normalization == "clip":
+            return list(CLIP_MEAN), list(CLIP_STD)
+        if processor is None:
+            raise ValueError(f"The {self.name} protocol normalises with the model's own processor: pass it.")
+        image_processor = getattr(processor, "image_processor", processor)
+        return [float(v) for v in image_processor.image_mean], [float(v) for v in image_processor.image_std]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PMG_AFT = Protocol(
+    name="pmg_aft",
+    description="The official PMG-AFT evaluation (Wang et al., CVPR 2024): reproduces the paper's tables.",
+    texts="pmg_aft",
+    logit_scale=1.0,
+    normalization="imagenet",
+    native_resolution=True,
+    crop_pct=224 / 256,
+    interpolation="bilinear",
+    attacks=("pgd",),
+    eps=(1 / 255,),
+    steps=(10,),
+    step_size=1 / 255,
+    norm="linf",
+    random_start=True,
+    first_success=False,
+    autoattack="standard",
+    max_eval_samples=None,
+    mixed_precision="fp16",
+    evidence=(
+        f"{PMG_AFT_CODE}: one text per class, the code's renaming rules (official_pmg_aft_eval.json); logits are "
+        "plain cosines (multiGPU_CLIP re-normalises the scaled text embedding); ImageNet mean/std inside "
+        "clip_img_preprocessing for every model; CIFAR-10/100 and STL-10 as ToTensor() only (attacked at 32/96 px, "
+        "bicubic upsample inside), the rest Resize(256) + CenterCrop(224); attack_pgd: --test_eps 1, "
+        "--test_stepsize 1, --test_numsteps 10, uniform random start, the final iterate counts; CW: the same loop "
+        "with a margin loss (kappa 50 never binds on cosines); AutoAttack version='standard'; validate() runs under "
+        "torch.cuda.amp.autocast (fp16)."
+    ),
+)
+
+TGA_ZSR = Protocol(
+    name="tga_zsr",
+    description=(
+        "The TGA-ZSR re-run of all methods (Yu et al., NeurIPS 2024), the anchor table of 16-dataset averages: as "
+        "pmg_aft but every image resized to 224 before the attack, CLIP mean/std, the model's logit scale, PGD-100."
+    ),
+    texts="pmg_aft",
+    logit_scale=None,
+    normalization="clip",
+    native_resolution=False,
+    crop_pct=224 / 256,
+    interpolation="bilinear",
+    attacks=("pgd",),
+    eps=(1 / 255,),
+    steps=(100,),
+    step_size=1 / 255,
+    norm="linf",
+    random_start=True,
+    first_success=False,
+    autoattack="apgd-ce+apgd-dlr",
+    max_eval_samples=None,
+    mixed_precision="fp16",
+    evidence=(
+        f"{TGA_ZSR_CODE}: CIFAR-10/100 and STL-10 through Resize((224, 224)) before the attack, the rest "
+        "Resize(256) + CenterCrop(224); CLIP's mean/std (named IMAGENET_* in models/model.py); logits scaled by the "
+        "model's logit_scale.exp(); --test_numsteps 100, --test_eps 1, --test_stepsize 1, uniform random start, "
+        "final iterate; AutoAttack attacks_to_run ['apgd-ce', 'apgd-dlr'] (PCAM: ['apgd-ce']); autocast (fp16). "
+        "The class texts are the PMG-AFT evaluation's, as both codes share TeCoA's dataset files."
+    ),
+)
+
+CLIP_BENCHMARK = Protocol(
+    name="clip_benchmark",
+    description=(
+        "The FARE / RobustBench evaluation through CLIP_benchmark: template ensembles, logit scale 100, the model's "
+        "own preprocessing, AutoAttack (APGD-CE + APGD-T) at several budgets on 1,000 samples."
+    ),
+    texts="clip_benchmark",
+    logit_scale=100.0,
+    normalization="model",
+    native_resolution=True,
+    crop_pct=1.0,
+    interpolation="bicubic",
+    attacks=("autoattack",),
+    eps=(1 / 255, 2 / 255, 4 / 255),
+    steps=(100,),
+    step_size=1 / 255,
+    norm="linf",
+    random_start=True,
+    first_success=False,
+    autoattack="apgd-ce+apgd-t",
+    max_eval_samples=1000,
+    mixed_precision="no",
+    evidence=(
+        f"{FARE_CODE}: CIFAR-10/100 and STL-10 attacked at native size and resized (bicubic) to 224 inside the "
+        "model, the rest open_clip's Resize(224, bicubic) + CenterCrop(224); the model's normalisation; logits = "
+        "100 * cosine; CLIP_benchmark's class names and templates, embeddings averaged; AutoAttack version='custom' "
+        "with APGD-CE (5 restarts) and APGD-T (9 target classes), 100 iterations (2 classes: APGD-CE only); "
+        "--n_samples 1000 (drawn by a seeded shuffle of the webdataset stream; here the first 1,000); --no_amp "
+        "(float32). The FARE README reports eps 2/255 and 4/255; RobustBench-style tables add 1/255."
+    ),
+)
+
+PROTOCOL_RECORDS: dict[str, Protocol] = {p.name: p for p in (PMG_AFT, TGA_ZSR, CLIP_BENCHMARK)}
+assert tuple(PROTOCOL_RECORDS) == PROTOCOLS
+
+
+def get_protocol(protocol: str | Protocol) -> Protocol:
+    """A protocol by name (or the record itself).
+
+    Raises:
+        ValueError: naming the protocols, and what the 0.1 name `paper` became.
+    """
+    if isinstance(protocol, Protocol):
+        return protocol
+    if protocol == "paper":
+        raise ValueError(
+            "The protocol 'paper' is now 'pmg_aft': the official PMG-AFT evaluation, which also normalises with "
+            "ImageNet's statistics, starts PGD at random and counts the final iterate. Use --protocol pmg_aft."
+        )
+    if protocol not in PROTOCOL_RECORDS:
+        raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOL_RECORDS)}.")
+    return PROTOCOL_RECORDS[protocol]
+
+
+def protocol_prompts(
+    protocol: str | Protocol, benchmark: str, class_names: list[str] | None = None
+) -> list[list[str]]:
+    """The texts fed to the tokenizer for each class of `benchmark` under `protocol`, in label order.
+
+    Args:
+        protocol (`str` or [`Protocol`]): e.g. `"pmg_aft"`.
+        benchmark (`str`): a registry name.
+        class_names (`list[str]`, *optional*): the dataset's `ClassLabel` names as `load_benchmark` returns them
+            (all or some of the registry's); needed for Caltech-256, whose names come from its data.
+
+    Returns:
+        `list[list[str]]`: per class, its prompts (one for the `pmg_aft` texts; a template ensemble for
+        `clip_benchmark`). Classes the protocol's evaluation does not have (Caltech101's background under
+        `pmg_aft`) are left out.
+    """
+    record = get_protocol(protocol)
+    bench = get_benchmark(benchmark)
+    names = class_names if class_names is not None else bench.class_names
+    if not names:
+        raise ValueError(f"{bench.name}'s class names come from its data: pass class_names=load_benchmark(...)"
+                         ".features['label'].names.")  # fmt: skip
+    texts, templates = bench.texts(record.texts, list(names))
+    return [[template.format(text) for template in templates] for text in texts if text is not None]
