@@ -146,15 +146,19 @@ def test_only_the_evaluation_splits_files_are_loaded(tmp_path, monkeypatch):
     """A repository in the Hub layout: the split's files are resolved from its configs and only they are read."""
     from pmg_aft.data import loading
 
-    repo = tmp_path / "repo"
-    (repo / "data").mkdir(parents=True)
-    Dataset.from_dict({"image": [None] * 5, "label": list(range(5))}).to_parquet(
-        str(repo / "data" / "train-0.parquet")
+    repo = tmp_path / "repo"  # like uoft-cs/cifar10: a named config whose card lists each split's files
+    (repo / "plain_text").mkdir(parents=True)
+    (repo / "README.md").write_text(
+        "---\nconfigs:\n- config_name: plain_text\n  data_files:\n  - split: train\n"
+        "    path: plain_text/train-*\n  - split: test\n    path: plain_text/test-*\n---\n"
     )
-    Dataset.from_dict({"image": [None] * 2, "label": [0, 1]}).to_parquet(str(repo / "data" / "test-0.parquet"))
-    bench = Benchmark("toy", str(repo), "test")
+    train = Dataset.from_dict({"image": [None] * 5, "label": list(range(5))})
+    train.to_parquet(str(repo / "plain_text" / "train-00000-of-00001.parquet"))
+    test = Dataset.from_dict({"image": [None] * 2, "label": [0, 1]})
+    test.to_parquet(str(repo / "plain_text" / "test-00000-of-00001.parquet"))
+    bench = Benchmark("toy", str(repo), "test", config="plain_text")
     files = hub_split_files(bench, "test")
-    assert [os.path.basename(f) for f in files] == ["test-0.parquet"]
+    assert [os.path.basename(f) for f in files] == ["test-00000-of-00001.parquet"]
     seen = {}
     real = loading.load_dataset
     monkeypatch.setattr(loading, "load_dataset", lambda *a, **k: seen.update(k) or real(*a, **k))
