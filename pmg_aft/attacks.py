@@ -120,6 +120,7 @@ def pgd(
     early_stop: bool = False,
     momentum: float = 0.0,
     return_survivors: bool = False,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Untargeted PGD that maximises `loss` of `classifier` around `images`.
 
@@ -148,6 +149,9 @@ def pgd(
         momentum (`float`, defaults to 0): FARE's step direction: `v = normalise(momentum * v + normalise(grad))`
             (normalise = sign for L-inf), and the step follows `v`. Under L-inf this differs from plain sign-PGD only
             where a gradient entry is exactly 0 (the pixel keeps its previous direction). 0 is plain PGD.
+        start (`torch.Tensor`, *optional*): the random start's noise, uniform in [-1, 1] and shaped like `images`
+            (L-inf; scaled by `eps`), e.g. drawn per sample for results independent of the batching; default: drawn
+            from the global random generator.
         return_survivors (`bool`, defaults to `False`): also return, per sample, whether every iterate the attack
             evaluated (the start and each step before the last) was still classified correctly; with the final
             iterate's prediction this gives the per-sample worst case over the whole run.
@@ -179,9 +183,11 @@ def pgd(
     labels = labels.detach()
     objective = loss if callable(loss) else _attack_loss(loss)
 
+    if start is not None and (norm != "linf" or start.shape != x.shape):
+        raise ValueError(f"start must be L-inf noise shaped like the images {tuple(x.shape)}.")
     if random_start and eps > 0:
         if norm == "linf":
-            delta = torch.empty_like(x).uniform_(-eps, eps)
+            delta = start.to(x.dtype) * eps if start is not None else torch.empty_like(x).uniform_(-eps, eps)
         else:
             direction = torch.randn_like(x)
             radius = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype)

@@ -8,6 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from accelerate import PartialState
 from huggingface_hub import HfApi, get_token
 from transformers import CLIPModel, CLIPProcessor, HfArgumentParser
 
@@ -40,8 +41,8 @@ commands:
   train                      robust fine-tuning of a CLIP model (--method pmg_aft|tecoa|fare|tga_zsr|clean;
                              the flags of examples/finetune.py; --config FILE.yaml)
   datasets list              the registered benchmarks: Hub ids, splits, pinned revisions, columns, class counts
-  protocols                  the evaluation protocols (pmg_aft, tga_zsr, clip_benchmark): every field and its source
   datasets download NAME|all pre-fetch benchmarks into the Hugging Face cache (for offline compute nodes)
+  protocols                  the evaluation protocols (pmg_aft, tga_zsr, clip_benchmark): every field and its source
   eval                       clean and robust zero-shot accuracy of any CLIP checkpoint (pmg-aft eval --help)
   push                       upload a checkpoint with its model card and plots to the Hub (pmg-aft push --help)
   compare                    evaluate several models with the same suite into one table (pmg-aft compare --help)
@@ -180,6 +181,8 @@ def eval_command(argv: list[str]) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}")
     card = os.path.join(suite.output_dir, "README.md")
+    if not PartialState().is_main_process:
+        return 0
     if os.path.isdir(path):  # a local checkpoint: the card `pmg-aft push` would upload with this report
         method, recipe = checkpoint_method(path)
         info = read_run_info(path)
@@ -290,7 +293,7 @@ def datasets_download(names: list[str], revision: str | None = None, lock: str |
         if bench.hub_id is None:
             continue  # generated, nothing to download
         if bench.gated and not get_token():  # say so before anything is downloaded
-            raise SystemExit(f"pmg-aft: {unavailable_message(bench)}")
+            raise SystemExit(f"pmg-aft: {unavailable_message(bench, gated=True)}")
         try:
             sha = HfApi().dataset_info(bench.hub_id, revision=wanted).sha
             for split in splits:  # only these splits' files

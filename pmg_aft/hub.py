@@ -81,6 +81,7 @@ def eval_results(report: Report) -> list[EvalResult]:
     (which changes what an attack sees) and the attack settings."""
     results = []
     head = f"{report.protocol} protocol, logit scale {report.logit_scale:g}"
+    head += f", overridden: {' '.join(report.overrides)}" if report.overrides else ""
     for name, result in report.results.items():
         common = dict(
             task_type="zero-shot-image-classification",
@@ -220,6 +221,8 @@ def _evaluation_text(report: Report) -> str:
         "compared with `pmg_aft` or `tga_zsr` ones.",
         "trainer": " The `trainer` protocol is the fine-tuning run's own evaluation (its head, each eval set's "
         "prompts); use `pmg-aft eval` for figures comparable with the papers'.",
+        "paper": " The `paper` protocol is pmg_aft 0.1's (one prompt per dataset, s = 1, PGD from the image with "
+        "the first success kept); its figures compare with no paper's.",
     }.get(report.protocol, "")
     overridden = (
         f" The protocol's {', '.join(report.overrides)} were overridden, so these are not the named protocol's "

@@ -83,8 +83,9 @@ def official_texts(official: dict, data: dict) -> None:
         elif name == "caltech101":  # the official list is unusable (see caltech_folder_name); no background class
             assert facts["folder_names_label_order"] == [f for f in entry["aliases"] if f != "BACKGROUND_Google"]
             aligned = [None if f == "BACKGROUND_Google" else caltech_folder_name(f) for f in entry["aliases"]]
-        elif name == "caltech256":  # names come from the data: the loader applies caltech_folder_name's rule
-            aligned = []
+        elif name == "caltech256":  # the folder names cleaned as the official loader meant to (TeCoA's variant)
+            aligned = [caltech_folder_name(f) for f in entry["aliases"]]
+            assert aligned == facts["tecoa_variant_class_names"]
         else:
             raise KeyError(name)
         entry["pmg_aft"] = {"names": aligned, "templates": facts["templates"]}
@@ -110,6 +111,7 @@ def official_texts(official: dict, data: dict) -> None:
 
 
 def main(shared: Path) -> None:
+    official = json.loads((shared / "official_pmg_aft_eval.json").read_text())["datasets"]
     fusion = json.loads((shared / "fusion_bench_classnames.json").read_text())
     bench = json.loads((shared / "clip_benchmark_en_classnames.json").read_text())
     templates = json.loads((shared / "clip_benchmark_en_zeroshot_classification_templates.json").read_text())
@@ -135,7 +137,13 @@ def main(shared: Path) -> None:
         "fgvc-aircraft": {"names": openai_classes(markdown, "FGVCAircraft"), "templates": "fgvc_aircraft"},
         "stanford-cars": {"names": fusion["stanford_cars"]["classnames"], "templates": "cars"},
         "caltech101": {"names": bench["caltech101"], "aliases": CALTECH101_FOLDERS, "templates": "caltech101"},
-        "caltech256": {"names": [], "templates": "caltech101"},
+        # The 257 folder names of the Caltech-256 archive (official_pmg_aft_eval.json lists them in label order); the
+        # Hub copy names each row in a `text` column, matched to these by name.
+        "caltech256": {
+            "names": [caltech_folder_name(f) for f in official["caltech256"]["folder_names_label_order"]],
+            "aliases": official["caltech256"]["folder_names_label_order"],
+            "templates": "caltech101",
+        },
         "pcam": {"names": bench["pcam"], "templates": "pcam"},
     }
     wnids = tiny_imagenet_wnids(fusion, table)
@@ -156,7 +164,7 @@ def main(shared: Path) -> None:
     for entry in data.values():
         entry["templates"] = [t.replace("{c}", "{}") for t in templates[entry["templates"]]]
         entry["names"] = [re.sub(r"\s+", " ", n.replace("_", " ")).strip() for n in entry["names"]]
-    official_texts(json.loads((shared / "official_pmg_aft_eval.json").read_text())["datasets"], data)
+    official_texts(official, data)
     # The generated colour patches of the offline demo, a toy benchmark with both kinds of texts.
     colours = list(COLORS)
     data[GENERATED] = {"names": colours, "templates": ["a photo of a {} square.", "a {} square on a grey background."],

@@ -14,9 +14,9 @@ def main(out: str) -> None:
     model = tiny_clip(seed=0)
     processor = clip_processor(tiny_tokenizer(), model, IMAGENET_MEAN, IMAGENET_STD)
     data = {"patches": colour_patches(num_per_class=2, seed=1).select(range(11))}  # 11: shards need padding
+    # The pmg_aft protocol's random starts: drawn per sample, so 1 and 2 processes agree exactly.
     evaluate_robustness(model, processor, datasets=data, attacks=("pgd", "cw"), eps=(2 / 255,), steps=3,
-                        batch_size=4, output_dir=out, model_id="tiny", random_start=False, first_success=True,
-                        mixed_precision="no")  # fmt: skip
+                        batch_size=4, output_dir=out, model_id="tiny", mixed_precision="no")  # fmt: skip
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

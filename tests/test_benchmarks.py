@@ -11,7 +11,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 
 from pmg_aft import clean_class_name
-from pmg_aft.data import BENCHMARKS, EVAL_SUITE, BadImageError, get_benchmark, load_benchmark
+from pmg_aft.data import BENCHMARKS, EVAL_SUITE, BadImageError, get_benchmark, load_benchmark, normalize_name
 from pmg_aft.evaluation import benchmark_eval_set, protocol_prompts
 
 from .utils import hub_fixture as fixture
@@ -294,9 +294,14 @@ def test_loads_use_the_revision_recorded_at_download(tmp_path, monkeypatch):
     import os
 
     seen = {}
-    monkeypatch.setattr("pmg_aft.data.loading.hub_split_files", lambda bench, split, revision: [f"{split}.parquet"])
-    hub = {"timm/oxford-iiit-pet": "pets", "tanganke/stl10": "stl10"}
-    monkeypatch.setattr("pmg_aft.data.loading.load_dataset", lambda *a, **k: seen.update(k) or fixture(hub[a[0]]))
+
+    def split_files(bench, split, revision, local_files_only=False):
+        seen.update(name=bench.name, revision=revision)
+        return [f"{split}.parquet"]
+
+    monkeypatch.setattr("pmg_aft.data.loading.hub_split_files", split_files)
+    monkeypatch.setattr("pmg_aft.data.loading.load_dataset",
+                        lambda *a, **k: seen.update(k) or fixture(seen["name"]))  # fmt: skip
     load_benchmark("pets")  # no public pin for Pets
     assert seen["revision"] is None and seen["data_files"] == {"test": ["test.parquet"]}
     with open(os.environ["PMG_AFT_REVISIONS"], "w") as f:
@@ -318,3 +323,34 @@ def test_a_benchmark_named_dataset_in_its_own_hub_schema_keeps_the_trainers_colu
     common = load_benchmark("cifar10", data_dir=_saved(tmp_path / "c", raw))  # the common schema: the official texts
     trainer.evaluate({"cifar10": common})
     assert trainer.report.results["cifar10"]["protocol"] == "pmg_aft"
+
+
+# What each Hub dataset's card (or the viewer) shows of its labels, written out from the cards, not from the
+# registry: the registry's names at these positions must be these classes (compared by normalised name).
+CARD_FACTS = {
+    "cifar10": (10, {0: "airplane", 9: "truck"}),
+    "cifar100": (100, {0: "apple", 26: "cra", 99: "worm"}),
+    "stl10": (10, {0: "airplane", 1: "bird", 7: "monkey", 9: "truck"}),
+    "sun397": (397, {0: "abbey", 1: "airplane cabin", 8: "apartment building outdoor"}),
+    "food101": (101, {0: "apple_pie", 100: "waffles"}),
+    "pets": (37, {0: "abyssinian", 1: "american_bulldog", 36: "yorkshire_terrier"}),
+    "flowers102": (102, {0: "pink primrose", 1: "hard-leaved pocket orchid", 2: "canterbury bells"}),
+    "dtd": (47, {0: "banded", 1: "blotchy"}),
+    "eurosat": (10, {0: "annual crop land", 1: "forest", 9: "lake or sea"}),
+    "fgvc-aircraft": (100, {0: "707-320"}),
+    "stanford-cars": (196, {0: "AM General Hummer SUV 2000", 1: "Acura RL Sedan 2012",
+                            195: "smart fortwo Convertible 2012"}),
+    "tiny-imagenet": (200, {0: "n01443537"}),
+    "caltech101": (101, {0: "accordion", 1: "airplanes", 36: "faces", 37: "faces_easy", 56: "leopards",
+                         65: "motorbikes", 100: "yin_yang"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(CARD_FACTS))
+def test_the_hub_label_names_map_onto_the_registry_as_the_cards_say(name):
+    """The fixtures' label names (hub_label_names) agree with the cards where the cards were read."""
+    count, known = CARD_FACTS[name]
+    source = hub_label_names(name)
+    assert len(source) == count
+    for index, label in known.items():
+        assert normalize_name(source[index]) == normalize_name(label), (name, index, source[index], label)

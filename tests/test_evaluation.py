@@ -164,7 +164,8 @@ def test_two_processes_give_the_same_report_as_one(tmp_path):
          script, str(tmp_path / "two")], tmp_path)  # fmt: skip
     one, two = Report.load(str(tmp_path / "one")), Report.load(str(tmp_path / "two"))
     assert one.results["patches"]["samples"] == two.results["patches"]["samples"] == 11
-    for key in ("clean_accuracy", "robust_accuracy"):
+    assert one.settings[0].random_start and not one.settings[0].first_success  # the protocol's random starts
+    for key in ("clean_accuracy", "robust_accuracy", "worst_case_accuracy"):
         assert one.results["patches"][key] == two.results["patches"][key]
 
 

@@ -14,7 +14,7 @@ PAPERS = {key: trainer.method_info.paper for key, trainer in TRAINERS.items() if
 
 def sample_report() -> Report:
     settings = [AttackSetting("pgd", 1 / 255, 10), AttackSetting("autoattack", 1 / 255)]
-    report = Report("org/robust-clip", "paper", 1.0, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], settings)
+    report = Report("org/robust-clip", "pmg_aft", 1.0, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], settings)
     for name, hub_id, clean in (("cifar10", "uoft-cs/cifar10", 0.8), ("pcam", "1aurent/PatchCamelyon", 0.5)):
         report.results[name] = {"dataset": name, "hub_id": hub_id, "split": "test", "revision": "abc", "samples": 100,
                                 "clean_accuracy": clean, "robust_accuracy": {"pgd-10@1/255": 0.3,
@@ -39,11 +39,11 @@ def test_card_renders_reloads_and_holds_every_result(tmp_path):
     for name, result in report.results.items():
         assert (
             name,
-            "clean accuracy (paper protocol, logit scale 1)",
+            "clean accuracy (pmg_aft protocol, logit scale 1)",
             round(100 * result["clean_accuracy"], 2),
         ) in found
         for key, value in result["robust_accuracy"].items():
-            metric = f"robust accuracy ({key}, linf, paper protocol, logit scale 1)"
+            metric = f"robust accuracy ({key}, linf, pmg_aft protocol, logit scale 1)"
             assert (name, metric, round(100 * value, 2)) in found
     assert len(found) == 6
     text = loaded.text

@@ -10,12 +10,21 @@ from collections import Counter
 import pytest
 import torch
 import torch.nn.functional as F
-from datasets import Dataset
+from datasets import ClassLabel, Dataset, Features
+from datasets import Image as ImageFeature
 
 from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, ZeroShotClassifier, clip_processor, pgd
-from pmg_aft.data import Benchmark, BenchmarkUnavailableError, hub_split_files, load_benchmark, normalize_name
-from pmg_aft.evaluation import PROTOCOL_RECORDS, evaluate_robustness, get_protocol, protocol_prompts
+from pmg_aft.data import BenchmarkUnavailableError, get_benchmark, hub_split_files, load_benchmark, normalize_name
+from pmg_aft.evaluation import (
+    PROTOCOL_RECORDS,
+    benchmark_eval_set,
+    evaluate_robustness,
+    get_protocol,
+    protocol_prompts,
+)
 from pmg_aft.metrics import robust_accuracy_metric
+
+from .utils import card_with_configs, fake_hub_cache, hub_fixture, png
 
 FACTS = os.path.join(os.path.dirname(__file__), "data", "official_pmg_aft_eval.json")  # a copy of shared/data's
 REGISTRY = {"oxford_pets": "pets", "fgvc_aircraft": "fgvc-aircraft", "stanford_cars": "stanford-cars",
@@ -142,39 +151,104 @@ def test_the_worst_case_is_never_above_any_attack_and_its_own_metric_adds_up(mod
                       "samples": 4}  # fmt: skip
 
 
-def test_only_the_evaluation_splits_files_are_loaded(tmp_path, monkeypatch):
-    """A repository in the Hub layout: the split's files are resolved from its configs and only they are read."""
-    from pmg_aft.data import loading
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face hub cache, offline: a test fills it, nothing can reach the network."""
+    import huggingface_hub.constants
 
-    repo = tmp_path / "repo"  # like uoft-cs/cifar10: a named config whose card lists each split's files
-    (repo / "plain_text").mkdir(parents=True)
-    (repo / "README.md").write_text(
-        "---\nconfigs:\n- config_name: plain_text\n  data_files:\n  - split: train\n"
-        "    path: plain_text/train-*\n  - split: test\n    path: plain_text/test-*\n---\n"
-    )
-    train = Dataset.from_dict({"image": [None] * 5, "label": list(range(5))})
-    train.to_parquet(str(repo / "plain_text" / "train-00000-of-00001.parquet"))
-    test = Dataset.from_dict({"image": [None] * 2, "label": [0, 1]})
-    test.to_parquet(str(repo / "plain_text" / "test-00000-of-00001.parquet"))
-    bench = Benchmark("toy", str(repo), "test", config="plain_text")
-    files = hub_split_files(bench, "test")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hub"
+
+
+def test_a_cached_benchmark_loads_offline_from_its_splits_files_only(hub_cache):
+    """As `pmg-aft datasets download` leaves it: the card and the test split's shard in the cache (the train split's
+    files not even fetched); offline, the split loads from the cache with its ClassLabel, and only its files."""
+    names = get_benchmark("cifar10").class_names
+    test = Dataset.from_dict({"img": [png()] * 2, "label": [0, 9]},
+                             features=Features({"img": ImageFeature(), "label": ClassLabel(names=names)}))  # fmt: skip
+    card = card_with_configs("plain_text", {"train": "plain_text/train-*", "test": "plain_text/test-*"})
+    fake_hub_cache(hub_cache, "uoft-cs/cifar10", {"README.md": card, "plain_text/test-00000-of-00001.parquet": test},
+                   sha=get_benchmark("cifar10").revision)  # fmt: skip
+    files = hub_split_files(get_benchmark("cifar10"), "test", get_benchmark("cifar10").revision, local_files_only=True)
     assert [os.path.basename(f) for f in files] == ["test-00000-of-00001.parquet"]
-    seen = {}
-    real = loading.load_dataset
-    monkeypatch.setattr(loading, "load_dataset", lambda *a, **k: seen.update(k) or real(*a, **k))
-    data = loading.load_hub_split(bench, "test")
-    assert len(data) == 2 and list(seen["data_files"]) == ["test"] and seen["data_files"]["test"] == files
+    data = load_benchmark("cifar10")
+    assert len(data) == 2 and [data.features["label"].names[r["label"]] for r in data] == ["airplane", "truck"]
     with pytest.raises(ValueError, match=r"has no split 'valid'; its splits are \['train', 'test'\]"):
-        hub_split_files(bench, "valid")
+        hub_split_files(get_benchmark("cifar10"), "valid", get_benchmark("cifar10").revision)
+    # A partly downloaded split (1 of 2 shards) is never half-loaded: offline, it is a clear line.
+    fake_hub_cache(hub_cache, "tanganke/stl10", {"README.md": card_with_configs("default", {"test": "data/test-*"}),
+                   "data/test-00000-of-00002.parquet": test.rename_column("img", "image")},
+                   sha=get_benchmark("stl10").revision)  # fmt: skip
+    with pytest.raises(BenchmarkUnavailableError, match=r"stl10 \(tanganke/stl10\) is not in the local .* cache"):
+        load_benchmark("stl10")
 
 
-def test_a_gated_benchmark_says_how_to_log_in_before_anything_is_fetched(monkeypatch):
+def test_a_gated_benchmark_says_how_to_log_in_before_anything_is_fetched(hub_cache, monkeypatch):
+    import huggingface_hub.constants
+
     from pmg_aft.data import loading
 
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # online, but not cached, no token
     monkeypatch.setattr(loading, "get_token", lambda: None)
-    monkeypatch.setattr(loading, "load_dataset_builder", lambda *a, **k: pytest.fail("contacted the Hub"))
+    real = loading.hf_hub_download
+
+    def only_the_cache(*args, local_files_only=False, **kwargs):
+        assert local_files_only, "contacted the Hub"
+        return real(*args, local_files_only=True, **kwargs)
+
+    monkeypatch.setattr(loading, "hf_hub_download", only_the_cache)
     with pytest.raises(BenchmarkUnavailableError, match=r"imagenet \(ILSVRC/imagenet-1k\) is gated .*hf auth login"):
         load_benchmark("imagenet")
+
+
+def test_caltech256_keeps_all_257_classes_when_capped_or_streamed(tmp_path):
+    """Its Hub copy names each row in a `text` column: the head always has the 257 classes, in the archive's
+    order, whatever rows are loaded."""
+    from datasets import DatasetDict
+
+    DatasetDict({"test": hub_fixture("caltech256")}).save_to_disk(str(tmp_path / "c"))
+    capped = load_benchmark("caltech256", data_dir=str(tmp_path / "c"), max_samples=2)
+    assert len(capped) == 2 and len(capped.features["label"].names) == 257
+    assert capped.features["label"].names[:2] == ["ak47", "american flag"]
+    streamed = load_benchmark("caltech256", data_dir=str(tmp_path / "c"), streaming=True)
+    assert [streamed.features["label"].names[r["label"]] for r in streamed] == ["ak47", "american flag", "clutter"]
+    assert len(protocol_prompts("pmg_aft", "caltech256")) == 257
+
+
+def test_a_capped_label_sorted_split_is_sampled_across_classes(tmp_path):
+    from datasets import DatasetDict
+
+    labels = sorted([i % 10 for i in range(200)])  # label-sorted, as the Hub copies are
+    label = ClassLabel(names=get_benchmark("cifar10").class_names)
+    data = Dataset.from_dict({"img": [png()] * 200, "label": labels},
+                             features=Features({"img": ImageFeature(), "label": label}))  # fmt: skip
+    DatasetDict({"test": data}).save_to_disk(str(tmp_path / "cifar10"))
+    first = load_benchmark("cifar10", data_dir=str(tmp_path / "cifar10"), max_samples=20)
+    sampled = benchmark_eval_set("cifar10", "clip_benchmark", str(tmp_path), max_eval_samples=20)
+    assert len(set(first["label"])) == 1  # the first rows are one class
+    assert len(set(sampled.dataset["label"])) >= 6 and sampled.max_samples == 20 and sampled.sample_seed == 0
+    again = benchmark_eval_set("cifar10", "clip_benchmark", str(tmp_path), max_eval_samples=20)
+    assert again.dataset["label"] == sampled.dataset["label"]  # seeded: the same rows every time
+
+
+def test_pgd_reports_which_samples_survived_every_iterate(model, tokenizer, batch, test_set):
+    """return_survivors against a hand loop that predicts at every iterate of the same attack."""
+    head = ZeroShotClassifier(model, tokenizer, test_set.features["label"].names)
+    x, y = batch["pixel_values"], batch["labels"]
+    adv, survived = pgd(head, x, y, 4 / 255, 1 / 255, 5, random_start=False, return_survivors=True)
+    delta, alive = torch.zeros_like(x), torch.ones_like(y, dtype=torch.bool)
+    for _ in range(5):
+        point = (x + delta).requires_grad_(True)
+        logits = head(point)
+        alive &= logits.argmax(-1) == y
+        grad = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), point)[0]
+        delta = (delta + grad.sign() / 255).clamp(-4 / 255, 4 / 255)
+        delta = (x + delta).clamp(0, 1) - x
+    assert torch.equal(survived, alive) and torch.allclose(adv, x + delta, atol=1e-6)
+    with torch.no_grad():
+        clean = head(x).argmax(-1) == y
+    assert not (survived & ~clean).any() and survived.sum() < clean.sum()  # the start is an iterate too
 
 
 @pytest.mark.slow
@@ -201,3 +275,41 @@ def test_pmg_aft_protocols_lists_every_field(capsys):
     for name in PROTOCOL_RECORDS:
         assert f"{name}: " in out
     assert "normalization      imagenet" in out and "PMG_AFT.py" in out
+
+
+def test_random_starts_do_not_depend_on_the_batching(model, tokenizer, test_set):
+    processor = clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
+    runs = [evaluate_robustness(model, processor, datasets={"patches": test_set}, eps=(4 / 255,), steps=3,
+                                mixed_precision="no", batch_size=size) for size in (48, 7)]  # fmt: skip
+    first, second = (run.results["patches"] for run in runs)
+    assert runs[0].settings[0].random_start
+    assert first["robust_accuracy"] == second["robust_accuracy"] and first["clean_accuracy"] > max(
+        first["robust_accuracy"].values()
+    )
+    other = evaluate_robustness(model, processor, datasets={"patches": test_set}, eps=(4 / 255,), steps=3,
+                                mixed_precision="no", seed=1)  # fmt: skip
+    assert other.seed == 1 and other.fingerprint() != runs[0].fingerprint()
+
+
+def test_fp16_is_cuda_autocast_so_a_cpu_run_records_float32(model, tokenizer, test_set):
+    processor = clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
+    report = evaluate_robustness(model, processor, datasets={"patches": test_set.select(range(8))}, steps=1)
+    assert report.protocol_record["mixed_precision"] == "fp16" and report.mixed_precision == "no"
+    assert report.overrides == ["steps"]  # not an override: the official code's autocast is CUDA-only too
+    assert "the protocol's fp16 is CUDA autocast; this ran without CUDA" in report.to_markdown()
+
+
+def test_compare_refuses_reports_that_differ_in_any_protocol_field():
+    from pmg_aft import AttackSetting, Report
+    from pmg_aft.evaluation import comparison_table
+
+    def report(**record):
+        base = get_protocol("pmg_aft").override(**record)
+        out = Report("m", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)],
+                     protocol_record=base.to_dict(), overrides=list(base.overridden))  # fmt: skip
+        out.results["cifar10"] = {"clean_accuracy": 0.5, "samples": 10, "robust_accuracy": {"pgd-10@1/255": 0.2}}
+        return out
+
+    assert "| a |" in comparison_table({"a": report(max_eval_samples=100), "b": report(max_eval_samples=100)})
+    with pytest.raises(ValueError, match=r"differ in \['max_eval_samples'\]"):
+        comparison_table({"a": report(max_eval_samples=100), "b": report(max_eval_samples=500)})

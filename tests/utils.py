@@ -143,6 +143,31 @@ def hub_fixture_truth(name: str) -> list[str]:
     return [bench.class_names[0], bench.class_names[1], bench.class_names[-1]]
 
 
+def fake_hub_cache(root, repo_id: str, files: dict, sha: str = "a" * 40) -> str:
+    """A Hugging Face hub cache (`HF_HUB_CACHE`) holding one dataset repository at one commit, as a download leaves
+    it: `refs/main` and a snapshot with `files` (`{path: text or datasets.Dataset}`, datasets written as parquet)."""
+    repo = os.path.join(str(root), "datasets--" + repo_id.replace("/", "--"))
+    snapshot = os.path.join(repo, "snapshots", sha)
+    os.makedirs(os.path.join(repo, "refs"), exist_ok=True)
+    with open(os.path.join(repo, "refs", "main"), "w") as f:
+        f.write(sha)
+    for path, content in files.items():
+        target = os.path.join(snapshot, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if isinstance(content, str):
+            with open(target, "w") as f:
+                f.write(content)
+        else:
+            content.to_parquet(target)
+    return snapshot
+
+
+def card_with_configs(config: str, splits: dict[str, str]) -> str:
+    """A dataset card whose YAML lists one config's data files per split (the Hub's parquet layout)."""
+    rows = "".join(f"  - split: {split}\n    path: {path}\n" for split, path in splits.items())
+    return f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{rows}---\n"
+
+
 # ---- subprocesses ------------------------------------------------------------------------------------------------
 
 

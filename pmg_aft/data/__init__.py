@@ -11,7 +11,9 @@ from .loading import (
     load_benchmark,
     load_image_dataset,
     normalize_name,
+    rgb_images,
     select_classes,
+    take_rows,
 )
 from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, get_benchmark, pinned_revision
 from .validation import check_dataset, check_labels
@@ -39,6 +41,8 @@ __all__ = [
     "pinned_revision",
     "resize_center_crop",
     "resolve_class_names",
+    "rgb_images",
     "select_classes",
+    "take_rows",
     "to_rgb",
 ]

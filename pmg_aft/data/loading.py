@@ -5,22 +5,13 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import random
 import re
 
-from datasets import (
-    ClassLabel,
-    Dataset,
-    DatasetDict,
-    Features,
-    concatenate_datasets,
-    load_dataset,
-    load_dataset_builder,
-    load_from_disk,
-)
+from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets, load_dataset, load_from_disk
 from datasets import Image as ImageFeature
-from datasets.exceptions import DatasetNotFoundError
-from huggingface_hub import get_token
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import DatasetCard, get_token, hf_hub_download, is_offline_mode, snapshot_download
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from ..constants import BAD_IMAGE_POLICIES
 from .generated import GENERATED, colour_patches
@@ -28,19 +19,20 @@ from .images import to_rgb
 from .registry import Benchmark, get_benchmark, pinned_revision
 
 logger = logging.getLogger(__name__)
-# What "this benchmark cannot be reached from here" looks like: no network (offline mode, connection errors), a
-# gated or missing repository, an HTTP error.
-UNREACHABLE = (OSError, DatasetNotFoundError, HfHubHTTPError)
 
 
 class BenchmarkUnavailableError(OSError):
-    """A benchmark that cannot be loaded here: not in the local cache and no network, or gated without a token. The
+    """A benchmark that cannot be loaded here: not in the local cache and no network, or gated without access. The
     message is one line that names the benchmark and the ways out."""
 
 
-def unavailable_message(bench: Benchmark, error: BaseException | None = None) -> str:
+class IncompleteCacheError(FileNotFoundError):
+    """Some of a split's files are in the local cache, not all of them."""
+
+
+def unavailable_message(bench: Benchmark, error: BaseException | None = None, gated: bool = False) -> str:
     """One line: what cannot be loaded and the two ways out (or, for a gated dataset, how to get access)."""
-    if bench.gated and not get_token():
+    if gated:
         return (
             f"{bench.name} ({bench.hub_id}) is gated on the Hub: accept its terms at "
             f"https://huggingface.co/datasets/{bench.hub_id} and log in (`hf auth login`, or set HF_TOKEN) before "
@@ -54,29 +46,80 @@ def unavailable_message(bench: Benchmark, error: BaseException | None = None) ->
     )
 
 
-def hub_split_files(bench: Benchmark, split: str, revision: str | None = None) -> list[str]:
-    """The data files of one split of a benchmark's Hub dataset (resolved from its card's configs, no data is
-    downloaded), so that loading fetches and prepares only that split: `load_dataset(id, split=...)` prepares every
-    split (ImageNet ~150 GB, PCAM ~7.6 GB for a 0.75 GB test split)."""
-    builder = load_dataset_builder(bench.hub_id, bench.config, revision=revision)
-    data_files = builder.config.data_files or {}
-    if split not in data_files:
-        found = [str(s) for s in data_files]
-        raise ValueError(f"{bench.name}: {bench.hub_id} has no split {split!r}; its splits are {found}.")
-    return list(data_files[split])
+def card_split_patterns(card_path: str, config: str | None, split: str) -> tuple[list[str], list[str]]:
+    """The file patterns of `split` of `config` in a dataset card's `configs` (and every split the config has);
+    the Hub's default layout (`data/{split}-*`) when the card lists no configs."""
+    configs = DatasetCard.load(card_path).data.to_dict().get("configs") or []
+    for entry in configs:
+        if entry.get("config_name", "default") != (config or "default"):
+            continue
+        data_files = entry.get("data_files") or []
+        if isinstance(data_files, str) or not any(isinstance(d, dict) for d in data_files):
+            data_files = [{"split": "train", "path": data_files}]
+        by_split = {str(d["split"]): d["path"] for d in data_files}
+        paths = by_split.get(split, [])
+        return ([paths] if isinstance(paths, str) else list(paths)), list(by_split)
+    prefix = f"{config}/" if config else "data/"
+    return [f"{prefix}{split}-*", f"{prefix}{split}/*"], []
+
+
+def _check_shards(files: list[str], where: str) -> None:
+    """Raise if shards named `...-00003-of-00018...` are missing: a partly downloaded split is never half-loaded."""
+    counts: dict[int, set[int]] = {}
+    for name in files:
+        match = re.search(r"-(\d{5})-of-(\d{5})", os.path.basename(name))
+        if match:
+            counts.setdefault(int(match[2]), set()).add(int(match[1]))
+    for total, present in counts.items():
+        if present != set(range(total)):
+            raise IncompleteCacheError(f"{where}: {total - len(present)} of {total} shards are not in the cache.")
+
+
+def hub_split_files(
+    bench: Benchmark, split: str, revision: str | None = None, local_files_only: bool = False
+) -> list[str]:
+    """Local paths of one split's data files of a benchmark's Hub dataset, downloading them (and its card) into the
+    Hugging Face cache unless `local_files_only`. Only that split's files are fetched: `load_dataset(id,
+    split=...)` would prepare every split (ImageNet ~150 GB, PCAM ~7.6 GB for a 0.75 GB test split).
+
+    Raises:
+        `huggingface_hub.errors.LocalEntryNotFoundError` / [`IncompleteCacheError`]: with `local_files_only`, when
+            the card or some of the files are not cached.
+        `ValueError`: naming the splits the dataset has, when it has no `split`.
+    """
+    card = hf_hub_download(bench.hub_id, "README.md", repo_type="dataset", revision=revision,
+                           local_files_only=local_files_only)  # fmt: skip
+    patterns, splits = card_split_patterns(card, bench.config, split)
+    if not patterns:
+        raise ValueError(f"{bench.name}: {bench.hub_id} has no split {split!r}; its splits are {splits}.")
+    folder = snapshot_download(bench.hub_id, repo_type="dataset", revision=revision, allow_patterns=patterns,
+                               local_files_only=local_files_only)  # fmt: skip
+    files = sorted({f for pattern in patterns for f in glob.glob(os.path.join(folder, pattern)) if os.path.isfile(f)})
+    if not files:
+        if local_files_only:
+            raise IncompleteCacheError(f"{bench.name}: no {split} files of {bench.hub_id} in the cache.")
+        raise ValueError(f"{bench.name}: {bench.hub_id} has no files for split {split!r} ({patterns}).")
+    _check_shards(files, f"{bench.name} ({bench.hub_id}, {split})")
+    return files
 
 
 def load_hub_split(bench: Benchmark, split: str, revision: str | None = None, streaming: bool = False):
-    """One split of a benchmark's Hub dataset, downloading only that split's files; a clear
-    [`BenchmarkUnavailableError`] when it cannot be reached."""
-    if bench.gated and not get_token():
-        raise BenchmarkUnavailableError(unavailable_message(bench))
+    """One split of a benchmark's Hub dataset, from the local cache if it is there (no network, no token needed),
+    else downloading only that split's files; a one-line [`BenchmarkUnavailableError`] when it cannot be had."""
     try:
-        files = hub_split_files(bench, split, revision)
-        return load_dataset(bench.hub_id, bench.config, data_files={split: files}, split=split, revision=revision,
-                            streaming=streaming)  # fmt: skip
-    except UNREACHABLE as error:
-        raise BenchmarkUnavailableError(unavailable_message(bench, error)) from error
+        files = hub_split_files(bench, split, revision, local_files_only=True)
+    except (LocalEntryNotFoundError, IncompleteCacheError) as cached_error:
+        if is_offline_mode():
+            raise BenchmarkUnavailableError(unavailable_message(bench, cached_error)) from cached_error
+        if bench.gated and not get_token():  # say so before anything is downloaded
+            raise BenchmarkUnavailableError(unavailable_message(bench, gated=True)) from None
+        try:
+            files = hub_split_files(bench, split, revision)
+        except GatedRepoError as error:
+            raise BenchmarkUnavailableError(unavailable_message(bench, gated=True)) from error
+        except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, ConnectionError) as error:
+            raise BenchmarkUnavailableError(unavailable_message(bench, error)) from error
+    return load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
 
 
 def load_image_dataset(
@@ -158,6 +201,7 @@ def load_benchmark(
     max_samples: int | None = None,
     streaming: bool = False,
     on_bad_image: str = "raise",
+    sample_seed: int | None = None,
 ):
     """Load a registered benchmark in the common schema: `image` (RGB PIL images) and `label` (`ClassLabel`).
 
@@ -168,11 +212,13 @@ def load_benchmark(
             image folder, in the Hub dataset's own schema (same column names and label encoding).
         revision (`str`, *optional*): a Hub revision; defaults to the registry's pin, else the commit recorded by
             `pmg-aft datasets download` (`pinned_revision`).
-        max_samples (`int`, *optional*): keep the first `max_samples` rows.
+        max_samples (`int`, *optional*): keep `max_samples` rows: the first ones, or with `sample_seed` a seeded
+            random sample (kept in dataset order), which covers the classes of a label-sorted split.
         streaming (`bool`): return an `IterableDataset` that reads as it goes.
         on_bad_image (`str`): `"raise"` (default) raises [`BadImageError`] naming the dataset and index of the first
             image that cannot be decoded; `"skip"` drops such rows and logs how many. Images are checked once,
             before training or evaluation starts (while iterating, for streaming datasets).
+        sample_seed (`int`, *optional*): see `max_samples` (streaming: a seeded shuffle buffer of 10,000 rows).
 
     Returns:
         `datasets.Dataset` (or `IterableDataset`) with `image` and `label` columns; `label` is a `ClassLabel` whose
@@ -196,9 +242,22 @@ def load_benchmark(
             raw = raw.to_iterable_dataset()
     else:
         raw = load_hub_split(bench, hub_split, revision or pinned_revision(bench.name), streaming)
-    if max_samples is not None:
-        raw = raw.take(max_samples) if streaming else raw.select(range(min(max_samples, len(raw))))
-    return to_common_schema(raw, bench, on_bad_image)
+    return to_common_schema(take_rows(raw, max_samples, sample_seed), bench, on_bad_image)
+
+
+def take_rows(data, max_samples: int | None, sample_seed: int | None = None):
+    """`max_samples` rows of a dataset: the first ones, or a seeded random sample kept in dataset order (a label-
+    sorted split's first rows would cover a few classes only)."""
+    if max_samples is None:
+        return data
+    if max_samples < 1:
+        raise ValueError(f"max_samples={max_samples} must be at least 1 (or None for every row).")
+    if streaming_dataset(data):
+        data = data.shuffle(seed=sample_seed, buffer_size=10_000) if sample_seed is not None else data
+        return data.take(max_samples)
+    if sample_seed is None or max_samples >= len(data):
+        return data.select(range(min(max_samples, len(data))))
+    return data.select(sorted(random.Random(sample_seed).sample(range(len(data)), max_samples)))
 
 
 def _pick_split(data: DatasetDict, split: str, where: str) -> Dataset:
@@ -218,15 +277,14 @@ def to_common_schema(raw, bench: Benchmark, on_bad_image: str = "raise"):
                 f"{bench.name}: column(s) {missing} not found; the data has columns {columns}. The registry expects "
                 f"{bench.hub_id}'s schema (image column {bench.image_column!r}, label column {bench.label_column!r})."
             )
-    if bench.name_column:  # plain integer labels with a name column (Caltech-256's Hub copy)
-        names, mapping = _names_from_column(raw, bench)
-    data = raw.select_columns([bench.image_column, bench.label_column])
+    # Caltech-256's Hub copy numbers its classes from 1 beside a name column: its rows are labelled by that name.
+    label_column = bench.name_column or bench.label_column
+    data = raw.select_columns([bench.image_column, label_column])
     if bench.image_column != "image":
         data = data.rename_column(bench.image_column, "image")
-    if bench.label_column != "label":
-        data = data.rename_column(bench.label_column, "label")
-    if not bench.name_column:
-        names, mapping = _label_mapping(data.features["label"] if data.features else None, bench)
+    if label_column != "label":
+        data = data.rename_column(label_column, "label")
+    names, mapping = _label_mapping(data.features["label"] if data.features else None, bench)
     # Undecoded until checked: nothing below may decode (and die on) a corrupt image.
     data = _encode_labels(data.cast_column("image", ImageFeature(decode=False)), names, mapping, bench.name)
     data = check_images(data, bench.name, "image", on_bad_image)
@@ -258,6 +316,11 @@ def _encode_labels(data, names: list[str], mapping: dict | None, name: str):
     return concatenate_datasets([data.select_columns(["image"]), labels], axis=1)
 
 
+def rgb_images(data):
+    """The dataset with its images read as 8-bit RGB (after `concatenate_datasets`, which drops the format)."""
+    return data.with_transform(_rgb_rows)
+
+
 def _rgb_rows(batch: dict) -> dict:
     if "image" in batch:
         batch["image"] = [to_rgb(image) for image in batch["image"]]
@@ -273,10 +336,6 @@ def _label_mapping(feature, bench) -> tuple[list[str], dict | None]:
     source_names = getattr(feature, "names", None)
     dtype = getattr(feature, "dtype", None)
     target = bench.class_names
-    if not target:  # Caltech-256: the names come from the dataset itself
-        if not source_names:
-            raise ValueError(f"{bench.name}: the label column has no class names to read; expected a ClassLabel.")
-        return [normalize_name(n) for n in source_names], None
     if dtype == "bool":
         return target, {False: 0, True: 1}
     if source_names is None and dtype not in ("string", "large_string"):
@@ -318,21 +377,6 @@ def select_classes(data, names: list[str]):
     plain = data.with_format(None)
     kept = plain.filter(lambda labels: [label in mapping for label in labels], input_columns="label", batched=True)
     return _encode_labels(kept, list(names), mapping, "select_classes").with_transform(_rgb_rows)
-
-
-def _names_from_column(raw, bench: Benchmark) -> tuple[list[str], dict]:
-    """Class names from a name column beside integer labels: one name per label value, labels re-encoded from 0 in
-    the order of their values (Caltech-256's Hub copy numbers its 257 classes from 1). Reads the two small columns
-    only, never the images."""
-    if streaming_dataset(raw):
-        raise ValueError(f"{bench.name}: its class names come from its rows; load it without streaming.")
-    pairs = raw.select_columns([bench.label_column, bench.name_column]).with_format("arrow")[:]
-    by_label: dict = {}
-    for label, text in zip(pairs[bench.label_column].to_pylist(), pairs[bench.name_column].to_pylist()):
-        if by_label.setdefault(label, text) != text:
-            raise ValueError(f"{bench.name}: label {label} is named both {by_label[label]!r} and {text!r}.")
-    order = sorted(by_label)
-    return [normalize_name(by_label[label]) for label in order], {label: i for i, label in enumerate(order)}
 
 
 def _map_label(label, mapping: dict, name: str) -> int:

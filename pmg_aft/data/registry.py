@@ -42,7 +42,11 @@ class Benchmark:
             resolution keep at their size; the others are resized and centre-cropped first.
         match_labels_by_name: map the source's `ClassLabel` names onto ours by name (otherwise trust its order).
         gated: the Hub dataset needs accepted terms and a token.
-        whole_set: the official evaluation uses the whole dataset rather than this split (a documented difference).
+        whole_set_splits: the splits that together are the whole dataset, which the official PMG-AFT and TGA-ZSR
+            evaluations use (Caltech-256); protocols with `whole_sets` evaluate their union.
+        official_difference: how the evaluated data differs from the official evaluation's, where it does (recorded
+            with every result).
+        card: the evidence for the Hub copy chosen, where the obvious one does not serve.
     """
 
     name: str
@@ -58,11 +62,13 @@ class Benchmark:
     native_resolution: bool = False
     match_labels_by_name: bool = True
     gated: bool = False
-    whole_set: bool = False
+    whole_set_splits: tuple[str, ...] = ()
+    official_difference: str | None = None
+    card: str | None = None
 
     @property
     def class_names(self) -> list[str]:
-        """Class names in label order (empty for Caltech-256, whose names come from the dataset itself)."""
+        """Class names in label order."""
         return list(_lists()[self.name]["names"])
 
     @property
@@ -85,10 +91,6 @@ class Benchmark:
         if source == "clip_benchmark":
             return list(label_names), list(entry["templates"])
         official = entry["pmg_aft"]
-        if not self.class_names:
-            # Caltech-256: its names come from the data, already cleaned by load_benchmark the way the official
-            # loader meant to (`NNN.` and `-101`/`-256` removed, `_`/`-` as spaces, lower case).
-            return list(label_names), list(official["templates"])
         index = {n: i for i, n in enumerate(self.class_names)}
         unknown = [n for n in label_names if n not in index]
         if unknown:
@@ -107,14 +109,18 @@ _ENTRIES = [
               revision="aadb3af77e9048adbea6b47c21a81e47dd092ae5", revision_source=MTEB),
     Benchmark("stl10", "tanganke/stl10", "test", native_resolution=True,
               revision="49ae7f94508f7feae62baf836db284306eab0b0f", revision_source=MTEB),
-    Benchmark("sun397", "tanganke/sun397", "test", whole_set=True),
+    Benchmark("sun397", "tanganke/sun397", "test", official_difference=(
+        "the official evaluation uses all 108,754 SUN397 images; tanganke/sun397 holds partition 1 (19,850 train + "
+        "19,850 test images), of which the test split is evaluated")),
     Benchmark("food101", "ethz/food101", "validation", revision="e06acf2a88084f04bce4d4a525165d68e0a36c38",
               revision_source=MTEB),
     Benchmark("pets", "timm/oxford-iiit-pet", "test"),
     Benchmark("flowers102", "dpdl-benchmark/oxford_flowers102", "test"),
     Benchmark("dtd", "tanganke/dtd", "test", revision="d2afa97d9f335b1a6b3b09c637aef667f98f966e",
               revision_source=MTEB),
-    Benchmark("eurosat", "tanganke/eurosat", "test", whole_set=True),
+    Benchmark("eurosat", "tanganke/eurosat", "test", official_difference=(
+        "the official evaluation uses all 27,000 EuroSAT images; tanganke/eurosat holds 21,600 train + 2,700 test "
+        "images (plus corrupted copies), of which the test split is evaluated")),
     Benchmark("fgvc-aircraft", "mteb/FGVCAircraftZeroShot", "test", label_column="variant",
               revision="2d33d00400099b87bfec8b04f2876fb10ca07487", revision_source=MTEB),
     Benchmark("tiny-imagenet", "zh-plus/tiny-imagenet", "valid", splits={"test": "valid", "validation": "valid"},
@@ -122,8 +128,13 @@ _ENTRIES = [
     Benchmark("imagenet", "ILSVRC/imagenet-1k", "validation", match_labels_by_name=False, gated=True,
               revision="49e2ee26f3810fb5a7536bbf732a7b07389a47b5",
               revision_source="a public dataset-acquisition script that checks its 50,000 validation rows"),
-    Benchmark("caltech101", "flwrlabs/caltech101", "train"),
-    Benchmark("caltech256", "ilee0022/Caltech-256", "test", name_column="text", whole_set=True),
+    Benchmark("caltech101", "flwrlabs/caltech101", "train", card=(
+        "flwrlabs/caltech101: one split of all 8,677 images, 101 lowercase folder names, no background class")),
+    Benchmark("caltech256", "ilee0022/Caltech-256", "test", name_column="text",
+              whole_set_splits=("train", "validation", "test"), card=(
+                  "bitmind/caltech-256 has no label column; ilee0022/Caltech-256's card: 'This is the huggingface "
+                  "format of : https://data.caltech.edu/records/nyy15-4j048', features image, label (int64), text "
+                  "(string), splits train 24,791 / validation 2,755 / test 3,061 (30,607 with the clutter class)")),
     Benchmark("stanford-cars", "tanganke/stanford_cars", "test", revision="9abf6cf7d6dfa7b95152a0d6e791ea9435b47a40",
               revision_source="a public training script's pinned download"),
     Benchmark("pcam", "1aurent/PatchCamelyon", "test"),

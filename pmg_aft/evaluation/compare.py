@@ -15,12 +15,11 @@ def comparison_table(reports: dict[str, Report]) -> str:
         raise ValueError("Nothing to compare: no reports.")
     first = next(iter(reports.values()))
     for name, report in reports.items():
-        same = (report.protocol, report.logit_scale, report.attack_keys, report.overrides)
-        if same != (first.protocol, first.logit_scale, first.attack_keys, first.overrides):
+        if _setup(report) != _setup(first):
+            different = sorted(k for k in _setup(report) if _setup(report)[k] != _setup(first).get(k))
             raise ValueError(
-                f"{name} was evaluated with other settings (protocol, logit scale, attacks, overrides: {same}) than "
-                f"{next(iter(reports))} ({(first.protocol, first.logit_scale, first.attack_keys, first.overrides)}); "
-                "compare like with like."
+                f"{name} was evaluated otherwise than {next(iter(reports))} (they differ in {different}); compare "
+                "like with like."
             )
     keys = first.columns
     datasets = list(first.results)
@@ -40,6 +39,15 @@ def comparison_table(reports: dict[str, Report]) -> str:
             cells += [f"{100 * report.value(d, lead):.2f}" for d in datasets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _setup(report: Report) -> dict:
+    """Everything that must match for two reports' figures to be compared: the effective protocol's fields (a
+    per-model logit scale is the model's own, so it may differ), the attack settings and the datasets."""
+    record = {k: v for k, v in (report.protocol_record or {}).items() if k not in ("description", "evidence")}
+    scale = None if record.get("logit_scale", 0) is None else report.logit_scale
+    return {**record, "protocol": report.protocol, "logit_scale": scale, "attacks": report.attack_keys,
+            "datasets": sorted(report.results), "image_mean": report.image_mean}  # fmt: skip
 
 
 def compare(models: dict, output_dir: str, **suite_kwargs) -> str:

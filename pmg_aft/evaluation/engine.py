@@ -27,12 +27,53 @@ logger = logging.getLogger(__name__)
 PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def autocast(device: torch.device, precision: str):
-    """Autocast for `"bf16"` / `"fp16"`, nothing for `"no"`."""
+def effective_precision(precision: str, device: torch.device) -> str:
+    """The precision that runs on `device`: `fp16` is CUDA autocast (`torch.cuda.amp.autocast`, a no-op on a CPU,
+    as in the official codes), so on other devices it is float32."""
     if precision not in PRECISIONS:
         raise ValueError(f"mixed precision {precision!r} is not one of {list(PRECISIONS)}.")
-    dtype = PRECISIONS[precision]
+    return "no" if precision == "fp16" and device.type != "cuda" else precision
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast for `"bf16"` / `"fp16"` (CUDA only, see [`effective_precision`]), nothing for `"no"`."""
+    dtype = PRECISIONS[effective_precision(precision, device)]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def start_noise(indices: torch.Tensor, shape: tuple[int, ...], seed: int, salt: int, device) -> torch.Tensor:
+    """Uniform noise in [-1, 1] for each sample's random start, drawn from a generator seeded by (seed, setting,
+    sample index): a sample's start, hence its result, does not depend on the batch size or the process count."""
+    noise = torch.empty((len(indices), *shape), device=device)
+    for row, index in enumerate(indices.tolist()):
+        generator = torch.Generator(device=device).manual_seed(((seed * 1_000_003 + salt) * 1_000_033 + index) % 2**63)
+        noise[row] = torch.rand(shape, generator=generator, device=device) * 2 - 1
+    return noise
+
+
+class IndexedRows(torch.utils.data.Dataset):
+    """A dataset's rows with their index, so each sample can be seeded by its place in the eval set."""
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        return index, self.data[index]
+
+
+class IndexedCollator:
+    """An eval set's collator that also returns the rows' indices."""
+
+    def __init__(self, collator) -> None:
+        self.collator = collator
+
+    def __call__(self, rows) -> dict:
+        batch = self.collator([row for _, row in rows])
+        batch["indices"] = torch.tensor([index for index, _ in rows])
+        return batch
 
 
 def run_attack(
@@ -42,15 +83,17 @@ def run_attack(
     setting: AttackSetting,
     precision: str = "no",
     seed: int = 0,
+    start: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     """Adversarial images for one setting; per sample, whether every iterate before the last was still classified
-    correctly; and for AutoAttack the attacks that ran (`None` otherwise)."""
+    correctly; and for AutoAttack the attacks that ran (`None` otherwise). `start` is PGD's random-start noise."""
     if setting.attack == "autoattack":  # float32: pyautoattack does not scale its gradients
         adversarial, used = autoattack(classifier, images, labels, setting.eps, classifier.num_classes, setting.norm,
                                        seed, setting.variant)  # fmt: skip
         return adversarial, torch.ones_like(labels, dtype=torch.bool), used  # its output is already the worst case
     with autocast(images.device, precision):
-        adversarial, survived = pgd(classifier, images, labels, **setting.pgd_kwargs(), return_survivors=True)
+        adversarial, survived = pgd(classifier, images, labels, **setting.pgd_kwargs(), return_survivors=True,
+                                    start=start)  # fmt: skip
     return adversarial, survived, None
 
 
@@ -73,10 +116,12 @@ def evaluate_dataset(
         settings (`Sequence[AttackSetting]`): the attacks; each sample is attacked from its clean image.
         accelerator (`accelerate.Accelerator`): shards the samples across processes and gathers the results.
         batch_size (`int`): per process.
-        precision (`str`): `"no"`, `"bf16"` or `"fp16"` for the forward passes of PGD/CW and the predictions.
+        precision (`str`): `"no"`, `"bf16"` or `"fp16"` (CUDA autocast) for PGD/CW and the predictions; AutoAttack
+            runs and is judged in float32.
         num_workers, pin_memory: the data loader's.
-        seed (`int`): seeds random starts (with the process index) and AutoAttack, so a rerun gives the same
-            numbers; the caller's random state is left as it was (training continues as if nothing had run).
+        seed (`int`): seeds each sample's random start (with its index in the eval set, so results do not depend on
+            the batch size or the process count) and AutoAttack; the caller's random state is left as it was
+            (training continues as if nothing had run).
 
     Returns:
         `dict`: `dataset`, the eval set's provenance, `samples`, `num_classes`, `clean_accuracy`, `robust_accuracy`
@@ -86,13 +131,13 @@ def evaluate_dataset(
     """
     if len(eval_set) == 0:
         raise ValueError(f"{eval_set.name} has no samples to evaluate.")
-    start = time.time()
+    began = time.time()
     loader = DataLoader(
-        eval_set.dataset,
+        IndexedRows(eval_set.dataset),
         batch_size=batch_size,
         shuffle=False,
         drop_last=False,  # every sample counts once
-        collate_fn=eval_set.collator(classifier.image_size),
+        collate_fn=IndexedCollator(eval_set.collator(classifier.image_size)),
         num_workers=num_workers,
         pin_memory=pin_memory,
     )
@@ -113,11 +158,16 @@ def evaluate_dataset(
                 with torch.no_grad():
                     predictions = [classifier(images).argmax(-1)]
             survivors = []
-            for setting in settings:
-                adversarial, survived, used = run_attack(classifier, images, labels, setting, precision, seed)
+            for salt, setting in enumerate(settings):
+                start = None
+                if setting.random_start and setting.norm == "linf" and setting.attack != "autoattack":
+                    start = start_noise(batch["indices"], tuple(images.shape[1:]), seed, salt, images.device)
+                adversarial, survived, used = run_attack(classifier, images, labels, setting, precision, seed, start)
                 if used is not None:
                     attacks_used[setting.key] = used
-                with torch.no_grad(), autocast(images.device, precision):
+                # AutoAttack's images are judged in the precision it ran in (float32).
+                judged = "no" if setting.attack == "autoattack" else precision
+                with torch.no_grad(), autocast(images.device, judged):
                     predictions.append(classifier(adversarial).argmax(-1))
                 survivors.append(survived)
             # One row per sample: label, clean prediction, each attack's prediction, each attack's survival flag.
@@ -141,7 +191,7 @@ def evaluate_dataset(
         "worst_case_accuracy": scores["worst_case_accuracy"],
         "autoattack_attacks": attacks_used,
         "gradient_health": health,
-        "seconds": round(time.time() - start, 2),
+        "seconds": round(time.time() - began, 2),
     }
     logger.info(
         "%s: clean %.2f%%, robust %s", eval_set.name, 100 * result["clean_accuracy"], result["robust_accuracy"]

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from datasets import concatenate_datasets
+
 from ..constants import CUSTOM_PROTOCOL, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS
 from ..data import (
     BENCHMARKS,
@@ -16,7 +18,9 @@ from ..data import (
     load_benchmark,
     pinned_revision,
     resolve_class_names,
+    rgb_images,
     select_classes,
+    take_rows,
 )
 from ..prompts import check_template, clean_class_name
 from .protocols import Protocol, get_protocol
@@ -40,8 +44,9 @@ class EvalSet:
         image_column, label_column (`str`): the dataset's columns.
         protocol (`str`): the protocol the texts come from (`pmg_aft`, `tga_zsr`, `clip_benchmark`, or `custom`).
         hub_id, split, revision (`str`, *optional*): where the data comes from, recorded with the results.
-        max_samples (`int`, *optional*): the cap the data was cut to (its first N rows), recorded with the results
-            so a report never calls a subset a full test set.
+        max_samples (`int`, *optional*): the cap the data was cut to, recorded with the results so a report never
+            calls a subset a full test set; `sample_seed` says how the rows were drawn (`None`: the first ones).
+        official_difference (`str`, *optional*): how the data differs from the official evaluation's, if it does.
     """
 
     name: str
@@ -58,6 +63,8 @@ class EvalSet:
     split: str | None = None
     revision: str | None = None
     max_samples: int | None = None
+    sample_seed: int | None = None
+    official_difference: str | None = None
 
     def __post_init__(self) -> None:
         if not self.class_names:
@@ -93,12 +100,13 @@ class EvalSet:
         names = [clean_class_name(n) for n in resolve_class_names(names)]
         return cls(name, dataset, names, list(templates), label_column=label_column, **kwargs)
 
-    def take(self, max_samples: int | None) -> EvalSet:
-        """The same eval set on its first `max_samples` rows (all of them for `None`), the cap recorded."""
+    def take(self, max_samples: int | None, sample_seed: int | None = None) -> EvalSet:
+        """The same eval set on `max_samples` rows (all of them for `None`): the first ones, or a seeded random
+        sample kept in dataset order; the cap and the seed are recorded."""
         if max_samples is None:
             return self
-        return replace(self, dataset=self.dataset.select(range(min(max_samples, len(self.dataset)))),
-                       max_samples=max_samples)  # fmt: skip
+        return replace(self, dataset=take_rows(self.dataset, max_samples, sample_seed), max_samples=max_samples,
+                       sample_seed=sample_seed)  # fmt: skip
 
     def collator(self, image_size: int) -> ImageClassificationCollator:
         """The collator for a model whose input resolution is `image_size`."""
@@ -114,7 +122,8 @@ class EvalSet:
     def provenance(self) -> dict:
         """What is recorded with every result: the data's origin and the protocol of its prompts."""
         return {"hub_id": self.hub_id, "split": self.split, "revision": self.revision, "protocol": self.protocol,
-                "templates": list(self.templates), "max_eval_samples": self.max_samples}  # fmt: skip
+                "templates": list(self.templates), "max_eval_samples": self.max_samples,
+                "sample_seed": self.sample_seed, "official_difference": self.official_difference}  # fmt: skip
 
 
 def benchmark_eval_set(
@@ -143,10 +152,15 @@ def benchmark_eval_set(
     """
     record = get_protocol(protocol)
     bench = get_benchmark(name)
-    revision = None
+    revision, split = None, bench.split
     if dataset is None:
         local = os.path.join(benchmark_data_dir, bench.name) if benchmark_data_dir else None
-        dataset = load_benchmark(bench.name, data_dir=local, max_samples=max_eval_samples, on_bad_image=on_bad_image)
+        splits = list(bench.whole_set_splits) if record.whole_sets and bench.whole_set_splits else [None]
+        cap = None if len(splits) > 1 else max_eval_samples  # a union is sampled below, once whole
+        parts = [load_benchmark(bench.name, part, local, max_samples=cap, on_bad_image=on_bad_image,
+                                sample_seed=record.sample_seed) for part in splits]  # fmt: skip
+        dataset = parts[0] if len(parts) == 1 else rgb_images(concatenate_datasets(parts))
+        split = "+".join(splits) if len(splits) > 1 else split
         revision = None if local or bench.hub_id is None else pinned_revision(bench.name)
     names = dataset.features["label"].names
     texts, templates = bench.texts(record.texts, names)
@@ -165,10 +179,11 @@ def benchmark_eval_set(
         interpolation=record.interpolation,
         protocol=record.name,
         hub_id=bench.hub_id,
-        split=bench.split,
+        split=split,
         revision=revision,
+        official_difference=bench.official_difference,
     )
-    return eval_set.take(max_eval_samples)  # load_benchmark cut it already; this records the cap
+    return eval_set.take(max_eval_samples, record.sample_seed)  # a single split is cut already: this records it
 
 
 def as_eval_set(name: str, data, protocol: str | Protocol = "pmg_aft", **defaults: Any) -> EvalSet:

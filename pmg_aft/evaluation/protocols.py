@@ -49,8 +49,13 @@ class Protocol:
         attacks, eps, steps, step_size, norm, random_start, first_success: the default attack settings
             ([`AttackSetting`]); `first_success=False` counts the final iterate, as the official codes do.
         autoattack (`str`): the AutoAttack variant (`standard`, or the subsets TGA-ZSR and FARE run).
-        max_eval_samples (`int`, *optional*): the first N samples of each dataset.
-        mixed_precision (`str`): `"no"`, `"fp16"` or `"bf16"`: the precision of the attacks and predictions.
+        max_eval_samples (`int`, *optional*): evaluate N samples of each dataset.
+        sample_seed (`int`, *optional*): with a cap, the seed of the random sample of N rows (kept in dataset
+            order); `None` takes the first N, which on a label-sorted split covers few classes.
+        whole_sets (`bool`): evaluate the whole dataset where the official evaluation does and the Hub copy splits
+            it (Caltech-256: train + validation + test).
+        mixed_precision (`str`): `"no"`, `"fp16"` or `"bf16"`: the precision of the attacks and predictions. `fp16`
+            is CUDA autocast, as `torch.cuda.amp.autocast` in the official codes: on a CPU it runs in float32.
         evidence (`str`): where each choice comes from.
         overridden (`tuple[str, ...]`): the fields a caller changed from the named protocol.
     """
@@ -72,6 +77,8 @@ class Protocol:
     first_success: bool
     autoattack: str
     max_eval_samples: int | None
+    sample_seed: int | None
+    whole_sets: bool
     mixed_precision: str
     evidence: str
     overridden: tuple[str, ...] = field(default=())
@@ -143,6 +150,8 @@ PMG_AFT = Protocol(
     first_success=False,
     autoattack="standard",
     max_eval_samples=None,
+    sample_seed=0,
+    whole_sets=True,
     mixed_precision="fp16",
     evidence=(
         f"{PMG_AFT_CODE}: one text per class, the code's renaming rules (official_pmg_aft_eval.json); logits are "
@@ -176,6 +185,8 @@ TGA_ZSR = Protocol(
     first_success=False,
     autoattack="apgd-ce+apgd-dlr",
     max_eval_samples=None,
+    sample_seed=0,
+    whole_sets=True,
     mixed_precision="fp16",
     evidence=(
         f"{TGA_ZSR_CODE}: CIFAR-10/100 and STL-10 through Resize((224, 224)) before the attack, the rest "
@@ -207,13 +218,15 @@ CLIP_BENCHMARK = Protocol(
     first_success=False,
     autoattack="apgd-ce+apgd-t",
     max_eval_samples=1000,
+    sample_seed=0,
+    whole_sets=False,
     mixed_precision="no",
     evidence=(
         f"{FARE_CODE}: CIFAR-10/100 and STL-10 attacked at native size and resized (bicubic) to 224 inside the "
         "model, the rest open_clip's Resize(224, bicubic) + CenterCrop(224); the model's normalisation; logits = "
         "100 * cosine; CLIP_benchmark's class names and templates, embeddings averaged; AutoAttack version='custom' "
         "with APGD-CE (5 restarts) and APGD-T (9 target classes), 100 iterations (2 classes: APGD-CE only); "
-        "--n_samples 1000 (drawn by a seeded shuffle of the webdataset stream; here the first 1,000); --no_amp "
+        "--n_samples 1000 (drawn by a seeded shuffle of the webdataset stream; here a seeded sample); --no_amp "
         "(float32). The FARE README reports eps 2/255 and 4/255; RobustBench-style tables add 1/255."
     ),
 )

@@ -88,11 +88,14 @@ class Report:
         """A Markdown table: one row per dataset plus the mean, accuracy in percent, after how it was obtained."""
         keys = self.columns
         overridden = f" with {', '.join(self.overrides)} overridden" if self.overrides else ""
-        described = (self.protocol_record or {}).get("description", "")
+        record = self.protocol_record or {}
+        precision = self.mixed_precision
+        if record.get("mixed_precision", precision) != precision:
+            precision += f" (the protocol's {record['mixed_precision']} is CUDA autocast; this ran without CUDA)"
         lines = [
             f"Protocol `{self.protocol}`{overridden} (logit scale {self.logit_scale:g}, normalisation mean "
-            f"{[round(v, 4) for v in self.image_mean]}, precision {self.mixed_precision}), model `{self.model}`. "
-            f"{described}",
+            f"{[round(v, 4) for v in self.image_mean]}, precision {precision}), model `{self.model}`. "
+            f"{record.get('description', '')}",
             "",
             "Attacks:",
             "",
@@ -104,6 +107,11 @@ class Report:
             ),  # fmt: skip
             "",
             *self._prompt_lines(),
+            *[
+                f"Data: {name}: {r['official_difference']}."
+                for name, r in self.results.items()
+                if r.get("official_difference")
+            ],  # fmt: skip
             "| dataset | samples | clean | " + " | ".join(keys) + " |",
             "|---|---:|---:|" + "---:|" * len(keys),
         ]

@@ -14,7 +14,7 @@ from accelerate.utils import broadcast_object_list
 from ..data import BENCHMARKS, EVAL_SUITE, get_benchmark, pinned_revision
 from ..zeroshot import ZeroShotClassifier
 from .checks import sanity_warnings
-from .engine import evaluate_dataset
+from .engine import effective_precision, evaluate_dataset
 from .eval_set import as_eval_set, benchmark_eval_set
 from .protocols import Protocol, get_protocol
 from .report import Report
@@ -91,6 +91,7 @@ def evaluate_robustness(
     else:
         names = list(datasets)
     image_mean, image_std = record.image_stats(processor)
+    precision = effective_precision(record.mixed_precision, accelerator.device)
     scale = record.logit_scale if record.logit_scale is not None else float(model.logit_scale.exp())
     report = Report(
         model=model_id or getattr(model.config, "_name_or_path", "") or "unknown",
@@ -101,7 +102,7 @@ def evaluate_robustness(
         settings=record.settings(),
         max_eval_samples=record.max_eval_samples,
         model_digest=weights_digest(model),
-        mixed_precision=record.mixed_precision,
+        mixed_precision=precision,
         seed=seed,
         protocol_record=record.to_dict(),
         overrides=list(record.overridden),
@@ -124,15 +125,16 @@ def evaluate_robustness(
                 continue
             if datasets is not None:
                 defaults = dict(crop_pct=record.crop_pct, interpolation=record.interpolation)
-                eval_set = as_eval_set(name, datasets[name], record, **defaults).take(record.max_eval_samples)
+                eval_set = as_eval_set(name, datasets[name], record, **defaults)
+                eval_set = eval_set.take(record.max_eval_samples, record.sample_seed)
             else:
                 with accelerator.main_process_first():
                     eval_set = benchmark_eval_set(name, record, benchmark_data_dir, record.max_eval_samples,
                                                   on_bad_image)  # fmt: skip
             classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
                                             image_mean, image_std, scale)  # fmt: skip
-            result = evaluate_dataset(classifier, eval_set, report.settings, accelerator, batch_size,
-                                      record.mixed_precision, seed=seed)  # fmt: skip
+            result = evaluate_dataset(classifier, eval_set, report.settings, accelerator, batch_size, precision,
+                                      seed=seed)  # fmt: skip
             report.results[name] = result
             if output_dir and accelerator.is_main_process:
                 _save_result(output_dir, name, report.fingerprint(), result)
