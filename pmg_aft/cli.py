@@ -26,7 +26,7 @@ from .constants import (
 )
 from .convert import convert_openai_checkpoint
 from .data import BENCHMARKS, BenchmarkUnavailableError, get_benchmark
-from .data.loading import load_hub_split, unavailable_message
+from .data.loading import hub_split_files, unavailable_message
 from .data.registry import revisions_file
 from .evaluation import PROTOCOL_RECORDS, compare, evaluate_robustness
 from .evaluation.engine import PRECISIONS
@@ -286,9 +286,8 @@ def datasets_download(names: list[str], revision: str | None = None, lock: str |
     benches = list(BENCHMARKS.values()) if names == ["all"] else [get_benchmark(n) for n in names]
     resolved = {}
     for bench in benches:
-        splits = sorted(
-            {bench.split, *bench.splits.values()} | ({"train"} if bench.name == "tiny-imagenet" else set())
-        )
+        training = {"train"} if bench.name == "tiny-imagenet" else set()
+        splits = sorted({bench.split, *bench.splits.values(), *bench.whole_set_splits} | training)
         wanted = revision or bench.revision
         if bench.hub_id is None:
             continue  # generated, nothing to download
@@ -298,7 +297,7 @@ def datasets_download(names: list[str], revision: str | None = None, lock: str |
             sha = HfApi().dataset_info(bench.hub_id, revision=wanted).sha
             for split in splits:  # only these splits' files
                 print(f"{bench.name}: downloading {bench.hub_id} ({bench.config or 'default'}, {split}) at {sha}")
-                load_hub_split(bench, split, sha)
+                hub_split_files(bench, split, sha)  # the split's files into the cache; loads read them offline
         except Exception as error:  # network, gating, missing revision: say which and how to fix
             hint = " It is gated: accept its terms on the Hub and set HF_TOKEN." if bench.gated else ""
             raise SystemExit(f"pmg-aft: could not download {bench.name} ({bench.hub_id}): {error}.{hint}") from error

@@ -24,7 +24,7 @@ def test_datasets_download_fetches_each_split_at_the_resolved_revision(monkeypat
     monkeypatch.setattr("pmg_aft.cli.HfApi", FakeApi)
     monkeypatch.setattr("pmg_aft.cli.get_token", lambda: "hf_token")  # ImageNet is gated
     monkeypatch.setattr(
-        "pmg_aft.cli.load_hub_split", lambda bench, split, sha: calls.append((bench.hub_id, split, sha))
+        "pmg_aft.cli.hub_split_files", lambda bench, split, sha: calls.append((bench.hub_id, split, sha))
     )
     lock = tmp_path / "lock.json"
     assert cli.main(["datasets", "download", "tiny-imagenet", "cifar10", "--lock", str(lock)]) == 0
