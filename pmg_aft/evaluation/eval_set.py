@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -13,6 +15,7 @@ from ..constants import CUSTOM_PROTOCOL, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INT
 from ..data import (
     BENCHMARKS,
     ImageClassificationCollator,
+    check_class_count,
     dataset_class_names,
     get_benchmark,
     load_benchmark,
@@ -67,8 +70,7 @@ class EvalSet:
     official_difference: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.class_names:
-            raise ValueError(f"Eval set {self.name!r} has no class names.")
+        check_class_count(self.class_names, f"Eval set {self.name!r}")
         if isinstance(self.templates, str) or not self.templates:
             raise ValueError(f"Eval set {self.name!r}: templates must be a non-empty list, got {self.templates!r}.")
         for template in self.templates:
@@ -120,10 +122,37 @@ class EvalSet:
         )
 
     def provenance(self) -> dict:
-        """What is recorded with every result: the data's origin and the protocol of its prompts."""
+        """What is recorded with every result: the data's origin, a digest of its rows, and the protocol of its
+        prompts."""
         return {"hub_id": self.hub_id, "split": self.split, "revision": self.revision, "protocol": self.protocol,
                 "templates": list(self.templates), "max_eval_samples": self.max_samples,
-                "sample_seed": self.sample_seed, "official_difference": self.official_difference}  # fmt: skip
+                "sample_seed": self.sample_seed, "official_difference": self.official_difference,
+                "data_digest": self.digest()}  # fmt: skip
+
+    def digest(self) -> str:
+        """A short hash of what is evaluated: the row count, every label, the class texts, the preprocessing and the
+        bytes of a few images (first, middle, last). A finished result is reused only for the same digest, so another
+        folder, split or dataset under the same name is evaluated afresh."""
+        data, digest = self.dataset, hashlib.sha256()
+        labels = data.with_format("arrow")[self.label_column] if hasattr(data, "with_format") else None
+        labels = labels.to_pylist() if labels is not None else [row[self.label_column] for row in data]
+        facts = [len(data), labels, self.class_names, self.templates, self.native_resolution, self.crop_pct,
+                 self.interpolation, self.revision]  # fmt: skip
+        digest.update(json.dumps(facts, default=str).encode())
+        for index in sorted({0, len(data) // 2, len(data) - 1} if len(data) else set()):
+            digest.update(_image_bytes(data[index][self.image_column]))
+        return digest.hexdigest()[:16]
+
+
+def _image_bytes(image) -> bytes:
+    """The content of one image as a dataset row holds it: a PIL image, a `{"bytes", "path"}` dict or an array."""
+    if hasattr(image, "tobytes"):  # PIL images, numpy arrays
+        return image.tobytes()
+    if isinstance(image, dict):
+        return image.get("bytes") or str(image.get("path")).encode()
+    if hasattr(image, "numpy"):  # tensors
+        return image.numpy().tobytes()
+    return repr(image).encode()
 
 
 def benchmark_eval_set(

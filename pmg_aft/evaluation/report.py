@@ -146,8 +146,14 @@ class Report:
         """Load a report from its JSON file or the folder holding it."""
         if os.path.isdir(path):
             path = os.path.join(path, REPORT_FILE)
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path} is not a readable report ({error.msg} at line {error.lineno}); the file may be truncated: "
+                "rerun `pmg-aft eval` with the same --output_dir to rewrite it (finished datasets are kept)."
+            ) from error
         # Reports of pmg_aft 0.1 kept the threat model beside the settings and called the cap max_samples.
         norm = values.pop("norm", "linf")
         if "max_samples" in values:

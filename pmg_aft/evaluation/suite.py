@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -10,8 +11,9 @@ from collections.abc import Sequence
 
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
+from filelock import FileLock, Timeout
 
-from ..data import BENCHMARKS, EVAL_SUITE, get_benchmark, pinned_revision
+from ..data import EVAL_SUITE, get_benchmark
 from ..zeroshot import ZeroShotClassifier
 from .checks import sanity_warnings
 from .engine import effective_precision, evaluate_dataset
@@ -111,58 +113,105 @@ def evaluate_robustness(
     grad_flags = [p.requires_grad for p in model.parameters()]
     # Attacks need gradients for the pixels only: no parameter gradients are built, kept, or leaked.
     model = model.to(accelerator.device).eval().requires_grad_(False)
-    try:
-        for name in names:
-            # Only data loaded from the Hub has a revision (local copies and given datasets claim none).
-            bench = BENCHMARKS.get(name)
-            hub = datasets is None and benchmark_data_dir is None and bench is not None and bench.hub_id is not None
-            revision = pinned_revision(name) if hub else None
-            cached = [_load_result(output_dir, name, report.fingerprint(), revision)]
-            broadcast_object_list(cached)  # the main process decides, so all ranks agree
-            if cached[0] is not None:
-                logger.info("%s: already evaluated in %s, not recomputed.", name, output_dir)
-                report.results[name] = cached[0]
-                continue
-            if datasets is not None:
-                defaults = dict(crop_pct=record.crop_pct, interpolation=record.interpolation)
-                eval_set = as_eval_set(name, datasets[name], record, **defaults)
-                eval_set = eval_set.take(record.max_eval_samples, record.sample_seed)
-            else:
-                with accelerator.main_process_first():
-                    eval_set = benchmark_eval_set(name, record, benchmark_data_dir, record.max_eval_samples,
-                                                  on_bad_image)  # fmt: skip
-            classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
-                                            image_mean, image_std, scale)  # fmt: skip
-            result = evaluate_dataset(classifier, eval_set, report.settings, accelerator, batch_size, precision,
-                                      seed=seed)  # fmt: skip
-            report.results[name] = result
-            if output_dir and accelerator.is_main_process:
-                _save_result(output_dir, name, report.fingerprint(), result)
-            accelerator.wait_for_everyone()
-    finally:
-        model.train(was_training)
-        for param, flag in zip(model.parameters(), grad_flags):
-            param.requires_grad_(flag)
-    report.warnings = sanity_warnings(report)
-    for warning in report.warnings:
-        logger.warning(warning)
-    if output_dir and accelerator.is_main_process:
-        report.save(output_dir)
+    with output_lock(output_dir, accelerator):
+        try:
+            for name in names:
+                if datasets is not None:
+                    defaults = dict(crop_pct=record.crop_pct, interpolation=record.interpolation)
+                    eval_set = as_eval_set(name, datasets[name], record, **defaults)
+                    eval_set = eval_set.take(record.max_eval_samples, record.sample_seed)
+                else:
+                    with accelerator.main_process_first():
+                        eval_set = benchmark_eval_set(name, record, benchmark_data_dir, record.max_eval_samples,
+                                                      on_bad_image)  # fmt: skip
+                digest = [eval_set.digest() if accelerator.is_main_process else None]
+                broadcast_object_list(digest)
+                cached = [_load_result(output_dir, name, report.fingerprint(), digest[0])]
+                broadcast_object_list(cached)  # the main process decides, so all ranks agree
+                if cached[0] is not None:
+                    logger.info("%s: already evaluated in %s on the same data, not recomputed.", name, output_dir)
+                    report.results[name] = cached[0]
+                    continue
+                classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
+                                                image_mean, image_std, scale)  # fmt: skip
+                result = evaluate_dataset(classifier, eval_set, report.settings, accelerator, batch_size, precision,
+                                          seed=seed)  # fmt: skip
+                report.results[name] = result
+                if output_dir and accelerator.is_main_process:
+                    _save_result(output_dir, name, report.fingerprint(), result)
+                accelerator.wait_for_everyone()
+        finally:
+            model.train(was_training)
+            for param, flag in zip(model.parameters(), grad_flags):
+                param.requires_grad_(flag)
+        report.warnings = sanity_warnings(report)
+        for warning in report.warnings:
+            logger.warning(warning)
+        if output_dir and accelerator.is_main_process:
+            report.save(output_dir)
     return report
+
+
+class OutputDirBusyError(RuntimeError):
+    """Another evaluation is writing into the same output folder."""
+
+
+LOCK_FILE = ".pmg_aft_eval.lock"
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: str | None, accelerator: Accelerator):
+    """Hold `output_dir` for this evaluation: a second one started into the same folder stops at once with
+    [`OutputDirBusyError`] instead of both writing a report and one run's results being lost. The lock is an OS file
+    lock, released when the process ends, however it ends (a killed run leaves no stale lock)."""
+    if not output_dir:
+        yield
+        return
+    lock, busy = None, [False]
+    if accelerator.is_main_process:
+        os.makedirs(output_dir, exist_ok=True)
+        lock = FileLock(os.path.join(output_dir, LOCK_FILE))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            busy[0] = True
+    broadcast_object_list(busy)  # every process stops, not only the main one
+    if busy[0]:
+        raise OutputDirBusyError(
+            f"another evaluation is writing into {output_dir} (it holds {os.path.join(output_dir, LOCK_FILE)}); wait "
+            "for it to finish (a rerun then resumes its results) or pass another output folder."
+        )
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _result_path(output_dir: str, name: str) -> str:
     return os.path.join(output_dir, "results", f"{name}.json")
 
 
-def _load_result(output_dir: str | None, name: str, fingerprint: str, revision: str | None) -> dict | None:
-    """A finished dataset's result, if it was computed with the same settings, weights and dataset revision."""
-    if not output_dir or not os.path.exists(_result_path(output_dir, name)):
+def _load_result(output_dir: str | None, name: str, fingerprint: str, data_digest: str) -> dict | None:
+    """A finished dataset's result, if it was computed with the same settings and weights on the same data.
+
+    A result file that cannot be read (a disk that filled up mid-write, an edit) is named in a warning and
+    recomputed.
+    """
+    path = _result_path(output_dir, name) if output_dir else None
+    if path is None or not os.path.exists(path):
         return None
-    with open(_result_path(output_dir, name), encoding="utf-8") as f:
-        saved = json.load(f)
-    same = saved.get("fingerprint") == fingerprint and saved["result"].get("revision") == revision
-    return saved["result"] if same else None
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        result = saved["result"]
+        same = saved.get("fingerprint") == fingerprint and result.get("data_digest") == data_digest
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        logger.warning("%s cannot be read (%s: %s); %s is evaluated again.", path, type(error).__name__, error, name)
+        return None
+    if not same:
+        logger.info("%s holds a result of other settings, weights or data; %s is evaluated again.", path, name)
+    return result if same else None
 
 
 def weights_digest(model) -> str:
