@@ -283,6 +283,17 @@ class AttackSetting:
         object.__setattr__(self, "step_size", check_budget("step_size", step, self.norm, stacklevel=4))
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}.")
+        if self.steps > 0 and self.step_size == 0:
+            raise ValueError(
+                f"{self.attack}: step_size is 0 with {self.steps} steps, so the attack would never move; give a step "
+                "size (e.g. 1/255) or steps 0 for no attack."
+            )
+        if self.steps > 0 and self.eps == 0:
+            warnings.warn(
+                f"{self.attack}: eps is 0 with {self.steps} steps, so the adversarial images are the clean ones; "
+                "give a budget (e.g. 1/255) or steps 0 for no attack.",
+                stacklevel=4,
+            )
 
     @property
     def label(self) -> str:

@@ -75,12 +75,12 @@ def make_config(tmp_path):
 
 @pytest.fixture
 def make_trainer(make_config, tokenizer, train_set):
-    """`make_trainer(method, model, ref_model=None, train_dataset=train_set, **config overrides)`."""
+    """`make_trainer(method, model, ref_model=None, train_dataset=train_set, class_names=None, **config overrides)`."""
 
-    def make(method, model, ref_model=None, train_dataset=train_set, eval_dataset=None, **overrides):
+    def make(method, model, ref_model=None, train_dataset=train_set, eval_dataset=None, class_names=None, **overrides):
         config = make_config(method, **overrides)
         return TRAINERS[method](model, config, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                                processing_class=tokenizer, ref_model=ref_model)  # fmt: skip
+                                processing_class=tokenizer, ref_model=ref_model, class_names=class_names)  # fmt: skip
 
     return make
 

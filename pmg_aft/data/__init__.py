@@ -8,6 +8,7 @@ from .loading import (
     BenchmarkUnavailableError,
     check_images,
     hub_split_files,
+    is_unsplit_folder,
     load_benchmark,
     load_image_dataset,
     normalize_name,
@@ -16,7 +17,7 @@ from .loading import (
     take_rows,
 )
 from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, get_benchmark, pinned_revision
-from .validation import check_dataset, check_labels
+from .validation import check_class_count, check_dataset, check_labels
 
 __all__ = [
     "BENCHMARKS",
@@ -28,11 +29,13 @@ __all__ = [
     "ImageClassificationCollator",
     "check_dataset",
     "check_images",
+    "check_class_count",
     "check_labels",
     "colour_patches",
     "dataset_class_names",
     "get_benchmark",
     "hub_split_files",
+    "is_unsplit_folder",
     "image_to_tensor",
     "imagenet_wnid_to_name",
     "load_benchmark",

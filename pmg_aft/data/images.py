@@ -110,6 +110,16 @@ class ImageClassificationCollator:
             image = resize_center_crop(image, self.resize_size, self.image_size, self.interpolation)
         return image_to_tensor(image)
 
+    def _label(self, value) -> int:
+        """An integer class index; text or a fractional number is an error rather than truncated by `int()`."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__index__"):
+            raise ValueError(f"label {value!r} in column '{self.label_column}' is not an integer class index.")
+        if int(value) != value:
+            raise ValueError(
+                f"label {value!r} in column '{self.label_column}' is fractional: labels are class indices."
+            )
+        return int(value)
+
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if len(examples) == 0:
             raise ValueError("Cannot collate an empty batch.")
@@ -129,5 +139,5 @@ class ImageClassificationCollator:
             )
         batch = {"pixel_values": torch.stack(pixels)}
         if self.label_column in examples[0]:
-            batch["labels"] = torch.tensor([int(example[self.label_column]) for example in examples], dtype=torch.long)
+            batch["labels"] = torch.tensor([self._label(example[self.label_column]) for example in examples])
         return batch

@@ -164,7 +164,12 @@ def _load_local(path: str, split: str):
     requested split must exist, and the error lists the ones found (never another split's rows silently).
     """
     if os.path.exists(os.path.join(path, "dataset_dict.json")) or os.path.exists(os.path.join(path, "state.json")):
-        data = load_from_disk(path)
+        try:
+            data = load_from_disk(path)
+        except IndexError as error:  # datasets cannot concatenate zero arrow tables
+            raise ValueError(
+                f"{path} holds an empty dataset (0 rows): save one with rows, or pass another folder."
+            ) from error
     elif glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True):
         data = load_dataset("parquet", data_dir=path)
     else:
@@ -174,6 +179,14 @@ def _load_local(path: str, split: str):
             return data["train"]  # an unsplit folder: its only data
         return _pick_split(data, split, path)
     return data
+
+
+def is_unsplit_folder(path: str) -> bool:
+    """Whether `path` is a local folder whose data names no split, so that every split requested from it is all of
+    its rows (the training split and an eval split alike)."""
+    if not os.path.isdir(path) or os.path.exists(os.path.join(path, "dataset_dict.json")):
+        return False
+    return os.path.exists(os.path.join(path, "state.json")) or not _names_a_split(path)
 
 
 def _names_a_split(path: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -35,16 +36,51 @@ def check_dataset(dataset, name: str, columns: Sequence[str] | None = None) -> N
 
 
 def check_labels(dataset, name: str, label_column: str, num_classes: int) -> None:
-    """Raise if a `datasets.Dataset` has integer labels outside `[0, num_classes)`."""
+    """Raise unless a `datasets.Dataset`'s labels are whole numbers in `[0, num_classes)`, and warn if they are all
+    one class.
+
+    Text labels (class names) and fractional numbers are refused, naming the value and the fix: the collator would
+    otherwise fail at the first step or truncate `1.7` to class 1.
+    """
     if not hasattr(dataset, "with_format") or label_column not in (getattr(dataset, "column_names", None) or []):
         return
     # Through the "arrow" format, so filter/shuffle/select index mappings are respected.
     column = dataset.with_format("arrow")[label_column]
-    if not pa.types.is_integer(column.type):
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        raise ValueError(
+            f"{name}'s '{label_column}' column holds text ({column[0].as_py()!r}, ...), not class indices. Map it to "
+            f"integers in the order of the class names, e.g. dataset.class_encode_column('{label_column}') (its "
+            "ClassLabel names then become the class names)."
+        )
+    if pa.types.is_floating(column.type):
+        fractional = pc.not_equal(column, pc.floor(column))
+        if pc.any(fractional).as_py():
+            index = pc.index(fractional, True).as_py()
+            raise ValueError(
+                f"{name}'s '{label_column}' column holds fractional labels "
+                f"({column[index].as_py()} at index {index}); "
+                "labels must be integer class indices."
+            )
+    elif not pa.types.is_integer(column.type):
         return
     bounds = pc.min_max(column).as_py()
     if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= num_classes):
         raise ValueError(
             f"{name} has labels in [{bounds['min']}, {bounds['max']}] but {num_classes} class names; "
             "labels must be in [0, num_classes). Check class_names or the label column."
+        )
+    if bounds["min"] is not None and bounds["min"] == bounds["max"] and len(column) > 1:
+        warnings.warn(
+            f"{name}: every one of its {len(column)} rows has label {bounds['min']}; a classifier trained on one "
+            "class learns nothing about the others (and scores 100% on data of that class alone).",
+            stacklevel=3,
+        )
+
+
+def check_class_count(class_names: Sequence[str], name: str) -> None:
+    """Raise for fewer than two classes: a zero-shot classifier over one class is always right."""
+    if len(class_names) < 2:
+        raise ValueError(
+            f"{name} has {len(class_names)} class name(s) ({list(class_names)}); zero-shot classification needs at "
+            "least 2, else every prediction is right by construction. Check class_names or the label column."
         )

@@ -24,7 +24,14 @@ from transformers.trainer_utils import HubStrategy
 
 from ..attacks import pgd
 from ..constants import RUN_INFO_FILE, TRAINABLE_PREFIXES, TRAINER_PROTOCOL
-from ..data import ImageClassificationCollator, check_dataset, check_labels, dataset_class_names, resolve_class_names
+from ..data import (
+    ImageClassificationCollator,
+    check_class_count,
+    check_dataset,
+    check_labels,
+    dataset_class_names,
+    resolve_class_names,
+)
 from ..evaluation.checks import sanity_warnings
 from ..evaluation.engine import evaluate_dataset
 from ..evaluation.eval_set import EvalSet, as_eval_set
@@ -137,6 +144,8 @@ class RobustCLIPTrainer(Trainer):
                     "Pass class_names=[...] in label order."
                 )
         self.class_names = [clean_class_name(n) for n in resolve_class_names(class_names)] if class_names else None
+        if self.class_names is not None and self.uses_labels:
+            check_class_count(self.class_names, "The training set")
         if train_dataset is not None and self.class_names is not None:
             check_labels(train_dataset, "train_dataset", args.label_column, len(self.class_names))
 
@@ -193,6 +202,7 @@ class RobustCLIPTrainer(Trainer):
         )
         self.report: Report | None = None  # the last evaluate()'s results
         self.reports: list[Report] = []  # every evaluate()'s, in order
+        self.report_steps: list[int] = []  # the training step each of them was made at
         self._class_embeddings: dict[tuple[str, tuple[str, ...], tuple[str, ...]], torch.Tensor] = {}
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
 
@@ -332,6 +342,7 @@ class RobustCLIPTrainer(Trainer):
             model.train(was_training)
         self.report = self._report(results, precision)
         self.reports.append(self.report)
+        self.report_steps.append(self.state.global_step)
         key = self.eval_attack_setting.key
         metrics: dict[str, float] = {}
         for name, result in zip(sets, results.values()):  # results are in the order of sets
