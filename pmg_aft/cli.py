@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from accelerate import PartialState
 from huggingface_hub import HfApi, get_token
-from transformers import CLIPModel, CLIPProcessor, HfArgumentParser
+from transformers import HfArgumentParser
 
 from .attacks import parse_pixel_value
+from .checkpoints import load_clip
 from .constants import (
     AUTOATTACK_VARIANTS,
     CLIP_MEAN,
@@ -25,11 +26,13 @@ from .constants import (
     RENAMED_OPTIONS,
 )
 from .convert import convert_openai_checkpoint
-from .data import BENCHMARKS, BenchmarkUnavailableError, get_benchmark
+from .data import BENCHMARKS, get_benchmark
 from .data.loading import hub_split_files, unavailable_message
 from .data.registry import revisions_file
-from .evaluation import PROTOCOL_RECORDS, compare, evaluate_robustness
+from .evaluation import PROTOCOL_RECORDS, compare, evaluate_robustness, get_protocol
 from .evaluation.engine import PRECISIONS
+from .evaluation.suite import OutputDirBusyError
+from .finetune import SETUP_ERRORS, error_message, join_negative_values
 from .finetune import main as finetune
 from .hub import MethodInfo, build_model_card, push, read_run_info
 from .trainers import TRAINERS
@@ -90,18 +93,42 @@ class SuiteArguments:
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
     seed: int = field(default=0, metadata={"help": "Seeds random starts and AutoAttack."})
 
+    def __post_init__(self) -> None:
+        # Every number checked here, naming its flag, rather than after the model has loaded.
+        kwargs = self.suite_kwargs()
+        fields = ("attacks", "eps", "steps", "step_size", "norm", "random_start", "first_success", "autoattack")
+        get_protocol(self.protocol).override(**{k: kwargs[k] for k in fields}).settings()
+        if self.benchmarks.strip() != "all":
+            for name in (n.strip() for n in self.benchmarks.split(",") if n.strip()):
+                get_benchmark(name)  # an unknown name lists the valid ones
+        if self.per_device_eval_batch_size < 1:
+            raise ValueError(
+                f"--per_device_eval_batch_size {self.per_device_eval_batch_size}: give a batch size >= 1."
+            )
+        if self.max_eval_samples is not None and self.max_eval_samples < 1:
+            raise ValueError(
+                f"--max_eval_samples {self.max_eval_samples}: give a number of rows >= 1, or leave it out."
+            )
+        if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):
+            raise ValueError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
+
     def suite_kwargs(self) -> dict:
         """`evaluate_robustness` keyword arguments (`None`: the protocol's value)."""
 
         def listed(text: str | None, parse) -> list | None:
             return None if text is None else [parse(v.strip()) for v in text.split(",") if v.strip()]
 
+        def steps(value: str) -> int:
+            if not value.isdigit():
+                raise ValueError(f"--steps {self.steps}: give whole numbers >= 0, comma-separated (e.g. 10,100).")
+            return int(value)
+
         return dict(
             benchmarks=self.benchmarks,
             protocol=self.protocol,
             attacks=listed(self.attacks, str),
             eps=listed(self.eps, lambda v: parse_pixel_value(v, "eps")),
-            steps=listed(self.steps, int),
+            steps=listed(self.steps, steps),
             step_size=None if self.step_size is None else parse_pixel_value(self.step_size, "step_size"),
             norm=self.norm,
             random_start=self.random_start,
@@ -166,7 +193,7 @@ def parse_command(prog: str, groups: tuple, argv: list[str], description: str) -
         option = name[2:].replace("-", "_")
         if name.startswith("--") and f"--{option}" not in known and option in RENAMED_OPTIONS:
             parser.error(f"{name} is now --{RENAMED_OPTIONS[option]}: flags are snake_case, as in pmg-aft train.")
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parser.parse_args_into_dataclasses(args=join_negative_values(argv))
 
 
 def eval_command(argv: list[str]) -> int:
@@ -174,8 +201,7 @@ def eval_command(argv: list[str]) -> int:
     model_args, suite = parse_command("pmg-aft eval", (EvalModelArguments, SuiteArguments), argv,
                                       "Robust zero-shot evaluation of a CLIPModel.")  # fmt: skip
     path, revision = model_args.model_name_or_path, model_args.model_revision
-    model = CLIPModel.from_pretrained(path, revision=revision)
-    processor = CLIPProcessor.from_pretrained(path, revision=revision)
+    model, processor = load_clip(path, revision=revision)
     report = evaluate_robustness(model, processor, output_dir=suite.output_dir, model_id=path, **suite.suite_kwargs())
     print(report.to_markdown())
     for warning in report.warnings:
@@ -206,7 +232,7 @@ def compare_command(argv: list[str]) -> int:
             "pmg-aft: --models takes name=path pairs, e.g. "
             "pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
         )
-    models = {n: (CLIPModel.from_pretrained(p), CLIPProcessor.from_pretrained(p)) for n, p in pairs}
+    models = {name: load_clip(path) for name, path in pairs}
     table = compare(models, suite.output_dir, **suite.suite_kwargs())
     print(table)
     return 0
@@ -215,8 +241,8 @@ def compare_command(argv: list[str]) -> int:
 def convert_command(argv: list[str]) -> int:
     """`pmg-aft convert`: released OpenAI-style checkpoints (TeCoA, PMG-AFT, FARE) to a `CLIPModel` folder."""
     (args,) = parse_command("pmg-aft convert", (ConvertArguments,), argv, convert_command.__doc__)
-    model = convert_openai_checkpoint(args.checkpoint, CLIPModel.from_pretrained(args.base_model))
-    processor = CLIPProcessor.from_pretrained(args.base_model)
+    base, processor = load_clip(args.base_model)
+    model = convert_openai_checkpoint(args.checkpoint, base)
     stats = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}.get(args.normalization)
     if stats:
         processor.image_processor.image_mean, processor.image_processor.image_std = list(stats[0]), list(stats[1])
@@ -343,6 +369,9 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
+# What bad input raises while a command sets up or reads files; each message names the problem and the fix.
+INPUT_ERRORS = (*SETUP_ERRORS, OutputDirBusyError)
+
 COMMANDS = {"train": train_command, "eval": eval_command, "push": push_command, "convert": convert_command,
             "compare": compare_command, "datasets": datasets_command, "protocols": protocols_command}  # fmt: skip
 
@@ -359,8 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return command(argv[1:])
-    except BenchmarkUnavailableError as error:  # one line that names the benchmark and the ways out
-        print(f"pmg-aft: {error}", file=sys.stderr)
+    except INPUT_ERRORS as error:  # bad input: one line naming the cause and the fix (PMG_AFT_TRACEBACK=1: all)
+        if os.environ.get("PMG_AFT_TRACEBACK"):
+            raise
+        print(f"pmg-aft: {error_message(error)}", file=sys.stderr)
         return 2
 
 

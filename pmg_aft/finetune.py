@@ -11,19 +11,27 @@ import json
 import logging
 import os
 import sys
+import types
+import typing
+import warnings
 from dataclasses import dataclass, field, fields
 
 import yaml
-from transformers import CLIPModel, CLIPProcessor, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from accelerate import PartialState
+from transformers import HfArgumentParser, set_seed
 
+from .attacks import PixelValue, parse_pixel_value
+from .checkpoints import CheckpointError, checkpoint_problem, last_complete_checkpoint, load_clip, set_aside
 from .constants import BAD_IMAGE_POLICIES, PROTOCOLS, RENAMED_OPTIONS
 from .data import (
     EVAL_SUITE,
     GENERATED,
+    BadImageError,
+    BenchmarkUnavailableError,
     check_images,
     dataset_class_names,
     get_benchmark,
+    is_unsplit_folder,
     load_benchmark,
     load_image_dataset,
 )
@@ -120,6 +128,16 @@ class DataArguments:
         },
     )
 
+    def __post_init__(self) -> None:
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} {value}: give a number of rows >= 1, or leave it out to keep them all.")
+        if self.class_names_file is not None and not os.path.isfile(self.class_names_file):
+            raise ValueError(f"--class_names_file {self.class_names_file}: no such file.")
+        if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):
+            raise ValueError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
+
 
 def _flag(argv: list[str], name: str) -> str | None:
     """The value of `--name VALUE` or `--name=VALUE` in `argv`, if present."""
@@ -136,7 +154,7 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
 
     The method (`--method`, else the file's `method:`, else `pmg_aft`) decides which config class parses the rest.
     """
-    argv = list(argv)
+    argv = join_negative_values(argv)
     values: dict = {}
     path = _flag(argv, "config")
     if "--config" in argv or path is not None:
@@ -144,8 +162,13 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
             raise SystemExit("pmg-aft: --config needs a YAML or JSON file.")
         argv = [a for i, a in enumerate(argv) if a != "--config" and (i == 0 or argv[i - 1] != "--config")]
         argv = [a for a in argv if not a.startswith("--config=")]
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
+        if not os.path.isfile(path):
+            raise SystemExit(f"pmg-aft: --config {path}: no such file.")
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = yaml.safe_load(f) or {}
+        except yaml.YAMLError as error:
+            raise SystemExit(f"pmg-aft: {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from error
         if not isinstance(values, dict):
             raise SystemExit(f"pmg-aft: {path} must hold a mapping of argument names to values.")
     method = _flag(argv, "method") or values.get("method") or DEFAULT_METHOD
@@ -159,8 +182,64 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
         unknown = sorted(names - known - {"help", "config"})
         if unknown:
             raise SystemExit(f"pmg-aft: unknown {where} for method {method}: {unknown}{_hint(unknown)}.")
+    hints = {name: hint for group in (ScriptArguments, DataArguments, config_class)
+             for name, hint in typing.get_type_hints(group).items()}  # fmt: skip
+    values = {name: check_value(name, value, hints.get(name), path) for name, value in values.items()}
     parser.set_defaults(**values)
-    return parser.parse_args_into_dataclasses(args=argv)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except (ValueError, TypeError) as error:  # a value the config rejects: its own message, without a traceback
+        raise SystemExit(f"pmg-aft: {error_message(error)}") from error
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """`--flag -1/255` as `--flag=-1/255`: argparse takes a value starting with `-` for an option and fails with
+    "expected one argument"; joined, the value reaches the field's own check, which names the problem."""
+    out: list[str] = []
+    for arg in argv:
+        previous = out[-1] if out else ""
+        negative = arg.startswith("-") and (arg[1:2].isdigit() or arg[1:2] == "." and arg[2:3].isdigit())
+        if negative and previous.startswith("--") and "=" not in previous:
+            out[-1] = f"{previous}={arg}"
+            continue
+        out.append(arg)
+    return out
+
+
+def check_value(name: str, value, hint, path: str | None):
+    """A config file's `value` for the field `name`, checked against the field's type (YAML gives lists, numbers
+    and strings as written, and argparse does not convert defaults): a number where a number is expected, three
+    numbers for a list, ... Numbers written as strings (`1e-5`, which YAML reads as text) are converted."""
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] if _is_union(hint) else [hint]
+    if value is None or len(kinds) != 1:
+        return value
+    kind, where = kinds[0], f"{path}: {name}"
+
+    def number(v, cast):
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise SystemExit(f"pmg-aft: {where} must be a number, got {v!r} ({type(v).__name__}).")
+        try:
+            return cast(parse_pixel_value(v, name) if cast is float else v)
+        except ValueError:
+            raise SystemExit(f"pmg-aft: {where} must be a number, got {v!r}.") from None
+
+    if kind is PixelValue:
+        return number(value, float)
+    if kind in (int, float):
+        return number(value, kind)
+    if kind is bool and not isinstance(value, bool):
+        raise SystemExit(f"pmg-aft: {where} must be true or false, got {value!r}.")
+    if kind is str and isinstance(value, (list, dict)):
+        raise SystemExit(f"pmg-aft: {where} must be a single value, got {value!r}.")
+    if typing.get_origin(kind) is list and typing.get_args(kind)[:1] == (float,):
+        if not isinstance(value, list):
+            raise SystemExit(f"pmg-aft: {where} must be a list of numbers, e.g. [0.485, 0.456, 0.406]; got {value!r}.")
+        return [number(v, float) for v in value]
+    return value
+
+
+def _is_union(hint) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
 def _hint(unknown: list[str]) -> str:
@@ -189,9 +268,7 @@ def read_class_names(path: str) -> list[str]:
 def load_model(args: ScriptArguments, seed: int):
     """The model and its processor (a tokenizer for the tiny default)."""
     if args.model_name_or_path != TINY:
-        model = CLIPModel.from_pretrained(args.model_name_or_path, revision=args.model_revision)
-        processor = CLIPProcessor.from_pretrained(args.model_name_or_path, revision=args.model_revision)
-        return model, processor
+        return load_clip(args.model_name_or_path, revision=args.model_revision)
     tokenizer = tiny_tokenizer()
     # Pre-trained on the generated colour patches whatever the fine-tuning data: the tiny default is a demo model.
     pretraining_set = load_image_dataset(GENERATED, split="train", seed=seed + 100)
@@ -235,8 +312,18 @@ def load_datasets(data_args: DataArguments, training_args: RobustCLIPConfig, cla
         data = split(data_args.eval_split, data_args.max_eval_samples)
         # Without a ClassLabel of its own, the eval split takes the training classes, as the trainer would.
         names = class_names or dataset_class_names(train_dataset, training_args.label_column)
+        title = "eval"
+        if is_unsplit_folder(data_args.dataset_name) and data_args.eval_split != data_args.train_split:
+            title = "training images" if training_args.do_train else "all images"
+            warnings.warn(
+                f"{data_args.dataset_name} names no splits, so eval_split {data_args.eval_split!r} is all of its "
+                f"{len(data)} images{', the training images' if training_args.do_train else ''}: its accuracy says "
+                "nothing about held-out data and is reported as "
+                f"{title!r}. Put held-out images in a test/ sub-folder (or save a DatasetDict) for a real eval split.",
+                stacklevel=2,
+            )
         eval_dataset = EvalSet.from_dataset(
-            "eval", data, class_names=names, max_samples=data_args.max_eval_samples,
+            title, data, class_names=names, max_samples=data_args.max_eval_samples,
             hub_id=train_dataset_id(data_args), split=data_args.eval_split, revision=data_args.dataset_revision,
             **training_args.eval_set_defaults(),
         )  # fmt: skip
@@ -260,22 +347,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     last_checkpoint = None
     if training_args.do_train and os.path.isdir(training_args.output_dir) and not training_args.resume_from_checkpoint:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        last_checkpoint, broken = last_complete_checkpoint(training_args.output_dir)
+        state = PartialState()
+        state.wait_for_everyone()  # every process has chosen before the main one moves the broken ones
+        for path, problem in broken.items() if state.is_main_process else ():
+            set_aside(path, problem)
+        state.wait_for_everyone()
         if last_checkpoint is not None:
             logger.info("Resuming from %s (pass a fresh --output_dir to start over).", last_checkpoint)
-
-    class_names = read_class_names(data_args.class_names_file) if data_args.class_names_file else None
-    train_dataset, eval_dataset = load_datasets(data_args, training_args, class_names)
-    model, processor = load_model(script_args, training_args.seed)
-    trainer: RobustCLIPTrainer = TRAINERS[script_args.method](
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=processor,
-        class_names=class_names,
-    )
+    elif training_args.do_train and training_args.resume_from_checkpoint not in (None, "", False):
+        problem = checkpoint_problem(str(training_args.resume_from_checkpoint))
+        if problem is not None:
+            raise SystemExit(f"pmg-aft: cannot resume from {training_args.resume_from_checkpoint}: {problem}.")
+    try:  # bad data, model or options: one line naming the cause, before any compute is spent
+        trainer = build_trainer(script_args, data_args, training_args)
+    except SETUP_ERRORS as error:
+        raise SystemExit(f"pmg-aft: {error_message(error)}") from error
     trainer.train_dataset_id = train_dataset_id(data_args) or trainer.train_dataset_id
+    eval_dataset = trainer.eval_dataset
     metrics: dict[str, float] = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
@@ -296,6 +385,30 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return metrics
 
 
+# The errors of bad input met while the job is set up: each names the problem and the fix in its message.
+SETUP_ERRORS = (ValueError, TypeError, OSError, KeyError, CheckpointError, BadImageError, BenchmarkUnavailableError)
+
+
+def error_message(error: BaseException) -> str:
+    """An input error's own message (a `KeyError`'s without the quotes `str()` adds)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+def build_trainer(script_args: ScriptArguments, data_args: DataArguments, training_args: RobustCLIPConfig):
+    """The method's trainer on the model and data the arguments name, every input checked."""
+    class_names = read_class_names(data_args.class_names_file) if data_args.class_names_file else None
+    train_dataset, eval_dataset = load_datasets(data_args, training_args, class_names)
+    model, processor = load_model(script_args, training_args.seed)
+    return TRAINERS[script_args.method](
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        class_names=class_names,
+    )
+
+
 def print_before_after(trainer: RobustCLIPTrainer) -> None:
     """Print clean and robust accuracy per eval set: before training (with eval_on_start) and at the end."""
     reports = trainer.reports
@@ -305,15 +418,20 @@ def print_before_after(trainer: RobustCLIPTrainer) -> None:
     first, last = reports[0], reports[-1]
     print(f"\n{trainer.method_info.name}: zero-shot accuracy under {last.settings[0].describe()}, protocol "
           f"{last.protocol}, logit scale {last.logit_scale:g}:")  # fmt: skip
-    print(f"  {'':24s} {'':8s} {'clean':>8s} {'robust':>8s}")
-    rows = [("before", first)] if args.eval_on_start and len(reports) > 1 else []
+    rows = []
+    if args.eval_on_start and len(reports) > 1:  # a resumed run's first evaluation is not of the base model
+        step = trainer.report_steps[0]
+        rows.append(("before" if step == 0 else f"at resume (step {step})", first))
     rows.append(("after" if args.do_train else "model", last))
+    width = max(8, *(len(label) for label, _ in rows))
+    print(f"  {'':24s} {'':{width}s} {'clean':>8s} {'robust':>8s}")
     key = last.settings[0].key
     for name, result in last.results.items():
         dataset = f"{'eval split' if name == 'eval' else name} ({result['samples']})"
         for label, report in rows:
             values = report.results[name]
-            print(f"  {dataset:24s} {label:8s} {values['clean_accuracy']:8.2%} {values['robust_accuracy'][key]:8.2%}")
+            clean, robust = values["clean_accuracy"], values["robust_accuracy"][key]
+            print(f"  {dataset:24s} {label:{width}s} {clean:8.2%} {robust:8.2%}")
             dataset = ""
     if args.do_train:
         print(
