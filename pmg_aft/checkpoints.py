@@ -122,9 +122,12 @@ def checkpoint_problem(path: str) -> str | None:
         return "it has no trainer_state.json (it was not finished)"
     except (OSError, ValueError) as error:
         return f"its trainer_state.json cannot be read ({_first_line(error)})"
-    weights = [n for n in os.listdir(path) if n.endswith(".safetensors")]
-    if not weights:
-        return "it holds no .safetensors weights"
+    names = os.listdir(path)
+    weights = [n for n in names if n.endswith(".safetensors")]
+    # FSDP's sharded state dicts and DeepSpeed's ZeRO states are folders, and accelerate may write .bin files.
+    other = [n for n in names if n.startswith(("pytorch_model_fsdp", "global_step")) or n.endswith(".bin")]
+    if not weights and not other:
+        return "it holds no model weights"
     for name in weights:
         try:
             safe_open(os.path.join(path, name), framework="pt")  # checks the header covers the whole file

@@ -29,10 +29,10 @@ from .convert import convert_openai_checkpoint
 from .data import BENCHMARKS, get_benchmark
 from .data.loading import hub_split_files, unavailable_message
 from .data.registry import revisions_file
+from .errors import error_message, is_input_error
 from .evaluation import PROTOCOL_RECORDS, compare, evaluate_robustness, get_protocol
 from .evaluation.engine import PRECISIONS
-from .evaluation.suite import OutputDirBusyError
-from .finetune import SETUP_ERRORS, error_message, join_negative_values
+from .finetune import join_negative_values
 from .finetune import main as finetune
 from .hub import MethodInfo, build_model_card, push, read_run_info
 from .trainers import TRAINERS
@@ -369,9 +369,6 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
-# What bad input raises while a command sets up or reads files; each message names the problem and the fix.
-INPUT_ERRORS = (*SETUP_ERRORS, OutputDirBusyError)
-
 COMMANDS = {"train": train_command, "eval": eval_command, "push": push_command, "convert": convert_command,
             "compare": compare_command, "datasets": datasets_command, "protocols": protocols_command}  # fmt: skip
 
@@ -388,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return command(argv[1:])
-    except INPUT_ERRORS as error:  # bad input: one line naming the cause and the fix (PMG_AFT_TRACEBACK=1: all)
-        if os.environ.get("PMG_AFT_TRACEBACK"):
+    except Exception as error:  # bad input: one line naming the cause and the fix; a bug keeps its traceback
+        if not is_input_error(error):
             raise
         print(f"pmg-aft: {error_message(error)}", file=sys.stderr)
         return 2

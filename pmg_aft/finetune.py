@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import types
 import typing
@@ -18,16 +19,14 @@ from dataclasses import dataclass, field, fields
 
 import yaml
 from accelerate import PartialState
-from transformers import HfArgumentParser, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from .attacks import PixelValue, parse_pixel_value
-from .checkpoints import CheckpointError, checkpoint_problem, last_complete_checkpoint, load_clip, set_aside
+from .checkpoints import checkpoint_problem, last_complete_checkpoint, load_clip, set_aside
 from .constants import BAD_IMAGE_POLICIES, PROTOCOLS, RENAMED_OPTIONS
 from .data import (
     EVAL_SUITE,
     GENERATED,
-    BadImageError,
-    BenchmarkUnavailableError,
     check_images,
     dataset_class_names,
     get_benchmark,
@@ -35,6 +34,7 @@ from .data import (
     load_benchmark,
     load_image_dataset,
 )
+from .errors import error_message, is_input_error
 from .evaluation import EvalSet, benchmark_eval_set
 from .tiny import pretrain_tiny_clip, tiny_clip, tiny_tokenizer
 from .trainers import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
@@ -188,7 +188,9 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
     parser.set_defaults(**values)
     try:
         return parser.parse_args_into_dataclasses(args=argv)
-    except (ValueError, TypeError) as error:  # a value the config rejects: its own message, without a traceback
+    except Exception as error:  # a value a config check rejects: its own message, without a traceback
+        if not is_input_error(error):
+            raise
         raise SystemExit(f"pmg-aft: {error_message(error)}") from error
 
 
@@ -198,7 +200,8 @@ def join_negative_values(argv: list[str]) -> list[str]:
     out: list[str] = []
     for arg in argv:
         previous = out[-1] if out else ""
-        negative = arg.startswith("-") and (arg[1:2].isdigit() or arg[1:2] == "." and arg[2:3].isdigit())
+        # argparse reads plain negative numbers (-1, -0.5) itself, also inside lists: only the others are joined.
+        negative = re.match(r"-\.?\d", arg) is not None and re.fullmatch(r"-\d+|-\d*\.\d+", arg) is None
         if negative and previous.startswith("--") and "=" not in previous:
             out[-1] = f"{previous}={arg}"
             continue
@@ -219,9 +222,12 @@ def check_value(name: str, value, hint, path: str | None):
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
             raise SystemExit(f"pmg-aft: {where} must be a number, got {v!r} ({type(v).__name__}).")
         try:
-            return cast(parse_pixel_value(v, name) if cast is float else v)
+            value = parse_pixel_value(v, name)  # numbers, numbers YAML read as text (1e-5), fractions (1/255)
         except ValueError:
             raise SystemExit(f"pmg-aft: {where} must be a number, got {v!r}.") from None
+        if cast is int and not float(value).is_integer():
+            raise SystemExit(f"pmg-aft: {where} must be a whole number, got {v!r}.")
+        return cast(value)
 
     if kind is PixelValue:
         return number(value, float)
@@ -229,13 +235,16 @@ def check_value(name: str, value, hint, path: str | None):
         return number(value, kind)
     if kind is bool and not isinstance(value, bool):
         raise SystemExit(f"pmg-aft: {where} must be true or false, got {value!r}.")
-    if kind is str and isinstance(value, (list, dict)):
+    if kind is str and isinstance(value, (list, dict)) and name not in TRAINING_ARGUMENTS:  # fsdp takes a list too
         raise SystemExit(f"pmg-aft: {where} must be a single value, got {value!r}.")
     if typing.get_origin(kind) is list and typing.get_args(kind)[:1] == (float,):
         if not isinstance(value, list):
             raise SystemExit(f"pmg-aft: {where} must be a list of numbers, e.g. [0.485, 0.456, 0.406]; got {value!r}.")
         return [number(v, float) for v in value]
     return value
+
+
+TRAINING_ARGUMENTS = frozenset(f.name for f in fields(TrainingArguments))
 
 
 def _is_union(hint) -> bool:
@@ -346,7 +355,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     set_seed(training_args.seed)
 
     last_checkpoint = None
-    if training_args.do_train and os.path.isdir(training_args.output_dir) and not training_args.resume_from_checkpoint:
+    resume = training_args.resume_from_checkpoint  # a path, or true/false/unset: the last checkpoint, if any
+    named = isinstance(resume, str) and resume.strip().lower() not in ("", "true", "false")
+    if training_args.do_train and os.path.isdir(training_args.output_dir) and not named:
         last_checkpoint, broken = last_complete_checkpoint(training_args.output_dir)
         state = PartialState()
         state.wait_for_everyone()  # every process has chosen before the main one moves the broken ones
@@ -355,19 +366,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         state.wait_for_everyone()
         if last_checkpoint is not None:
             logger.info("Resuming from %s (pass a fresh --output_dir to start over).", last_checkpoint)
-    elif training_args.do_train and training_args.resume_from_checkpoint not in (None, "", False):
-        problem = checkpoint_problem(str(training_args.resume_from_checkpoint))
+    elif training_args.do_train and named:
+        problem = checkpoint_problem(resume)
         if problem is not None:
-            raise SystemExit(f"pmg-aft: cannot resume from {training_args.resume_from_checkpoint}: {problem}.")
+            raise SystemExit(f"pmg-aft: cannot resume from {resume}: {problem}.")
     try:  # bad data, model or options: one line naming the cause, before any compute is spent
         trainer = build_trainer(script_args, data_args, training_args)
-    except SETUP_ERRORS as error:
+    except Exception as error:
+        if not is_input_error(error):
+            raise
         raise SystemExit(f"pmg-aft: {error_message(error)}") from error
     trainer.train_dataset_id = train_dataset_id(data_args) or trainer.train_dataset_id
     eval_dataset = trainer.eval_dataset
     metrics: dict[str, float] = {}
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        result = trainer.train(resume_from_checkpoint=resume if named else last_checkpoint)
         trainer.save_model(_internal_call=True)  # saved locally now; pushed below, with the final evaluation
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
@@ -383,15 +396,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if training_args.do_train and training_args.push_to_hub:
         trainer.push_to_hub(finetuned_from=trainer.base_model)
     return metrics
-
-
-# The errors of bad input met while the job is set up: each names the problem and the fix in its message.
-SETUP_ERRORS = (ValueError, TypeError, OSError, KeyError, CheckpointError, BadImageError, BenchmarkUnavailableError)
-
-
-def error_message(error: BaseException) -> str:
-    """An input error's own message (a `KeyError`'s without the quotes `str()` adds)."""
-    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
 def build_trainer(script_args: ScriptArguments, data_args: DataArguments, training_args: RobustCLIPConfig):

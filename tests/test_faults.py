@@ -13,7 +13,9 @@ import sys
 import textwrap
 import warnings
 
+import numpy as np
 import pytest
+import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from safetensors.torch import load_file, save_file
@@ -165,6 +167,8 @@ def test_labels_must_be_integer_class_indices(model, make_trainer, train_set):
     collator = ImageClassificationCollator(image_size=32, native_resolution=True)
     with pytest.raises(ValueError, match="label 1.7 in column 'label' is fractional"):
         collator([{"image": train_set[0]["image"], "label": 1.7}])
+    for whole in (np.float32(2.0), np.int64(2), torch.tensor(2.0), 2.0):
+        assert collator([{"image": train_set[0]["image"], "label": whole}])["labels"].tolist() == [2]
 
 
 def test_string_labels_with_a_class_names_file_stop_before_training(tmp_path, checkpoint, train_set):
@@ -324,6 +328,19 @@ def test_config_numbers_written_as_text_are_read_as_numbers(tmp_path):
     path.write_text("learning_rate: 1e-5\nalpha: '128'\ntrain_eps: 2/255\n")  # YAML reads 1e-5 as a string
     _, _, config = parse_args(["--config", str(path), "--output_dir", "x"])
     assert config.learning_rate == 1e-5 and config.alpha == 128.0 and config.train_eps == pytest.approx(2 / 255)
+    path.write_text("max_steps: 2.7\n")  # not truncated to 2
+    fails(["--config", str(path), "--output_dir", "x"], r"max_steps must be a whole number, got 2.7")
+    # TrainingArguments fields typed `str` that also take lists, and negative numbers in lists and flags.
+    path.write_text("fsdp: [full_shard, auto_wrap]\nreport_to: [tensorboard]\nseed: -1\n")
+    _, _, config = parse_args(["--config", str(path), "--output_dir", "x", "--image_mean", "-0.5", "0.4", "0.4",
+                               "--max_steps", "-1", "--learning_rate", "-1e-5"])  # fmt: skip
+    assert config.image_mean == [-0.5, 0.4, 0.4] and config.max_steps == -1 and config.fsdp
+    assert config.seed == -1 and config.learning_rate == -1e-5
+
+
+def test_the_clean_baseline_does_not_check_the_attack_it_never_runs():
+    _, _, config = parse_args(["--method", "clean", "--train_step_size", "0", "--train_eps", "0", "--output_dir", "x"])
+    assert config.train_step_size == 0
 
 
 def test_missing_config_and_empty_dataset_are_one_line(tmp_path, checkpoint):
@@ -359,3 +376,34 @@ def test_tracebacks_are_there_when_asked_for(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("PMG_AFT_TRACEBACK", "1")
     with pytest.raises(ValueError, match="--steps abc"):
         cli(["eval", "--model_name_or_path", checkpoint, "--output_dir", str(tmp_path), "--steps", "abc"])
+    with pytest.raises(ValueError, match="--max_train_samples 0"):
+        main(["--config", CONFIG, "--output_dir", "x", "--max_train_samples", "0"])
+
+
+def test_a_bug_keeps_its_traceback(checkpoint, tmp_path, monkeypatch):
+    # Only errors raised on purpose (a check's `raise` with its message) or about a file become one line.
+    def broken(*args, **kwargs):
+        return {}["clean_accuracy"]  # a failing lookup: a bug, not bad input
+
+    monkeypatch.setattr("pmg_aft.evaluation.suite.evaluate_dataset", broken)
+    with pytest.raises(KeyError, match="clean_accuracy"):
+        cli(["eval", "--model_name_or_path", checkpoint, "--benchmarks", "colour-patches", "--output_dir",
+             str(tmp_path), "--steps", "1"])  # fmt: skip
+    monkeypatch.setattr("pmg_aft.finetune.load_model", lambda *args: len(None))
+    with pytest.raises(TypeError, match="NoneType"):
+        main(train_args(tmp_path / "out", checkpoint))
+
+
+def test_resume_true_and_sharded_checkpoints(tmp_path, checkpoint):
+    out = tmp_path / "run"
+    common = train_args(out, checkpoint, "--save_strategy", "steps", "--save_steps", "2", "--do_eval", "false",
+                        "--eval_on_start", "false")  # fmt: skip
+    main(common)
+    main([*common, "--max_steps", "4", "--resume_from_checkpoint", "true"])  # YAML's `true` too: the last one
+    with open(out / "checkpoint-4" / "trainer_state.json") as f:
+        assert json.load(f)["global_step"] == 4
+    # FSDP's sharded checkpoints keep their weights in a folder: complete, not set aside.
+    fsdp = out / "checkpoint-6"
+    (fsdp / "pytorch_model_fsdp_0").mkdir(parents=True)
+    (fsdp / "trainer_state.json").write_text((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert last_complete_checkpoint(str(out)) == (str(fsdp), {})

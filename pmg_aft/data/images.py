@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,7 +113,7 @@ class ImageClassificationCollator:
 
     def _label(self, value) -> int:
         """An integer class index; text or a fractional number is an error rather than truncated by `int()`."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__index__"):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) and not hasattr(value, "__index__"):
             raise ValueError(f"label {value!r} in column '{self.label_column}' is not an integer class index.")
         if int(value) != value:
             raise ValueError(

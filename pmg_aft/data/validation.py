@@ -46,6 +46,8 @@ def check_labels(dataset, name: str, label_column: str, num_classes: int) -> Non
         return
     # Through the "arrow" format, so filter/shuffle/select index mappings are respected.
     column = dataset.with_format("arrow")[label_column]
+    if len(column) == 0:
+        return  # check_dataset names an empty dataset
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         raise ValueError(
             f"{name}'s '{label_column}' column holds text ({column[0].as_py()!r}, ...), not class indices. Map it to "

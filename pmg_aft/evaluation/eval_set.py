@@ -132,14 +132,23 @@ class EvalSet:
     def digest(self) -> str:
         """A short hash of what is evaluated: the row count, every label, the class texts, the preprocessing and the
         bytes of a few images (first, middle, last). A finished result is reused only for the same digest, so another
-        folder, split or dataset under the same name is evaluated afresh."""
+        folder, split or dataset under the same name is evaluated afresh. (For data other than a `datasets.Dataset`,
+        only the sampled rows' labels are read, so as not to load every image.) Computed once per eval set."""
+        if "_digest" not in self.__dict__:  # frozen: cached beside the fields, as functools.cached_property does
+            self.__dict__["_digest"] = self._compute_digest()
+        return self.__dict__["_digest"]
+
+    def _compute_digest(self) -> str:
         data, digest = self.dataset, hashlib.sha256()
-        labels = data.with_format("arrow")[self.label_column] if hasattr(data, "with_format") else None
-        labels = labels.to_pylist() if labels is not None else [row[self.label_column] for row in data]
+        rows = sorted({0, len(data) // 2, len(data) - 1}) if len(data) else []
+        if hasattr(data, "with_format"):
+            labels = data.with_format("arrow")[self.label_column].to_pylist()
+        else:
+            labels = [data[i][self.label_column] for i in rows]
         facts = [len(data), labels, self.class_names, self.templates, self.native_resolution, self.crop_pct,
                  self.interpolation, self.revision]  # fmt: skip
         digest.update(json.dumps(facts, default=str).encode())
-        for index in sorted({0, len(data) // 2, len(data) - 1} if len(data) else set()):
+        for index in rows:
             digest.update(_image_bytes(data[index][self.image_column]))
         return digest.hexdigest()[:16]
 

@@ -124,9 +124,8 @@ def evaluate_robustness(
                     with accelerator.main_process_first():
                         eval_set = benchmark_eval_set(name, record, benchmark_data_dir, record.max_eval_samples,
                                                       on_bad_image)  # fmt: skip
-                digest = [eval_set.digest() if accelerator.is_main_process else None]
-                broadcast_object_list(digest)
-                cached = [_load_result(output_dir, name, report.fingerprint(), digest[0])]
+                digest = eval_set.digest()  # on every process, from the same data: nothing to wait for if it fails
+                cached = [_load_result(output_dir, name, report.fingerprint(), digest)]
                 broadcast_object_list(cached)  # the main process decides, so all ranks agree
                 if cached[0] is not None:
                     logger.info("%s: already evaluated in %s on the same data, not recomputed.", name, output_dir)
@@ -167,20 +166,22 @@ def output_lock(output_dir: str | None, accelerator: Accelerator):
     if not output_dir:
         yield
         return
-    lock, busy = None, [False]
+    lock, problem = None, [None]
     if accelerator.is_main_process:
-        os.makedirs(output_dir, exist_ok=True)
-        lock = FileLock(os.path.join(output_dir, LOCK_FILE))
         try:
+            os.makedirs(output_dir, exist_ok=True)
+            lock = FileLock(os.path.join(output_dir, LOCK_FILE))
             lock.acquire(timeout=0)
         except Timeout:
-            busy[0] = True
-    broadcast_object_list(busy)  # every process stops, not only the main one
-    if busy[0]:
-        raise OutputDirBusyError(
-            f"another evaluation is writing into {output_dir} (it holds {os.path.join(output_dir, LOCK_FILE)}); wait "
-            "for it to finish (a rerun then resumes its results) or pass another output folder."
-        )
+            problem[0] = (
+                f"another evaluation is writing into {output_dir} (it holds {os.path.join(output_dir, LOCK_FILE)}); "
+                "wait for it to finish (a rerun then resumes its results) or pass another output folder."
+            )
+        except OSError as error:
+            problem[0] = f"cannot write into {output_dir}: {error}"
+    broadcast_object_list(problem)  # every process stops, not only the main one
+    if problem[0] is not None:
+        raise OutputDirBusyError(problem[0])
     try:
         yield
     finally:

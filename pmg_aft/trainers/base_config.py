@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import ClassVar
 
 from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy
@@ -64,6 +65,9 @@ class RobustCLIPConfig(TrainingArguments):
     `train_step_size`, `eval_eps`, `eval_step_size`) are in [0, 1] pixel units and accept fractions such as `1/255`
     on the command line and in YAML files.
     """
+
+    # Whether the method attacks in training (the clean baseline does not: its train_* fields go unchecked).
+    uses_training_attack: ClassVar[bool] = True
 
     # Training attack.
     train_eps: PixelValue = field(
@@ -186,7 +190,8 @@ class RobustCLIPConfig(TrainingArguments):
         for name in ("train_steps", "eval_attack_steps"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        self.train_attack_setting()  # validates budgets (and warns about 0-255 units), steps and momentum
+        if self.uses_training_attack:
+            self.train_attack_setting()  # validates budgets (and warns about 0-255 units), steps and momentum
         self.eval_attack_setting()
         self.logit_scale = str(self.logit_scale)
         self.resolved_logit_scale()  # validates

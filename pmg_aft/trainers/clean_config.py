@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
 
@@ -27,6 +28,8 @@ class CleanFinetuneConfig(RobustCLIPConfig):
     then cosine, batch 256, 10 epochs, no clipping) with CLIP's own head (its normalisation, logit scale 100), so the
     baseline differs from the robust methods only in the missing attack. The `train_*` attack fields are unused.
     """
+
+    uses_training_attack: ClassVar[bool] = False
 
     learning_rate: float = field(default=5e-5, metadata={"help": f"PMG-AFT's 5e-5, with {TECOA_FAMILY}."})
     per_device_train_batch_size: int = field(
