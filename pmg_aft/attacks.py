@@ -121,6 +121,7 @@ def pgd(
     momentum: float = 0.0,
     return_survivors: bool = False,
     start: torch.Tensor | None = None,
+    check_range: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Untargeted PGD that maximises `loss` of `classifier` around `images`.
 
@@ -155,6 +156,11 @@ def pgd(
         return_survivors (`bool`, defaults to `False`): also return, per sample, whether every iterate the attack
             evaluated (the start and each step before the last) was still classified correctly; with the final
             iterate's prediction this gives the per-sample worst case over the whole run.
+        check_range (`bool`, defaults to `True`): raise unless `images` are in [0, 1]; the check waits for the
+            device, so callers whose images are in range by construction (the trainers) skip it.
+
+    With `early_stop`, the samples already misclassified leave the batch: each step forwards only those still
+    correctly classified (their results are the same; the cost of a step falls as the attack succeeds).
 
     Returns:
         `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images` (and, with
@@ -175,7 +181,7 @@ def pgd(
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels (targets).")
     x = images.detach()
-    if x.numel() and (x.min() < 0 or x.max() > 1):
+    if check_range and x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(
             f"Images must be in [0, 1] before normalisation, got values in [{x.min():.3f}, {x.max():.3f}]. "
             "Pass raw pixels / 255; the classifier normalises inside."
@@ -199,29 +205,36 @@ def pgd(
     def direction(g: torch.Tensor) -> torch.Tensor:
         return g.sign() if norm == "linf" else g / _flat_norm(g)
 
-    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    survivors = torch.ones_like(active)
+    survivors = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     velocity = torch.zeros_like(x) if momentum else None
+    rows = torch.arange(x.shape[0], device=x.device)  # the samples still attacked (all, without early_stop)
     for _ in range(int(steps)):
-        grad, logits = _gradient(classifier, objective, x, delta, labels)
+        xs, ds, ys = (x, delta, labels) if len(rows) == len(x) else (x[rows], delta[rows], labels[rows])
+        grad, logits = _gradient(classifier, objective, xs, ds, ys)
         with torch.no_grad():
+            correct = logits.argmax(-1) == ys if (return_survivors or early_stop) else None
             if return_survivors:
-                survivors &= logits.argmax(-1) == labels
-            if early_stop:
-                active &= logits.argmax(-1) == labels
-                if not active.any():
-                    break
+                survivors[rows] &= correct
             move = direction(grad)
             if velocity is not None:  # FARE's rule: the velocity is kept normalised
-                velocity = direction(momentum * velocity + move)
-                move = velocity
+                move = direction(momentum * velocity[rows] + move)
+                velocity[rows] = move
             if norm == "linf":
-                step = (delta + step_size * move).clamp(-eps, eps)
+                step = (ds + step_size * move).clamp(-eps, eps)
             else:
-                step = delta + step_size * move
+                step = ds + step_size * move
                 step = step * (eps / _flat_norm(step)).clamp(max=1.0)
-            step = (x + step).clamp(0, 1) - x
-            delta = torch.where(active.view(-1, *([1] * (x.dim() - 1))), step, delta)
+            step = (xs + step).clamp(0, 1) - xs
+            if early_stop:  # a sample fooled at its current iterate keeps it and leaves the batch
+                step = torch.where(correct.view(-1, *([1] * (x.dim() - 1))), step, ds)
+            if ds is delta:
+                delta = step
+            else:  # ds was a copy (indexing): the rows' new values go back into the batch
+                delta[rows] = step
+            if early_stop:
+                rows = rows[correct]  # a host sync per step: the price of not forwarding fooled samples
+                if len(rows) == 0:
+                    break
     return ((x + delta).detach(), survivors) if return_survivors else (x + delta).detach()
 
 

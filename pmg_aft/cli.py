@@ -90,6 +90,9 @@ class SuiteArguments:
         default=None, metadata={"help": "Precision of attacks and predictions.", "choices": list(PRECISIONS)}
     )
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
+    dataloader_num_workers: int = field(
+        default=0, metadata={"help": "Data-loader worker processes (decoding and resizing beside the attack)."}
+    )
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
     seed: int = field(default=0, metadata={"help": "Seeds random starts and AutoAttack."})
 
@@ -139,6 +142,7 @@ class SuiteArguments:
             normalization=self.normalization,
             mixed_precision=self.mixed_precision,
             batch_size=self.per_device_eval_batch_size,
+            num_workers=self.dataloader_num_workers,
             benchmark_data_dir=self.benchmark_data_dir,
             seed=self.seed,
         )

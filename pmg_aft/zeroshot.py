@@ -128,6 +128,8 @@ class ImageEncoder(nn.Module):
         image_mean (`Sequence[float]`, defaults to ImageNet's): normalisation mean.
         image_std (`Sequence[float]`, defaults to ImageNet's): normalisation std.
         image_size (`int`, *optional*): the resolution the model sees; defaults to the vision config's.
+        vision_model (`nn.Module`, *optional*): what runs `model.vision_model`'s forward, e.g. a `torch.compile`d
+            version of it; defaults to the module itself.
     """
 
     def __init__(
@@ -136,10 +138,12 @@ class ImageEncoder(nn.Module):
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
         image_size: int | None = None,
+        vision_model: nn.Module | None = None,
     ) -> None:
         super().__init__()
         check_clip_model(model)
         self.model = model
+        self.vision_model = vision_model if vision_model is not None else model.vision_model
         device = model.visual_projection.weight.device
         mean = torch.tensor(image_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.register_buffer("image_mean", mean)
@@ -163,7 +167,7 @@ class ImageEncoder(nn.Module):
 
     def encode_images(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Projected image embeddings of images in [0, 1] (unit norm when `normalize`)."""
-        pooled = self.model.vision_model(pixel_values=self.preprocess(images)).pooler_output
+        pooled = self.vision_model(pixel_values=self.preprocess(images)).pooler_output
         embeddings = self.model.visual_projection(pooled)
         return F.normalize(embeddings, dim=-1) if normalize else embeddings
 
@@ -190,6 +194,7 @@ class ZeroShotClassifier(ImageEncoder):
         class_embeddings (`torch.Tensor`, *optional*): precomputed `(num_classes, dim)` unit-norm text embeddings,
             e.g. to share them between a target and a frozen model.
         image_size (`int`, *optional*): the resolution the model sees; defaults to the vision config's.
+        vision_model (`nn.Module`, *optional*): what runs the vision tower, e.g. a `torch.compile`d version of it.
     """
 
     def __init__(
@@ -203,8 +208,9 @@ class ZeroShotClassifier(ImageEncoder):
         logit_scale: float | None = 1.0,
         class_embeddings: torch.Tensor | None = None,
         image_size: int | None = None,
+        vision_model: nn.Module | None = None,
     ) -> None:
-        super().__init__(model, image_mean, image_std, image_size)
+        super().__init__(model, image_mean, image_std, image_size, vision_model)
         if class_embeddings is None:
             if class_names is None:
                 raise ValueError("Pass class_names (with a tokenizer) or precomputed class_embeddings.")

@@ -269,3 +269,21 @@ def test_a_checkpoint_records_its_method_for_the_card(model, make_trainer, tmp_p
     assert "image_column" not in info["recipe"] and info["class_names"][0] == "red"
     assert isinstance(CLIPModel.from_pretrained(str(tmp_path / "ckpt")), CLIPModel)
     assert not isinstance(trainer.args, PMGAFTConfig)
+
+
+def test_torch_compile_covers_the_attack_and_the_frozen_model_and_trains_as_eager(model, make_trainer):
+    # The "eager" backend traces and runs the graphs dynamo captures without generating code: the same numbers.
+    eager = make_trainer("pmg_aft", copy.deepcopy(model), attack_random_start=False, max_steps=2)
+    compiled = make_trainer("pmg_aft", copy.deepcopy(model), attack_random_start=False, max_steps=2,
+                            torch_compile=True, torch_compile_backend="eager")  # fmt: skip
+    assert compiled.args.dataloader_drop_last  # static shapes: no recompile for a last partial batch
+    for reference in (False, True):
+        tower = compiled.classifier(reference=reference).vision_model
+        assert type(tower).__name__ == "OptimizedModule" and tower is not compiled.ref_model.vision_model
+        assert compiled.classifier(reference=reference) is compiled.classifier(reference=reference)  # built once
+    assert not hasattr(compiled.ref_model, "text_model") or not list(compiled.ref_model.text_model.parameters())
+    eager.train()
+    compiled.train()
+    for (name, a), b in zip(eager.model.named_parameters(), compiled.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert not torch.equal(eager.model.visual_projection.weight, model.visual_projection.weight)

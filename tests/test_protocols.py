@@ -296,7 +296,7 @@ def test_fp16_is_cuda_autocast_so_a_cpu_run_records_float32(model, tokenizer, te
     report = evaluate_robustness(model, processor, datasets={"patches": test_set.select(range(8))}, steps=1)
     assert report.protocol_record["mixed_precision"] == "fp16" and report.mixed_precision == "no"
     assert report.overrides == ["steps"]  # not an override: the official code's autocast is CUDA-only too
-    assert "the protocol's fp16 is CUDA autocast; this ran without CUDA" in report.to_markdown()
+    assert "the protocol's fp16 is CUDA-only; this ran without CUDA" in report.to_markdown()
 
 
 def test_compare_refuses_reports_that_differ_in_any_protocol_field():

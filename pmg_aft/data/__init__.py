@@ -1,6 +1,7 @@
 """Data: the benchmark registry, loading into one schema, image conversion, the collator and dataset checks."""
 
 from .classnames import dataset_class_names, imagenet_wnid_to_name, resolve_class_names
+from .decoded import DecodedCollator, DecodedImages, preprocess_on_device
 from .generated import GENERATED, colour_patches
 from .images import ImageClassificationCollator, image_to_tensor, resize_center_crop, to_rgb
 from .loading import (
@@ -20,6 +21,9 @@ from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, get_benchmark, pinned_r
 from .validation import check_class_count, check_dataset, check_labels
 
 __all__ = [
+    "DecodedCollator",
+    "DecodedImages",
+    "preprocess_on_device",
     "BENCHMARKS",
     "EVAL_SUITE",
     "GENERATED",

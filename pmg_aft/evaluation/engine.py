@@ -24,20 +24,36 @@ from .eval_set import EvalSet
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# "tf32": float32 tensors whose CUDA matmuls and convolutions use TensorFloat-32 (10-bit mantissa inputs).
+PRECISIONS = {"no": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def effective_precision(precision: str, device: torch.device) -> str:
     """The precision that runs on `device`: `fp16` is CUDA autocast (`torch.cuda.amp.autocast`, a no-op on a CPU,
-    as in the official codes), so on other devices it is float32."""
+    as in the official codes) and `tf32` a CUDA matmul mode, so on other devices both are float32 (`"no"`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"mixed precision {precision!r} is not one of {list(PRECISIONS)}.")
-    return "no" if precision == "fp16" and device.type != "cuda" else precision
+    return "no" if precision in ("fp16", "tf32") and device.type != "cuda" else precision
+
+
+@contextlib.contextmanager
+def tf32_matmuls():
+    """TensorFloat-32 for CUDA matmuls and cuDNN convolutions inside the block; the previous settings after it."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def autocast(device: torch.device, precision: str):
-    """Autocast for `"bf16"` / `"fp16"` (CUDA only, see [`effective_precision`]), nothing for `"no"`."""
-    dtype = PRECISIONS[effective_precision(precision, device)]
+    """Autocast for `"bf16"` / `"fp16"`, TF32 matmuls for `"tf32"` (CUDA only, see [`effective_precision`]),
+    nothing for `"no"`."""
+    precision = effective_precision(precision, device)
+    if precision == "tf32":
+        return tf32_matmuls()
+    dtype = PRECISIONS[precision]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 

@@ -54,8 +54,9 @@ class Protocol:
             order); `None` takes the first N, which on a label-sorted split covers few classes.
         whole_sets (`bool`): evaluate the whole dataset where the official evaluation does and the Hub copy splits
             it (Caltech-256: train + validation + test).
-        mixed_precision (`str`): `"no"`, `"fp16"` or `"bf16"`: the precision of the attacks and predictions. `fp16`
-            is CUDA autocast, as `torch.cuda.amp.autocast` in the official codes: on a CPU it runs in float32.
+        mixed_precision (`str`): `"no"`, `"tf32"`, `"fp16"` or `"bf16"`: the precision of the attacks and
+            predictions. `fp16` is CUDA autocast, as `torch.cuda.amp.autocast` in the official codes, and `tf32` CUDA's
+            TensorFloat-32 matmuls (opt-in): on a CPU both run in float32.
         evidence (`str`): where each choice comes from.
         overridden (`tuple[str, ...]`): the fields a caller changed from the named protocol.
     """
@@ -87,7 +88,7 @@ class Protocol:
         checks = {"texts": (self.texts, TEXT_SOURCES), "normalization": (self.normalization, NORMALIZATIONS),
                   "interpolation": (self.interpolation, INTERPOLATIONS), "norm": (self.norm, NORMS),
                   "autoattack": (self.autoattack, tuple(AUTOATTACK_VARIANTS)),
-                  "mixed_precision": (self.mixed_precision, ("no", "fp16", "bf16"))}  # fmt: skip
+                  "mixed_precision": (self.mixed_precision, ("no", "tf32", "fp16", "bf16"))}  # fmt: skip
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{self.name} protocol: {name}={value!r} is not one of {allowed}.")

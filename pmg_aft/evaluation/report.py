@@ -91,7 +91,7 @@ class Report:
         record = self.protocol_record or {}
         precision = self.mixed_precision
         if record.get("mixed_precision", precision) != precision:
-            precision += f" (the protocol's {record['mixed_precision']} is CUDA autocast; this ran without CUDA)"
+            precision += f" (the protocol's {record['mixed_precision']} is CUDA-only; this ran without CUDA)"
         lines = [
             f"Protocol `{self.protocol}`{overridden} (logit scale {self.logit_scale:g}, normalisation mean "
             f"{[round(v, 4) for v in self.image_mean]}, precision {precision}), model `{self.model}`. "

@@ -49,6 +49,8 @@ def evaluate_robustness(
     seed: int = 0,
     accelerator: Accelerator | None = None,
     on_bad_image: str = "raise",
+    num_workers: int = 0,
+    pin_memory: bool | None = None,
 ) -> Report:
     r"""Clean, per-attack and per-sample worst-case robust zero-shot accuracy of a `CLIPModel` under a protocol.
 
@@ -73,6 +75,8 @@ def evaluate_robustness(
         accelerator (`accelerate.Accelerator`, *optional*): defaults to a new one; under `accelerate launch` the
             samples are sharded across processes and the results gathered, each sample counted once.
         on_bad_image (`str`): `"raise"` or `"skip"` undecodable images of the benchmarks.
+        num_workers (`int`): data-loader worker processes decoding and resizing images beside the attack.
+        pin_memory (`bool`, *optional*): page-locked batches for asynchronous copies; default: on CUDA.
 
     Returns:
         [`Report`]: per dataset, clean accuracy, robust accuracy for every attack setting and the worst case over
@@ -133,8 +137,9 @@ def evaluate_robustness(
                     continue
                 classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
                                                 image_mean, image_std, scale)  # fmt: skip
+                pinned = accelerator.device.type == "cuda" if pin_memory is None else pin_memory
                 result = evaluate_dataset(classifier, eval_set, report.settings, accelerator, batch_size, precision,
-                                          seed=seed)  # fmt: skip
+                                          num_workers, pinned, seed)  # fmt: skip
                 report.results[name] = result
                 if output_dir and accelerator.is_main_process:
                     _save_result(output_dir, name, report.fingerprint(), result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -14,6 +15,8 @@ from transformers.trainer_utils import HubStrategy
 from ..attacks import AttackSetting, PixelValue, parse_pixel_value
 from ..constants import CLIP_MEAN, CLIP_STD, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS, NORMS
 from ..prompts import check_template
+
+logger = logging.getLogger(__name__)
 
 # Where the defaults come from (facts read from each method's official code; no code was copied).
 TECOA_FAMILY = (
@@ -139,6 +142,15 @@ class RobustCLIPConfig(TrainingArguments):
             "choices": list(INTERPOLATIONS),
         },
     )
+    preprocess_on_device: bool = field(
+        default=False,
+        metadata={
+            "help": "Decode every training image once into a uint8 array in memory and resize/crop batches on the "
+            "accelerator inside the step, instead of decoding, resizing and converting each image on the host at "
+            "every epoch: for datasets of one image size (Tiny-ImageNet: 1.2 GB for its 100,000 64 px images), "
+            "within 1/255 of the host path's pixels, bilinear only (benchmarks/train_step.py measures both paths)."
+        },
+    )
     # Evaluation during training.
     eval_eps: PixelValue = field(
         default=PixelValue(1 / 255), metadata={"help": "Budget of the PGD attack used by `evaluate()`, pixel units."}
@@ -177,6 +189,17 @@ class RobustCLIPConfig(TrainingArguments):
         default=False,
         metadata={"help": "Must stay False: the image column is not an argument of CLIPModel.forward."},
     )
+    logging_nan_inf_filter: bool = field(
+        default=False,
+        metadata={
+            "help": "Trainer's filter of non-finite losses out of the logged mean: it waits for the device every "
+            "step, so it is off; a non-finite loss then shows in the logs."
+        },
+    )
+    dataloader_drop_last: bool = field(
+        default=False,
+        metadata={"help": "Drop the last partial batch (on by default under torch_compile: static shapes)."},
+    )
     ddp_find_unused_parameters: bool | None = field(
         default=False,
         metadata={"help": "Every trainable (vision) parameter is used in each step, so DDP need not search."},
@@ -207,6 +230,11 @@ class RobustCLIPConfig(TrainingArguments):
             raise ValueError(f"crop_pct={self.crop_pct} must be in (0, 1]: the crop's share of the resized image.")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
+        if self.preprocess_on_device and self.interpolation != "bilinear" and not self.native_resolution:
+            raise ValueError(
+                f"preprocess_on_device resizes bilinearly (within 1/255 of PIL); interpolation={self.interpolation!r} "
+                "needs the host path: set preprocess_on_device false."
+            )
         if self.push_to_hub and self.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
             raise ValueError(
                 f"hub_strategy={self.hub_strategy!r} would upload optimizer and scheduler states, which are pickle "
@@ -221,6 +249,10 @@ class RobustCLIPConfig(TrainingArguments):
             self.metric_for_best_model = "robust_accuracy"
             self.greater_is_better = True
         super().__post_init__()
+        if self.torch_compile and not self.dataloader_drop_last:
+            # A last partial batch would recompile every compiled graph for its shape, every epoch.
+            logger.info("torch_compile: dataloader_drop_last set to True, so every batch has one static shape.")
+            self.dataloader_drop_last = True
 
     def eval_set_defaults(self) -> dict:
         """How a plain eval dataset is read and prompted ([`EvalSet.from_dataset`] keyword arguments)."""

@@ -25,11 +25,14 @@ from transformers.trainer_utils import HubStrategy
 from ..attacks import pgd
 from ..constants import RUN_INFO_FILE, TRAINABLE_PREFIXES, TRAINER_PROTOCOL
 from ..data import (
+    DecodedCollator,
+    DecodedImages,
     ImageClassificationCollator,
     check_class_count,
     check_dataset,
     check_labels,
     dataset_class_names,
+    preprocess_on_device,
     resolve_class_names,
 )
 from ..evaluation.checks import sanity_warnings
@@ -57,6 +60,17 @@ def recipe_of(config_class: type[RobustCLIPConfig], values: dict, exclude: Seque
     keys = [k for k in method + shared + list(RECIPE_KEYS) if k not in DATA_PLUMBING and k not in exclude]
     linf = values.get("attack_norm", "linf") == "linf"
     return {k: (f"{values[k] * 255:g}/255" if k in PIXEL_FIELDS and linf else values[k]) for k in keys if k in values}
+
+
+def copy_without_text_tower(model: CLIPModel) -> CLIPModel:
+    """A frozen copy of `model` for the reference, without its text tower: the copy's class embeddings are the
+    target's (the text tower is frozen), so a second text tower would only hold memory (ViT-B/32: 63M parameters)."""
+    text_model = model.text_model
+    model.text_model = nn.Identity()
+    try:
+        return copy.deepcopy(model)
+    finally:
+        model.text_model = text_model
 
 
 def freeze_all_but_vision(model: nn.Module) -> list[str]:
@@ -158,12 +172,17 @@ class RobustCLIPTrainer(Trainer):
         # A copy of the target has the same (frozen) text tower: it shares the target's class embeddings.
         self._ref_is_copy = ref_model is None
         if ref_model is None and self.uses_reference(args):
-            ref_model = copy.deepcopy(model)
+            ref_model = copy_without_text_tower(model)
         if ref_model is not None:
             check_clip_model(ref_model)
             ref_model.requires_grad_(False).eval()
 
         processor = clip_processor(processing_class, model, args.image_mean, args.image_std)
+        self.image_size = model.config.vision_config.image_size
+        if args.preprocess_on_device and train_dataset is not None:
+            label_column = args.label_column if self.uses_labels else None
+            train_dataset = DecodedImages(train_dataset, args.image_column, label_column, name="train_dataset")
+            data_collator = data_collator or DecodedCollator()
         if data_collator is None:
             data_collator = ImageClassificationCollator(
                 args.image_column,
@@ -204,6 +223,8 @@ class RobustCLIPTrainer(Trainer):
         self.reports: list[Report] = []  # every evaluate()'s, in order
         self.report_steps: list[int] = []  # the training step each of them was made at
         self._class_embeddings: dict[tuple[str, tuple[str, ...], tuple[str, ...]], torch.Tensor] = {}
+        self._classifiers: dict[tuple, ZeroShotClassifier] = {}  # built once: no per-step tensor copies to the device
+        self._vision_towers: dict[int, nn.Module] = {}  # compiled vision towers under torch_compile
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     @classmethod
@@ -232,22 +253,42 @@ class RobustCLIPTrainer(Trainer):
         key = ("ref" if reference and not self._ref_is_copy else "target", tuple(names), templates)
         if key not in self._class_embeddings:
             # The text tower is frozen, so these stay valid for the whole run.
-            self._class_embeddings[key] = build_class_embeddings(model, self.processing_class.tokenizer, names,
+            text = self.accelerator.unwrap_model(self.model) if key[0] == "target" else model  # a copy has no text
+            self._class_embeddings[key] = build_class_embeddings(text, self.processing_class.tokenizer, names,
                                                                  templates)  # fmt: skip
-        return ZeroShotClassifier(
-            model,
-            class_embeddings=self._class_embeddings[key],
-            image_mean=self.args.image_mean,
-            image_std=self.args.image_std,
-            logit_scale=self.args.resolved_logit_scale(),
-        )
+        # Rebuilt only if the model object or its device changed (FSDP and DeepSpeed place it in train()).
+        cache = (key, id(model), model.visual_projection.weight.device)
+        if cache not in self._classifiers:
+            self._classifiers[cache] = ZeroShotClassifier(
+                model,
+                class_embeddings=self._class_embeddings[key],
+                image_mean=self.args.image_mean,
+                image_std=self.args.image_std,
+                logit_scale=self.args.resolved_logit_scale(),
+                vision_model=self.vision_tower(model),
+            )
+        return self._classifiers[cache]
+
+    def vision_tower(self, model: nn.Module) -> nn.Module:
+        """`model.vision_model`, compiled under `torch_compile` with static shapes (the attack's and the frozen
+        model's forwards run through it; `Trainer` compiles the target's own forward)."""
+        if not self.args.torch_compile:
+            return model.vision_model
+        if id(model) not in self._vision_towers:
+            args = self.args
+            self._vision_towers[id(model)] = torch.compile(
+                model.vision_model, backend=args.torch_compile_backend, mode=args.torch_compile_mode, dynamic=False
+            )
+        return self._vision_towers[id(model)]
 
     def attack(self, classifier, images: torch.Tensor, targets: torch.Tensor, loss="ce") -> torch.Tensor:
         """The training attack ([`RobustCLIPConfig.train_attack_setting`]) on the current model.
 
         `loss` is `pgd`'s: `"ce"`, or a function of (outputs, targets) such as FARE's embedding distance.
         """
-        return pgd(classifier, images, targets, **(self.train_attack_setting.pgd_kwargs() | {"loss": loss}))
+        # The batches come from the collators, in [0, 1]: pgd's range check (a host sync) is skipped.
+        kwargs = self.train_attack_setting.pgd_kwargs() | {"loss": loss, "check_range": False}
+        return pgd(classifier, images, targets, **kwargs)
 
     @staticmethod
     def forward_images(model: nn.Module, pixel_values: torch.Tensor):
@@ -266,6 +307,22 @@ class RobustCLIPTrainer(Trainer):
         return out.image_embeds if normalize else out.vision_model_output.pooler_output
 
     # ---- training --------------------------------------------------------------------------------------------
+
+    def _prepare_inputs(self, inputs: dict) -> dict:
+        """Inputs on the device; uint8 batches of the decode-once path ([`DecodedImages`]) resized and cropped
+        there."""
+        inputs = super()._prepare_inputs(inputs)
+        if inputs.get("pixel_values") is not None:
+            inputs["pixel_values"] = self.prepare_pixels(inputs["pixel_values"])
+        return inputs
+
+    def prepare_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] at the model's size: uint8 batches ([`DecodedImages`]) are resized and cropped where they
+        are ([`preprocess_on_device`]); float batches, finished by the host collator, pass through."""
+        if pixels.dtype != torch.uint8:
+            return pixels
+        resize = None if self.args.native_resolution else round(self.image_size / self.args.crop_pct)
+        return preprocess_on_device(pixels, self.image_size, resize)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         raise NotImplementedError(f"{type(self).__name__} must define compute_loss.")
