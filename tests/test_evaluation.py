@@ -205,3 +205,23 @@ def test_trainer_and_suite_share_one_engine(model, processor, test_set, make_tra
     assert ours["clean_accuracy"] == theirs["clean_accuracy"] == metrics["eval_patches_clean_accuracy"]
     assert ours["robust_accuracy"] == theirs["robust_accuracy"]
     assert ours["robust_accuracy"]["pgd-3@2/255"] < ours["clean_accuracy"]
+
+
+def test_tf32_is_a_cuda_precision_recorded_as_float32_elsewhere():
+    from pmg_aft.evaluation.engine import effective_precision, tf32_matmuls
+
+    assert effective_precision("tf32", torch.device("cpu")) == "no"
+    assert effective_precision("tf32", torch.device("cuda")) == "tf32"
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    with tf32_matmuls():
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+def test_loader_workers_give_the_same_results(model, processor, test_set):
+    common = dict(datasets={"patches": test_set}, eps=(4 / 255,), steps=3, batch_size=16, random_start=True,
+                  first_success=True, mixed_precision="no")  # fmt: skip
+    alone = evaluate_robustness(model, processor, **common)
+    workers = evaluate_robustness(model, processor, num_workers=2, pin_memory=False, **common)
+    assert workers.results["patches"]["robust_accuracy"] == alone.results["patches"]["robust_accuracy"]
+    assert workers.results["patches"]["clean_accuracy"] == alone.results["patches"]["clean_accuracy"]

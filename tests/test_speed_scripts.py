@@ -1,0 +1,37 @@
+"""The benchmark scripts run and print their figures (their numbers are measured by running them, not here)."""
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+def script(name: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args], capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_train_step_prints_the_loop_the_data_path_and_the_parts():
+    out = script("train_step.py", "--model", "tiny", "--batch_size", "16", "--steps", "2", "--warmup", "1",
+                 "--rounds", "1", "--threads", "1", "--preprocess_on_device")  # fmt: skip
+    host = float(re.search(r"host \(decode, resize, crop, float\)\s+([\d,]+)", out).group(1).replace(",", ""))
+    decoded = float(re.search(r"decode-once \(uint8 slices\)\s+([\d,]+)", out).group(1).replace(",", ""))
+    assert decoded > host > 0  # slices of a decoded array cost less than decoding and resizing
+    assert re.search(r"Trainer loop\s+[\d.]+ ms/step\s+[\d.]+ images/s", out)
+    for part in ("preprocess", "attack", "target", "frozen", "optimiser"):
+        assert re.search(rf"  {part}\s+[\d.]+ ms", out), part
+    assert 0.3 < float(re.search(r"step / sum of parts\s+([\d.]+)", out).group(1)) < 3
+
+
+def test_eval_suite_prints_each_attack_and_the_forwards_it_saved():
+    out = script("eval_suite.py", "--model", "tiny", "--images", "32", "--batch_size", "16", "--steps", "5",
+                 "--eps", "8/255", "--threads", "1")  # fmt: skip
+    first = re.search(r"PGD-5 first success\s+[\d.]+ images/s\s+([\d.]+) forwards/image", out)
+    final = re.search(r"PGD-5 final iterate\s+[\d.]+ images/s\s+([\d.]+) forwards/image", out)
+    # Every sample: clean + 5 steps + the judged final image (+ the first batch's gradient-health check).
+    assert 7.0 <= float(final.group(1)) <= 7.5
+    assert float(first.group(1)) < float(final.group(1))  # fooled samples left the batch
