@@ -12,6 +12,8 @@ Prints, all measured in this run:
               the pixels), target forward+backward on [x'; x], frozen forward on x', optimiser step. A step / sum of
               parts near 1.0 means the step costs no more than its passes.
   peak memory CUDA allocated, or the process's peak RSS on a CPU
+  text dummy  the one-token text forward that `CLIPModel.forward` needs under DDP (one process forwards the vision
+              tower alone)
 
 The optimiser is the recipe's momentum SGD, fp16 runs with the Trainer's GradScaler, weights are random (the
 architecture alone sets the cost). On a CPU, fix the thread count (--threads) and compare within one run.
@@ -195,6 +197,16 @@ def main() -> None:
     for name in parts:
         print(f"  {name:12s} {median[name] * 1e3:9.1f} ms   ({median[name] / total:6.1%} of the parts)")
     print(f"step / sum of parts  {median['step'] / total:.3f}")
+
+    # What one process no longer runs: the one-token text forward a DDP-wrapped model still needs.
+    clip = trainer.accelerator.unwrap_model(trainer.model)
+    dummy = torch.zeros((1, 1), dtype=torch.long, device=device)
+    with autocast(), torch.no_grad():
+        text = statistics.median(clock(lambda: clip.text_model(input_ids=dummy), device) for _ in range(5))
+    print(
+        f"text forward of the DDP path's one-token dummy  {text * 1e3:.1f} ms ({text / median['step']:.2%} of the "
+        "step; one process skips it)"
+    )
 
 
 if __name__ == "__main__":

@@ -287,3 +287,22 @@ def test_torch_compile_covers_the_attack_and_the_frozen_model_and_trains_as_eage
     for (name, a), b in zip(eager.model.named_parameters(), compiled.model.parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
     assert not torch.equal(eager.model.visual_projection.weight, model.visual_projection.weight)
+
+
+def test_one_process_forwards_the_vision_tower_alone_with_the_full_forwards_numbers(model, make_trainer):
+    trainer = make_trainer("pmg_aft", model, max_steps=1)
+    pixels = torch.rand(4, 3, 32, 32)
+    ours = trainer.forward_images(model, pixels)
+    full = model(input_ids=torch.zeros((1, 1), dtype=torch.long), pixel_values=pixels)  # what DDP's path calls
+    assert torch.allclose(ours.image_embeds, full.image_embeds, atol=1e-6)
+    assert torch.allclose(ours.vision_model_output.pooler_output, full.vision_model_output.pooler_output, atol=1e-6)
+    assert torch.equal(ours.vision_model_output.last_hidden_state, full.vision_model_output.last_hidden_state)
+    (grad_ours,) = torch.autograd.grad(ours.image_embeds.square().sum(), model.visual_projection.weight)
+    (grad_full,) = torch.autograd.grad(full.image_embeds.square().sum(), model.visual_projection.weight)
+    assert torch.allclose(grad_ours, grad_full, atol=1e-6)
+    # A training step runs no text forward once the class embeddings are cached.
+    trainer.classifier()
+    calls = []
+    model.text_model.register_forward_hook(lambda *args: calls.append(1))
+    trainer.train()
+    assert trainer.state.global_step == 1 and not calls

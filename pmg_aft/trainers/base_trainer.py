@@ -18,8 +18,12 @@ from dataclasses import fields
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
+from accelerate.utils import is_compiled_module
 from torch import nn
 from transformers import CLIPModel, Trainer, TrainingArguments
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.clip.modeling_clip import CLIPOutput
 from transformers.trainer_utils import HubStrategy
 
 from ..attacks import pgd
@@ -290,15 +294,28 @@ class RobustCLIPTrainer(Trainer):
         kwargs = self.train_attack_setting.pgd_kwargs() | {"loss": loss, "check_range": False}
         return pgd(classifier, images, targets, **kwargs)
 
-    @staticmethod
-    def forward_images(model: nn.Module, pixel_values: torch.Tensor):
-        """`CLIPModel` outputs for normalised pixels, through the (possibly DDP-wrapped) training model.
+    def forward_images(self, model: nn.Module, pixel_values: torch.Tensor) -> CLIPOutput:
+        """`CLIPModel` outputs for normalised pixels through the training model: `image_embeds` (unit norm, float32)
+        and `vision_model_output` (`last_hidden_state`, and `pooler_output`: the projected embedding).
 
-        Calling the wrapped model itself lets DDP prepare its gradient all-reduce and accelerate apply autocast.
-        `CLIPModel.forward` needs text, so it gets a one-token dummy; the class embeddings come from the cache.
+        A model wrapped for distributed training (DDP, FSDP, DeepSpeed) is called itself, so that its forward
+        prepares the gradient all-reduce (or gathers the shards); `CLIPModel.forward` needs text, so it gets a
+        one-token dummy. A model that is not wrapped (one process) runs only its vision tower ([`vision_tower`],
+        compiled under `torch_compile`), under the caller's autocast: the dummy text forward reads every text
+        weight once per step for nothing.
         """
-        dummy_text = torch.zeros((1, 1), dtype=torch.long, device=pixel_values.device)
-        return model(input_ids=dummy_text, pixel_values=pixel_values)
+        clip = self.accelerator.unwrap_model(model, keep_torch_compile=False)
+        if (model._orig_mod if is_compiled_module(model) else model) is not clip:
+            dummy_text = torch.zeros((1, 1), dtype=torch.long, device=pixel_values.device)
+            return model(input_ids=dummy_text, pixel_values=pixel_values)
+        vision = self.vision_tower(clip)(pixel_values=pixel_values)
+        projected = clip.visual_projection(vision.pooler_output).float()  # float32, as accelerate returns it
+        return CLIPOutput(
+            image_embeds=F.normalize(projected, dim=-1),
+            vision_model_output=BaseModelOutputWithPooling(
+                last_hidden_state=vision.last_hidden_state, pooler_output=projected
+            ),
+        )
 
     def image_embeddings(self, model: nn.Module, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Projected image embeddings through [`forward_images`] (unit norm when `normalize`)."""

@@ -67,7 +67,7 @@ class TGAZSRTrainer(RobustCLIPTrainer):
             adv_logits = target.logits_from_embeddings(out.image_embeds[: len(images)])
             attention = text_guided_attention(tokens, torch.cat([text, text]), size)
             with torch.no_grad():
-                hidden = reference.vision_model(pixel_values=target.preprocess(images)).last_hidden_state
+                hidden = self.vision_tower(reference)(pixel_values=target.preprocess(images)).last_hidden_state
                 ref_attention = text_guided_attention(token_embeddings(reference, hidden), text, size)
         terms = tga_zsr_loss(adv_logits, labels, attention[: len(images)], attention[len(images) :], ref_attention,
                              alpha=args.alpha, beta=args.beta)  # fmt: skip
