@@ -2,17 +2,15 @@
 
 import os
 import re
-import subprocess
 import sys
+
+from .utils import run
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
 def script(name: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args], capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args], cwd=ROOT).stdout
 
 
 def test_train_step_prints_the_loop_the_data_path_and_the_parts():

@@ -9,7 +9,6 @@ host path's pixels.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 
@@ -17,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Image as ImageFeature
-from PIL import Image
 
 from .images import to_rgb
 from .loading import BadImageError
@@ -48,7 +46,7 @@ class DecodedImages(torch.utils.data.Dataset):
         cells = (cell for batch in raw.iter(batch_size=1024) for cell in batch[image_column])
         for index, cell in enumerate(cells):
             try:
-                array = np.asarray(to_rgb(_open(cell)), dtype=np.uint8)
+                array = np.asarray(to_rgb(cell), dtype=np.uint8)
             except (OSError, ValueError, TypeError) as error:
                 raise BadImageError(f"{name}: the image at index {index} cannot be decoded ({error}).") from error
             if size is None:
@@ -78,13 +76,6 @@ class DecodedImages(torch.utils.data.Dataset):
         if self.labels is not None:
             row["labels"] = self.labels[index]
         return row
-
-
-def _open(value):
-    """A PIL image from an undecoded `{"bytes", "path"}` cell (or whatever else `to_rgb` reads)."""
-    if isinstance(value, dict) and value.get("bytes"):
-        return Image.open(io.BytesIO(value["bytes"]))
-    return value
 
 
 class DecodedCollator:

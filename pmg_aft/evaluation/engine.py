@@ -132,8 +132,8 @@ def evaluate_dataset(
         settings (`Sequence[AttackSetting]`): the attacks; each sample is attacked from its clean image.
         accelerator (`accelerate.Accelerator`): shards the samples across processes and gathers the results.
         batch_size (`int`): per process.
-        precision (`str`): `"no"`, `"bf16"` or `"fp16"` (CUDA autocast) for PGD/CW and the predictions; AutoAttack
-            runs and is judged in float32.
+        precision (`str`): `"no"`, `"tf32"`, `"bf16"` or `"fp16"` (CUDA autocast) for PGD/CW and the predictions;
+            AutoAttack runs and is judged in float32.
         num_workers, pin_memory: the data loader's.
         seed (`int`): seeds each sample's random start (with its index in the eval set, so results do not depend on
             the batch size or the process count) and AutoAttack; the caller's random state is left as it was

@@ -98,6 +98,7 @@ def evaluate_robustness(
         names = list(datasets)
     image_mean, image_std = record.image_stats(processor)
     precision = effective_precision(record.mixed_precision, accelerator.device)
+    pinned = accelerator.device.type == "cuda" if pin_memory is None else pin_memory
     scale = record.logit_scale if record.logit_scale is not None else float(model.logit_scale.exp())
     report = Report(
         model=model_id or getattr(model.config, "_name_or_path", "") or "unknown",
@@ -137,7 +138,6 @@ def evaluate_robustness(
                     continue
                 classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
                                                 image_mean, image_std, scale)  # fmt: skip
-                pinned = accelerator.device.type == "cuda" if pin_memory is None else pin_memory
                 result = evaluate_dataset(classifier, eval_set, report.settings, accelerator, batch_size, precision,
                                           num_workers, pinned, seed)  # fmt: skip
                 report.results[name] = result
