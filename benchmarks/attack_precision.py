@@ -22,7 +22,7 @@ from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, ZeroShotClassifier
 from pmg_aft.attacks import FP16_ATTACK_SCALE
 
 sys.path.insert(0, os.path.dirname(__file__))
-from train_step import build_config  # noqa: E402
+from common import build_config  # noqa: E402
 
 
 def main() -> None:

@@ -109,10 +109,9 @@ def main() -> None:
           f"{device_name(device)}")  # fmt: skip
 
     # The data path, both ways on the same rows, alternately, in this process.
-    paths = {
-        "host (decode, resize, crop, float)": make_trainer(False),
-        "decode-once (uint8 slices)": make_trainer(True),
-    }
+    other = make_trainer(not args.preprocess_on_device)  # the trainer above is the run's own path
+    host, decoded = (other, trainer) if args.preprocess_on_device else (trainer, other)
+    paths = {"host (decode, resize, crop, float)": host, "decode-once (uint8 slices)": decoded}
     decode_rate = len(data) / clock(lambda: DecodedImages(data, name="benchmark"), torch.device("cpu"))
     rates = {name: [] for name in paths}
     for _ in range(3):
@@ -123,7 +122,7 @@ def main() -> None:
     for name, values in rates.items():
         print(f"  {name:36s} {statistics.median(values):12,.0f}")
     print(f"  one-time decode of every image       {decode_rate:12,.0f}   (the decode-once path's setup)")
-    del paths
+    del paths, host, decoded, other
 
     # The Trainer's own loop.
     timer = StepTimes(device)

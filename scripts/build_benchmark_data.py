@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pmg_aft.data.generated import COLORS, GENERATED
+from pmg_aft.data.loading import normalize_name
 
 # Caltech101's folder names in sorted order (the order of torchvision and of the original archive); CLIP_benchmark's
 # cleaned `caltech101` list gives the display names in the same order.
@@ -43,19 +44,6 @@ def tiny_imagenet_wnids(fusion: dict, table: dict[str, list[str]]) -> list[str]:
     return wnids
 
 
-def clean(name: str) -> str:
-    """The official evaluation's generic rule (utils.refine_classname): lower case, `_ - /` as spaces."""
-    return name.lower().replace("_", " ").replace("-", " ").replace("/", " ")
-
-
-def caltech_folder_name(folder: str) -> str:
-    """Caltech folder names cleaned as the official loader meant to: `NNN.` and `-101`/`-256` removed, `_`/`-` as
-    spaces, lower case (its code crashes as written: see official_pmg_aft_eval.json, `names_rule`)."""
-    name = re.sub(r"^\d+\.", "", folder)
-    name = re.sub(r"-(101|256)$", "", name)
-    return name.lower().replace("_", " ").replace("-", " ").strip()
-
-
 def normalise(name: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[_\-/']", " ", name)).strip().lower()
 
@@ -80,11 +68,11 @@ def official_texts(official: dict, data: dict) -> None:
         elif name == "tiny-imagenet":  # official: sorted WordNet ids; the Hub: its own order, with the ids known
             by_wnid = dict(zip(sorted(entry["aliases"]), names))
             aligned = [by_wnid[w] for w in entry["aliases"]]
-        elif name == "caltech101":  # the official list is unusable (see caltech_folder_name); no background class
+        elif name == "caltech101":  # cleaned as the crashing official loader meant to (`names_rule`); no background
             assert facts["folder_names_label_order"] == [f for f in entry["aliases"] if f != "BACKGROUND_Google"]
-            aligned = [None if f == "BACKGROUND_Google" else caltech_folder_name(f) for f in entry["aliases"]]
+            aligned = [None if f == "BACKGROUND_Google" else normalize_name(f) for f in entry["aliases"]]
         elif name == "caltech256":  # the folder names cleaned as the official loader meant to (TeCoA's variant)
-            aligned = [caltech_folder_name(f) for f in entry["aliases"]]
+            aligned = [normalize_name(f) for f in entry["aliases"]]
             assert aligned == facts["tecoa_variant_class_names"]
         else:
             raise KeyError(name)
@@ -140,7 +128,7 @@ def main(shared: Path) -> None:
         # The 257 folder names of the Caltech-256 archive (official_pmg_aft_eval.json lists them in label order); the
         # Hub copy names each row in a `text` column, matched to these by name.
         "caltech256": {
-            "names": [caltech_folder_name(f) for f in official["caltech256"]["folder_names_label_order"]],
+            "names": [normalize_name(f) for f in official["caltech256"]["folder_names_label_order"]],
             "aliases": official["caltech256"]["folder_names_label_order"],
             "templates": "caltech101",
         },
