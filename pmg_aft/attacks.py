@@ -208,6 +208,14 @@ def pgd(
     survivors = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     velocity = torch.zeros_like(x) if momentum else None
     rows = torch.arange(x.shape[0], device=x.device)  # the samples still attacked (all, without early_stop)
+
+    def into(whole: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        """`whole` with the attacked rows set to `part` (no copy while every sample is attacked)."""
+        if len(part) == len(whole):
+            return part
+        whole[rows] = part
+        return whole
+
     for _ in range(int(steps)):
         xs, ds, ys = (x, delta, labels) if len(rows) == len(x) else (x[rows], delta[rows], labels[rows])
         grad, logits = _gradient(classifier, objective, xs, ds, ys)
@@ -217,8 +225,8 @@ def pgd(
                 survivors[rows] &= correct
             move = direction(grad)
             if velocity is not None:  # FARE's rule: the velocity is kept normalised
-                move = direction(momentum * velocity[rows] + move)
-                velocity[rows] = move
+                move = direction(momentum * (velocity if ds is delta else velocity[rows]) + move)
+                velocity = into(velocity, move)
             if norm == "linf":
                 step = (ds + step_size * move).clamp(-eps, eps)
             else:
@@ -227,10 +235,7 @@ def pgd(
             step = (xs + step).clamp(0, 1) - xs
             if early_stop:  # a sample fooled at its current iterate keeps it and leaves the batch
                 step = torch.where(correct.view(-1, *([1] * (x.dim() - 1))), step, ds)
-            if ds is delta:
-                delta = step
-            else:  # ds was a copy (indexing): the rows' new values go back into the batch
-                delta[rows] = step
+            delta = into(delta, step)
             if early_stop:
                 rows = rows[correct]  # a host sync per step: the price of not forwarding fooled samples
                 if len(rows) == 0:
