@@ -34,7 +34,7 @@ from .evaluation import PROTOCOL_RECORDS, compare, evaluate_robustness, get_prot
 from .evaluation.engine import PRECISIONS
 from .finetune import join_negative_values
 from .finetune import main as finetune
-from .hub import MethodInfo, build_model_card, push, read_run_info
+from .hub import MethodInfo, checkpoint_card, push, read_run_info
 from .trainers import TRAINERS
 from .trainers.base_trainer import recipe_of
 
@@ -215,12 +215,8 @@ def eval_command(argv: list[str]) -> int:
         return 0
     if os.path.isdir(path):  # a local checkpoint: the card `pmg-aft push` would upload with this report
         method, recipe = checkpoint_method(path)
-        info = read_run_info(path)
-        plots = [
-            p for p in ("accuracy.png", "accuracy_vs_eps.png") if os.path.exists(os.path.join(suite.output_dir, p))
-        ]
-        build_model_card(os.path.basename(os.path.abspath(path)), report, info.get("base_model"), recipe,
-                         info.get("train_dataset"), plots=plots, method=method).save(card)  # fmt: skip
+        repo_id = os.path.basename(os.path.abspath(path))
+        checkpoint_card(path, repo_id, report, suite.output_dir, method=method, recipe=recipe)[0].save(card)
         print(f"report and model card written to {suite.output_dir}")
     else:
         print(f"report written to {suite.output_dir}")
@@ -286,7 +282,7 @@ def checkpoint_method(model_dir: str) -> tuple[MethodInfo | None, dict | None]:
     if training.get("method") not in TRAINERS:
         return None, None
     trainer = TRAINERS[training["method"]]
-    return trainer.method_info, recipe_of(trainer.config_class, training, trainer.unused_fields)
+    return trainer.method_info, recipe_of(trainer.config_class, training)
 
 
 def datasets_list(out=None) -> None:

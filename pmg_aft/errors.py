@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import os
 
@@ -32,3 +33,15 @@ def is_input_error(error: BaseException) -> bool:
 def error_message(error: BaseException) -> str:
     """An input error's own message (a `KeyError`'s without the quotes `str()` adds)."""
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+@contextlib.contextmanager
+def exit_on_input_error():
+    """Inside the block, an input error ([`is_input_error`]) becomes `SystemExit("pmg-aft: <its message>")`: one line
+    naming the cause, no traceback. Any other error (a bug) propagates with its traceback."""
+    try:
+        yield
+    except Exception as error:
+        if not is_input_error(error):
+            raise
+        raise SystemExit(f"pmg-aft: {error_message(error)}") from error

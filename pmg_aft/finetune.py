@@ -34,7 +34,7 @@ from .data import (
     load_benchmark,
     load_image_dataset,
 )
-from .errors import error_message, is_input_error
+from .errors import exit_on_input_error
 from .evaluation import EvalSet, benchmark_eval_set
 from .tiny import pretrain_tiny_clip, tiny_clip, tiny_tokenizer
 from .trainers import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
@@ -186,12 +186,8 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
              for name, hint in typing.get_type_hints(group).items()}  # fmt: skip
     values = {name: check_value(name, value, hints.get(name), path) for name, value in values.items()}
     parser.set_defaults(**values)
-    try:
+    with exit_on_input_error():  # a value a config check rejects: its own message, without a traceback
         return parser.parse_args_into_dataclasses(args=argv)
-    except Exception as error:  # a value a config check rejects: its own message, without a traceback
-        if not is_input_error(error):
-            raise
-        raise SystemExit(f"pmg-aft: {error_message(error)}") from error
 
 
 def join_negative_values(argv: list[str]) -> list[str]:
@@ -370,12 +366,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         problem = checkpoint_problem(resume)
         if problem is not None:
             raise SystemExit(f"pmg-aft: cannot resume from {resume}: {problem}.")
-    try:  # bad data, model or options: one line naming the cause, before any compute is spent
+    with exit_on_input_error():  # bad data, model or options: one line naming the cause, before any compute is spent
         trainer = build_trainer(script_args, data_args, training_args)
-    except Exception as error:
-        if not is_input_error(error):
-            raise
-        raise SystemExit(f"pmg-aft: {error_message(error)}") from error
     trainer.train_dataset_id = train_dataset_id(data_args) or trainer.train_dataset_id
     eval_dataset = trainer.eval_dataset
     metrics: dict[str, float] = {}

@@ -260,6 +260,24 @@ def push(
     if not os.path.isdir(model_dir) or not any(f.endswith(".safetensors") for f in os.listdir(model_dir)):
         raise FileNotFoundError(f"{model_dir} has no .safetensors weights; save the model with save_pretrained first.")
     report = Report.load(report_dir) if report_dir else None
+    card, method = checkpoint_card(model_dir, repo_id, report, report_dir, base_model, license, method, recipe)
+    message = commit_message or (method.commit_message if method else "Upload CLIP checkpoint (pmg_aft)")
+    return upload_checkpoint(repo_id, model_dir, message, card=card, report_dir=report_dir, private=private)
+
+
+def checkpoint_card(
+    model_dir: str,
+    repo_id: str,
+    report: Report | None = None,
+    report_dir: str | None = None,
+    base_model: str | None = None,
+    license: str = "mit",
+    method: MethodInfo | None = None,
+    recipe: dict | None = None,
+) -> tuple[ModelCard, MethodInfo | None]:
+    """The model card of a checkpoint folder with `report` (and the plots in `report_dir`), as [`push`] uploads it,
+    and the method it names. The method, recipe, base model and training data come from the folder's
+    `pmg_aft.json`; `method`, `recipe` and `base_model` override it."""
     info = read_run_info(model_dir)
     method = method or (MethodInfo.from_dict(info["method"]) if info.get("method") else None)
     plots = [
@@ -267,8 +285,7 @@ def push(
     ]
     card = build_model_card(repo_id, report, base_model or info.get("base_model"), recipe or info.get("recipe"),
                             info.get("train_dataset"), license=license, plots=plots, method=method)  # fmt: skip
-    message = commit_message or (method.commit_message if method else "Upload CLIP checkpoint (pmg_aft)")
-    return upload_checkpoint(repo_id, model_dir, message, card=card, report_dir=report_dir, private=private)
+    return card, method
 
 
 REPORT_FILES = ("accuracy.png", "accuracy_vs_eps.png", "report.json", "report.md")

@@ -27,3 +27,11 @@ def test_defaults(tmp_path):
     config = CleanFinetuneConfig(output_dir=str(tmp_path))
     assert config.image_mean == list(CLIP_MEAN) and config.resolved_logit_scale() == 100.0
     assert config.learning_rate == 5e-5 and config.per_device_train_batch_size == 256 and config.max_grad_norm == 0
+
+
+def test_the_card_recipe_leaves_out_the_attack_it_never_ran(model, make_trainer):
+    clean = make_trainer("clean", model).recipe()
+    robust = make_trainer("pmg_aft", model).recipe()
+    attack = ("train_eps", "train_step_size", "train_steps", "train_attack_momentum")
+    assert all(name in robust for name in attack) and not any(name in clean for name in attack)
+    assert "learning_rate" in clean and "eval_eps" in clean  # the rest of the recipe stays

@@ -259,3 +259,16 @@ def test_eval_command_end_to_end(checkpoint, tmp_path, capsys):
     stamp = (out / "results" / "dtd.json").stat().st_mtime_ns
     assert cli.main(command) == 0
     assert (out / "results" / "dtd.json").stat().st_mtime_ns == stamp
+
+
+def test_eval_of_a_local_checkpoint_writes_the_card_push_uploads(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
+    out = str(tmp_path / "eval")
+    command = ["eval", "--model_name_or_path", checkpoint, "--benchmarks", "colour-patches", "--max_eval_samples",
+               "16", "--steps", "1", "--output_dir", out]  # fmt: skip
+    assert cli.main(command) == 0
+    written = ModelCard.load(os.path.join(out, "README.md"))
+    assert "with TeCoA" in written.text and written.data.base_model == "org/base-clip"
+    assert written.data.eval_results and "colour-patches" in written.text
+    push(checkpoint, os.path.basename(checkpoint), report_dir=out)
+    assert ModelCard.load(FakeApi.card).text == written.text

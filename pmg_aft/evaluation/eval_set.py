@@ -237,6 +237,6 @@ def as_eval_set(name: str, data, protocol: str | Protocol = "pmg_aft", **default
     bench = BENCHMARKS.get(name)
     common = bench is not None and "image" in (getattr(data, "column_names", None) or [])
     names = dataset_class_names(data, "label") if common else None
-    if names is not None and (not bench.class_names or set(names) <= set(bench.class_names)):
+    if names is not None and set(names) <= set(bench.class_names):
         return benchmark_eval_set(name, protocol, dataset=data)
     return EvalSet.from_dataset(name, data, **defaults)

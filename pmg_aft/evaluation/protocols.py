@@ -263,7 +263,7 @@ def protocol_prompts(
         protocol (`str` or [`Protocol`]): e.g. `"pmg_aft"`.
         benchmark (`str`): a registry name.
         class_names (`list[str]`, *optional*): the dataset's `ClassLabel` names as `load_benchmark` returns them
-            (all or some of the registry's); needed for Caltech-256, whose names come from its data.
+            (all or some of the registry's); default: the registry's.
 
     Returns:
         `list[list[str]]`: per class, its prompts (one for the `pmg_aft` texts; a template ensemble for
@@ -274,7 +274,6 @@ def protocol_prompts(
     bench = get_benchmark(benchmark)
     names = class_names if class_names is not None else bench.class_names
     if not names:
-        raise ValueError(f"{bench.name}'s class names come from its data: pass class_names=load_benchmark(...)"
-                         ".features['label'].names.")  # fmt: skip
+        raise ValueError(f"class_names is empty for {bench.name}: pass the ClassLabel names or leave it out.")
     texts, templates = bench.texts(record.texts, list(names))
     return [[template.format(text) for template in templates] for text in texts if text is not None]

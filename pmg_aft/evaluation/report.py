@@ -63,15 +63,13 @@ class Report:
         return [s.key for s in self.settings]
 
     def summary(self) -> dict[str, float]:
-        """Unweighted means over datasets (the protocol's summary): `clean` and one entry per attack key."""
+        """Unweighted means over datasets (the protocol's summary): `clean`, then one entry per [`columns`] entry."""
         if not self.results:
             return {}
         values = list(self.results.values())
         out = {"clean": sum(r["clean_accuracy"] for r in values) / len(values)}
-        for key in self.attack_keys:
-            out[key] = sum(r["robust_accuracy"][key] for r in values) / len(values)
-        if self.settings and all("worst_case_accuracy" in r for r in values):
-            out[WORST_CASE] = sum(r["worst_case_accuracy"] for r in values) / len(values)
+        for key in self.columns:
+            out[key] = sum(self.value(name, key) for name in self.results) / len(values)
         return out
 
     @property

@@ -18,6 +18,8 @@ from ..prompts import check_template
 
 logger = logging.getLogger(__name__)
 
+TRAIN_ATTACK_FIELDS = ("train_eps", "train_step_size", "train_steps", "train_attack_momentum")
+
 # Where the defaults come from (facts read from each method's official code; no code was copied).
 TECOA_FAMILY = (
     "the TeCoA code's recipe, which PMG-AFT and TGA-ZSR reuse (finetuning.py / PMG_AFT.py / TGA-ZSR.py: SGD with "
@@ -69,7 +71,8 @@ class RobustCLIPConfig(TrainingArguments):
     on the command line and in YAML files.
     """
 
-    # Whether the method attacks in training (the clean baseline does not: its train_* fields go unchecked).
+    # Whether the method attacks in training (the clean baseline does not: its train_* fields go unchecked and
+    # stay off its card).
     uses_training_attack: ClassVar[bool] = True
 
     # Training attack.
@@ -253,6 +256,11 @@ class RobustCLIPConfig(TrainingArguments):
             # A last partial batch would recompile every compiled graph for its shape, every epoch.
             logger.info("torch_compile: dataloader_drop_last set to True, so every batch has one static shape.")
             self.dataloader_drop_last = True
+
+    @classmethod
+    def unused_fields(cls) -> tuple[str, ...]:
+        """The fields this method does not use (left out of its card's recipe): the training attack's, without one."""
+        return () if cls.uses_training_attack else TRAIN_ATTACK_FIELDS
 
     def eval_set_defaults(self) -> dict:
         """How a plain eval dataset is read and prompted ([`EvalSet.from_dataset`] keyword arguments)."""

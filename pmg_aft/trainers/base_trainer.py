@@ -55,13 +55,15 @@ RECIPE_KEYS = ("optim", "optim_args", "learning_rate", "weight_decay", "lr_sched
 DATA_PLUMBING = ("image_column", "label_column")
 
 
-def recipe_of(config_class: type[RobustCLIPConfig], values: dict, exclude: Sequence[str] = ()) -> dict:
+def recipe_of(config_class: type[RobustCLIPConfig], values: dict) -> dict:
     """The settings a model card shows for a run with these argument `values` (a config's JSON): the method's own
-    fields, the shared attack/head/data fields, then the optimisation; pixel quantities as fractions of 255."""
+    fields, the shared attack/head/data fields, then the optimisation, without the fields the method does not use;
+    pixel quantities as fractions of 255."""
+    exclude = (*DATA_PLUMBING, *config_class.unused_fields())
     inherited = {f.name for f in fields(TrainingArguments)}
     shared = [f.name for f in fields(RobustCLIPConfig) if f.name not in inherited]
     method = [f.name for f in fields(config_class) if f.name not in inherited and f.name not in shared]
-    keys = [k for k in method + shared + list(RECIPE_KEYS) if k not in DATA_PLUMBING and k not in exclude]
+    keys = [k for k in method + shared + list(RECIPE_KEYS) if k not in exclude]
     linf = values.get("attack_norm", "linf") == "linf"
     return {k: (f"{values[k] * 255:g}/255" if k in PIXEL_FIELDS and linf else values[k]) for k in keys if k in values}
 
@@ -115,8 +117,6 @@ class RobustCLIPTrainer(Trainer):
     config_class: ClassVar[type[RobustCLIPConfig]] = RobustCLIPConfig
     method_info: ClassVar[MethodInfo]
     uses_labels: ClassVar[bool] = True
-    # Config fields the method does not use (left out of its card's recipe).
-    unused_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -461,7 +461,7 @@ class RobustCLIPTrainer(Trainer):
 
     def recipe(self) -> dict:
         """The settings a model card shows ([`recipe_of`]), without the fields the method does not use."""
-        return recipe_of(type(self.args), json.loads(self.args.to_json_string()), self.unused_fields)
+        return recipe_of(type(self.args), json.loads(self.args.to_json_string()))
 
     def create_model_card(
         self,

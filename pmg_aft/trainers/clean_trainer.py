@@ -15,7 +15,6 @@ class CleanFinetuneTrainer(RobustCLIPTrainer):
     """
 
     config_class = CleanFinetuneConfig
-    unused_fields = ("train_eps", "train_step_size", "train_steps", "train_attack_momentum")
     method_info = MethodInfo(
         key="clean",
         name="clean fine-tuning",
