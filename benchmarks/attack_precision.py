@@ -39,7 +39,8 @@ def main() -> None:
     model = CLIPModel(build_config(args.model)).to(device).eval()
     size = model.config.vision_config.image_size
     embeddings = F.normalize(torch.randn(args.classes, model.config.projection_dim, device=device), dim=-1)
-    head = ZeroShotClassifier(model, class_embeddings=embeddings, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
+    head = ZeroShotClassifier(model, class_embeddings=embeddings, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+                              logit_scale=1.0)  # fmt: skip
     x = torch.rand(args.batch_size, 3, size, size, device=device)
     d = args.eps * torch.randn_like(x).sign()
     y = torch.randint(0, args.classes, (args.batch_size,), device=device)

@@ -25,10 +25,10 @@ from transformers import CLIPModel
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build_config, clock, device_name, peak_memory, tiny_imagenet_like  # noqa: E402
 
-from pmg_aft import AttackSetting, EvalSet, ZeroShotClassifier  # noqa: E402
-from pmg_aft.attacks import parse_pixel_value  # noqa: E402
+from pmg_aft import AttackSetting, EvalLoader, EvalSet, ZeroShotClassifier  # noqa: E402
+from pmg_aft.constants import MIXED_PRECISIONS  # noqa: E402
 from pmg_aft.evaluation import evaluate_dataset  # noqa: E402
-from pmg_aft.evaluation.engine import PRECISIONS  # noqa: E402
+from pmg_aft.pixels import parse_pixel_value  # noqa: E402
 from pmg_aft.tiny import tiny_tokenizer  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--eps", type=parse_pixel_value, default=1 / 255, help="e.g. 1/255")
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of the settings")
-    parser.add_argument("--mixed_precision", default="no", choices=list(PRECISIONS))
+    parser.add_argument("--mixed_precision", default="no", choices=list(MIXED_PRECISIONS))
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     parser.add_argument("--cpu", action="store_true")
@@ -75,21 +75,22 @@ def main() -> None:
     for steps in (int(s) for s in args.steps.split(",")):
         for first in (True, False):
             label = f"PGD-{steps} {'first success' if first else 'final iterate'}"
-            settings[label] = AttackSetting("pgd", args.eps, steps, args.eps, random_start=True, first_success=first)
+            settings[label] = AttackSetting(attack="pgd", eps=args.eps, steps=steps, step_size=args.eps,
+                                            random_start=True, first_success=first)  # fmt: skip
     times, forwards, robust = {k: [] for k in settings}, {}, {}
+    loader = EvalLoader(batch_size=args.batch_size, num_workers=args.num_workers)
     for _ in range(args.rounds):
         for label, setting in settings.items():
             seen[0] = 0
-            result = {}
+            result = []
 
             def run(setting=setting, result=result):
-                pinned = device.type == "cuda"
-                result.update(evaluate_dataset(classifier, eval_set, [setting], accelerator, args.batch_size,
-                                               args.mixed_precision, args.num_workers, pinned))  # fmt: skip
+                result.append(evaluate_dataset(classifier, eval_set, settings=[setting], accelerator=accelerator,
+                                               loader=loader, precision=args.mixed_precision))  # fmt: skip
 
             times[label].append(clock(run, device))
             forwards[label] = seen[0] / args.images
-            robust[label] = result["robust_accuracy"][setting.key]
+            robust[label] = result[0].robust_accuracy[setting.key]
     print(f"model {args.model}, {args.images} images of 64 px JPEG at {classifier.image_size} px, batch "
           f"{args.batch_size}, eps "
           f"{args.eps * 255:g}/255, precision {args.mixed_precision}, {args.num_workers} loader workers, on "

@@ -18,7 +18,7 @@ import os
 
 from transformers import CLIPModel, CLIPProcessor
 
-from pmg_aft.evaluation import compare
+from pmg_aft.evaluation import compare, get_protocol
 from pmg_aft.finetune import main as finetune
 
 CONFIG = os.path.join(os.path.dirname(__file__), "configs", "tiny_offline.yaml")
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> str:
                   "--eval_on_start", "false", "--do_eval", "false", "--disable_tqdm", "true"])  # fmt: skip
         models[method] = (CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder))
     # The official PMG-AFT protocol on the generated toy benchmark, at the demo's larger budget.
-    table = compare(models, args.output_dir, benchmarks="colour-patches", attacks=("pgd", "cw"), eps=(4 / 255,))
+    protocol = get_protocol("pmg_aft").override(attacks=("pgd", "cw"), eps=(4 / 255,))
+    table = compare(models, args.output_dir, protocol=protocol, benchmarks="colour-patches")
     print(table)
     return table
 

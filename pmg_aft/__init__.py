@@ -1,29 +1,28 @@
 """pmg_aft: robust fine-tuning of Hugging Face CLIP models for zero-shot adversarial robustness.
 
 PMG-AFT (Wang et al., CVPR 2024) and the methods it is compared with (TeCoA, FARE, TGA-ZSR, clean fine-tuning), one
-Config/Trainer pair each on `transformers.Trainer`; the zero-shot classifier, PGD and the evaluation suite.
+Config/Trainer pair each on `transformers.Trainer`, registered in `TRAINERS`; the zero-shot classifier, PGD and the
+evaluation suite.
 """
 
-from .attacks import AttackSetting, margin_loss, pgd
+from .attack_settings import AttackGrid, AttackSetting
+from .attacks import margin_loss, pgd
 from .constants import CLIP_MEAN, CLIP_STD, DEFAULT_TEMPLATE, IMAGENET_MEAN, IMAGENET_STD, __version__
-from .evaluation import EvalSet, Report, benchmark_eval_set, evaluate_robustness
+from .errors import InputError
+from .evaluation import (
+    DatasetResult,
+    EvalLoader,
+    EvalSet,
+    Protocol,
+    Report,
+    benchmark_eval_set,
+    evaluate_robustness,
+    get_protocol,
+)
 from .losses import PMGAFTLoss, clean_loss, fare_loss, kl_divergence, pmg_aft_loss, squared_distance, tecoa_loss
 from .prompts import clean_class_name
-from .trainers import (
-    TRAINERS,
-    CleanFinetuneConfig,
-    CleanFinetuneTrainer,
-    FAREConfig,
-    FARETrainer,
-    PMGAFTConfig,
-    PMGAFTTrainer,
-    RobustCLIPConfig,
-    RobustCLIPTrainer,
-    TeCoAConfig,
-    TeCoATrainer,
-    TGAZSRConfig,
-    TGAZSRTrainer,
-)
+from .trainers import *  # noqa: F403  (every method's Config/Trainer pair, from the registry's modules)
+from .trainers import __all__ as _trainers
 from .zeroshot import ImageEncoder, ZeroShotClassifier, build_class_embeddings, clip_processor
 
 __all__ = [
@@ -32,24 +31,16 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "TRAINERS",
+    "AttackGrid",
     "AttackSetting",
-    "CleanFinetuneConfig",
-    "CleanFinetuneTrainer",
+    "DatasetResult",
+    "EvalLoader",
     "EvalSet",
-    "FAREConfig",
-    "FARETrainer",
     "ImageEncoder",
-    "PMGAFTConfig",
+    "InputError",
     "PMGAFTLoss",
-    "PMGAFTTrainer",
+    "Protocol",
     "Report",
-    "RobustCLIPConfig",
-    "RobustCLIPTrainer",
-    "TGAZSRConfig",
-    "TGAZSRTrainer",
-    "TeCoAConfig",
-    "TeCoATrainer",
     "ZeroShotClassifier",
     "__version__",
     "benchmark_eval_set",
@@ -59,10 +50,12 @@ __all__ = [
     "clip_processor",
     "evaluate_robustness",
     "fare_loss",
+    "get_protocol",
     "kl_divergence",
     "margin_loss",
     "pgd",
     "pmg_aft_loss",
     "squared_distance",
     "tecoa_loss",
+    *_trainers,
 ]

@@ -10,10 +10,12 @@ import re
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, CLIPModel, CLIPProcessor
 
+from .errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot serve: missing, not a CLIP model, or with unreadable or incomplete weights."""
 
 

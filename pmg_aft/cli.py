@@ -1,47 +1,38 @@
-"""The `pmg-aft` command. Every subcommand parses snake_case flags with `HfArgumentParser`, as `pmg-aft train` does."""
+"""The `pmg-aft` command. Every subcommand parses snake_case flags with `HfArgumentParser`, as `pmg-aft train` does;
+bad input ([`InputError`]) is answered with one line and an exit status, a bug keeps its traceback."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 
 from accelerate import PartialState
-from huggingface_hub import HfApi, get_token
-from transformers import HfArgumentParser
 
-from .attacks import parse_pixel_value
+from .attack_settings import AttackGrid
+from .checkpoint_card import checkpoint_method, write_checkpoint_card
 from .checkpoints import load_clip
-from .constants import (
-    AUTOATTACK_VARIANTS,
-    CLIP_MEAN,
-    CLIP_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    NORMALIZATIONS,
-    NORMS,
-    PROTOCOLS,
-    RENAMED_OPTIONS,
-)
+from .constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PROTOCOLS, RENAMED_OPTIONS
 from .convert import convert_openai_checkpoint
-from .data import BENCHMARKS, get_benchmark
-from .data.loading import hub_split_files, unavailable_message
-from .data.registry import revisions_file
-from .errors import error_message, is_input_error
-from .evaluation import PROTOCOL_RECORDS, compare, evaluate_robustness, get_protocol
-from .evaluation.engine import PRECISIONS
-from .finetune import join_negative_values
+from .data import BENCHMARKS
+from .data.download import download_benchmarks
+from .errors import InputError, show_traceback
+from .evaluation import PROTOCOL_RECORDS, EvalLoader, compare, evaluate_robustness, get_protocol
+from .evaluation.protocols import OVERRIDABLE, Protocol
+from .evaluation.suite import benchmark_names
 from .finetune import main as finetune
-from .hub import MethodInfo, checkpoint_card, push, read_run_info
+from .hub import push
+from .parsing import ArgumentParser, UnknownFlagsError, optional_fields
 from .trainers import TRAINERS
-from .trainers.base_trainer import recipe_of
 
-USAGE = """usage: pmg-aft <command> [options]
+
+def usage() -> str:
+    methods = "|".join(TRAINERS)
+    return f"""usage: pmg-aft <command> [options]
 
 commands:
-  train                      robust fine-tuning of a CLIP model (--method pmg_aft|tecoa|fare|tga_zsr|clean;
+  train                      robust fine-tuning of a CLIP model (--method {methods};
                              the flags of examples/finetune.py; --config FILE.yaml)
   datasets list              the registered benchmarks: Hub ids, splits, pinned revisions, columns, class counts
   datasets download NAME|all pre-fetch benchmarks into the Hugging Face cache (for offline compute nodes)
@@ -53,9 +44,17 @@ commands:
 """
 
 
-@dataclass
-class SuiteArguments:
-    """The evaluation-suite options shared by `pmg-aft eval` and `pmg-aft compare`."""
+# The flags that override the chosen protocol's fields: the attack grid's and the protocol's own, each declared once
+# on its record (`None`: the protocol's value).
+ProtocolOverrides = make_dataclass(
+    "ProtocolOverrides", optional_fields(AttackGrid) + optional_fields(Protocol, OVERRIDABLE), kw_only=True
+)
+
+
+@dataclass(kw_only=True)
+class SuiteArguments(ProtocolOverrides):
+    """The evaluation-suite options shared by `pmg-aft eval` and `pmg-aft compare`: the protocol, any of its fields
+    to override, and how the data is read. `protocol_record` and `loader` are what they make, checked."""
 
     output_dir: str = field(metadata={"help": "Report folder; a rerun resumes finished datasets."})
     benchmarks: str = field(
@@ -64,30 +63,10 @@ class SuiteArguments:
     protocol: str = field(
         default="pmg_aft",
         metadata={
-            "help": "The evaluation protocol: every option below defaults to its value (`pmg-aft protocols` lists "
+            "help": "The evaluation protocol: every option above defaults to its value (`pmg-aft protocols` lists "
             "them); a flag overrides one field and the report says so.",
             "choices": list(PROTOCOLS),
         },
-    )
-    attacks: str | None = field(default=None, metadata={"help": "Comma-separated: pgd, cw, autoattack."})
-    eps: str | None = field(default=None, metadata={"help": "Comma-separated budgets, e.g. 1/255,4/255."})
-    steps: str | None = field(default=None, metadata={"help": "PGD/CW steps, comma-separated, e.g. 10,100."})
-    step_size: str | None = field(default=None, metadata={"help": "PGD/CW step size, e.g. 1/255."})
-    norm: str | None = field(default=None, metadata={"help": "Threat model.", "choices": list(NORMS)})
-    random_start: bool | None = field(default=None, metadata={"help": "PGD/CW start at a random point of the ball."})
-    first_success: bool | None = field(
-        default=None, metadata={"help": "Keep each sample's first success (true) or count the final iterate (false)."}
-    )
-    autoattack: str | None = field(
-        default=None, metadata={"help": "AutoAttack variant.", "choices": list(AUTOATTACK_VARIANTS)}
-    )
-    max_eval_samples: int | None = field(default=None, metadata={"help": "The first N test samples per dataset."})
-    logit_scale: float | None = field(default=None, metadata={"help": "The cosine logits' scale (1 or 100)."})
-    normalization: str | None = field(
-        default=None, metadata={"help": "Image mean/std.", "choices": list(NORMALIZATIONS)}
-    )
-    mixed_precision: str | None = field(
-        default=None, metadata={"help": "Precision of attacks and predictions.", "choices": list(PRECISIONS)}
     )
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
     dataloader_num_workers: int = field(
@@ -97,55 +76,18 @@ class SuiteArguments:
     seed: int = field(default=0, metadata={"help": "Seeds random starts and AutoAttack."})
 
     def __post_init__(self) -> None:
-        # Every number checked here, naming its flag, rather than after the model has loaded.
-        kwargs = self.suite_kwargs()
-        fields = ("attacks", "eps", "steps", "step_size", "norm", "random_start", "first_success", "autoattack")
-        get_protocol(self.protocol).override(**{k: kwargs[k] for k in fields}).settings()
-        if self.benchmarks.strip() != "all":
-            for name in (n.strip() for n in self.benchmarks.split(",") if n.strip()):
-                get_benchmark(name)  # an unknown name lists the valid ones
-        if self.per_device_eval_batch_size < 1:
-            raise ValueError(
-                f"--per_device_eval_batch_size {self.per_device_eval_batch_size}: give a batch size >= 1."
-            )
-        if self.max_eval_samples is not None and self.max_eval_samples < 1:
-            raise ValueError(
-                f"--max_eval_samples {self.max_eval_samples}: give a number of rows >= 1, or leave it out."
-            )
+        # Every value checked here, naming its flag, rather than after the model has loaded.
+        overrides = {f.name: getattr(self, f.name) for f in fields(ProtocolOverrides)}
+        self.protocol_record = get_protocol(self.protocol).override(**overrides)
+        self.loader = EvalLoader(batch_size=self.per_device_eval_batch_size, num_workers=self.dataloader_num_workers)
+        self.benchmark_names = benchmark_names(self.benchmarks)  # an unknown name lists the valid ones
         if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):
-            raise ValueError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
+            raise InputError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
 
     def suite_kwargs(self) -> dict:
-        """`evaluate_robustness` keyword arguments (`None`: the protocol's value)."""
-
-        def listed(text: str | None, parse) -> list | None:
-            return None if text is None else [parse(v.strip()) for v in text.split(",") if v.strip()]
-
-        def steps(value: str) -> int:
-            if not value.isdigit():
-                raise ValueError(f"--steps {self.steps}: give whole numbers >= 0, comma-separated (e.g. 10,100).")
-            return int(value)
-
-        return dict(
-            benchmarks=self.benchmarks,
-            protocol=self.protocol,
-            attacks=listed(self.attacks, str),
-            eps=listed(self.eps, lambda v: parse_pixel_value(v, "eps")),
-            steps=listed(self.steps, steps),
-            step_size=None if self.step_size is None else parse_pixel_value(self.step_size, "step_size"),
-            norm=self.norm,
-            random_start=self.random_start,
-            first_success=self.first_success,
-            autoattack=self.autoattack,
-            max_eval_samples=self.max_eval_samples,
-            logit_scale=self.logit_scale,
-            normalization=self.normalization,
-            mixed_precision=self.mixed_precision,
-            batch_size=self.per_device_eval_batch_size,
-            num_workers=self.dataloader_num_workers,
-            benchmark_data_dir=self.benchmark_data_dir,
-            seed=self.seed,
-        )
+        """`evaluate_robustness` keyword arguments."""
+        return dict(protocol=self.protocol_record, benchmarks=self.benchmark_names, loader=self.loader,
+                    benchmark_data_dir=self.benchmark_data_dir, seed=self.seed)  # fmt: skip
 
 
 @dataclass
@@ -188,35 +130,36 @@ class ConvertArguments:
     )
 
 
+def renamed(names: list[str]) -> str:
+    """What options of an earlier release are called now."""
+    hints = [f"{n} is now --{RENAMED_OPTIONS[n]}" for n in names if n in RENAMED_OPTIONS]
+    return f" ({'; '.join(hints)}: flags are snake_case, as in pmg-aft train)" if hints else ""
+
+
 def parse_command(prog: str, groups: tuple, argv: list[str], description: str) -> tuple:
-    """Parse `argv` into the dataclasses `groups`; a flag of an earlier release is a clear error."""
-    parser = HfArgumentParser(groups, prog=prog, description=description)
-    known = {f"--{a}" for group in groups for a in group.__dataclass_fields__}
-    for arg in argv:
-        name = arg.split("=", 1)[0]
-        option = name[2:].replace("-", "_")
-        if name.startswith("--") and f"--{option}" not in known and option in RENAMED_OPTIONS:
-            parser.error(f"{name} is now --{RENAMED_OPTIONS[option]}: flags are snake_case, as in pmg-aft train.")
-    return parser.parse_args_into_dataclasses(args=join_negative_values(argv))
+    """Parse `argv` into the dataclasses `groups`; an unknown flag (one of an earlier release: its new name) is an
+    argparse error, with the usage."""
+    parser = ArgumentParser(groups, prog=prog, description=description)
+    try:
+        return parser.parse(argv, hint=renamed)
+    except UnknownFlagsError as error:
+        parser.error(str(error))
 
 
 def eval_command(argv: list[str]) -> int:
     """`pmg-aft eval`: run the evaluation suite and write the report (JSON, Markdown, plots)."""
     model_args, suite = parse_command("pmg-aft eval", (EvalModelArguments, SuiteArguments), argv,
                                       "Robust zero-shot evaluation of a CLIPModel.")  # fmt: skip
-    path, revision = model_args.model_name_or_path, model_args.model_revision
-    model, processor = load_clip(path, revision=revision)
+    path = model_args.model_name_or_path
+    model, processor = load_clip(path, revision=model_args.model_revision)
     report = evaluate_robustness(model, processor, output_dir=suite.output_dir, model_id=path, **suite.suite_kwargs())
     print(report.to_markdown())
     for warning in report.warnings:
         print(f"warning: {warning}")
-    card = os.path.join(suite.output_dir, "README.md")
     if not PartialState().is_main_process:
         return 0
     if os.path.isdir(path):  # a local checkpoint: the card `pmg-aft push` would upload with this report
-        method, recipe = checkpoint_method(path)
-        repo_id = os.path.basename(os.path.abspath(path))
-        checkpoint_card(path, repo_id, report, suite.output_dir, method=method, recipe=recipe)[0].save(card)
+        write_checkpoint_card(path, report, suite.output_dir)
         print(f"report and model card written to {suite.output_dir}")
     else:
         print(f"report written to {suite.output_dir}")
@@ -228,9 +171,8 @@ def compare_command(argv: list[str]) -> int:
     args, suite = parse_command("pmg-aft compare", (CompareArguments, SuiteArguments), argv, compare_command.__doc__)
     pairs = [item.split("=", 1) for item in args.models.split(",") if item.strip()]
     if any(len(p) != 2 for p in pairs):
-        raise SystemExit(
-            "pmg-aft: --models takes name=path pairs, e.g. "
-            "pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
+        raise InputError(
+            "--models takes name=path pairs, e.g. pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
         )
     models = {name: load_clip(path) for name, path in pairs}
     table = compare(models, suite.output_dir, **suite.suite_kwargs())
@@ -257,32 +199,10 @@ def push_command(argv: list[str]) -> int:
     """`pmg-aft push`: upload weights, processor, model card and plots."""
     (args,) = parse_command("pmg-aft push", (PushArguments,), argv, "Publish a checkpoint to the Hugging Face Hub.")
     method, recipe = checkpoint_method(args.model_dir)
-    try:
-        url = push(args.model_dir, args.hub_model_id, args.report_dir, private=args.hub_private_repo,
-                   base_model=args.base_model, license=args.license, method=method, recipe=recipe)  # fmt: skip
-    except (RuntimeError, FileNotFoundError) as error:
-        print(f"pmg-aft: {error}", file=sys.stderr)
-        return 1
+    url = push(args.model_dir, args.hub_model_id, args.report_dir, private=args.hub_private_repo,
+               base_model=args.base_model, license=args.license, method=method, recipe=recipe)  # fmt: skip
     print(f"uploaded to {url}")
     return 0
-
-
-def checkpoint_method(model_dir: str) -> tuple[MethodInfo | None, dict | None]:
-    """The method and recipe a checkpoint folder records: its `pmg_aft.json`, or for a checkpoint saved by pmg_aft
-    0.1 the `method` field of its `training_args.json`; `(None, None)` for any other folder (a converted or
-    third-party checkpoint, whose card then claims no training method)."""
-    info = read_run_info(model_dir)
-    if info.get("method"):
-        return MethodInfo.from_dict(info["method"]), info.get("recipe")
-    path = os.path.join(model_dir, "training_args.json")
-    training = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            training = json.load(f)
-    if training.get("method") not in TRAINERS:
-        return None, None
-    trainer = TRAINERS[training["method"]]
-    return trainer.method_info, recipe_of(trainer.config_class, training)
 
 
 def datasets_list(out=None) -> None:
@@ -307,39 +227,6 @@ def protocols_command(argv: list[str]) -> int:
     return 0
 
 
-def datasets_download(names: list[str], revision: str | None = None, lock: str | None = None) -> dict[str, str]:
-    """Download benchmarks at their pinned (or given) revision; return `{name: resolved commit sha}`."""
-    benches = list(BENCHMARKS.values()) if names == ["all"] else [get_benchmark(n) for n in names]
-    resolved = {}
-    for bench in benches:
-        training = {"train"} if bench.name == "tiny-imagenet" else set()
-        splits = sorted({bench.split, *bench.splits.values(), *bench.whole_set_splits} | training)
-        wanted = revision or bench.revision
-        if bench.hub_id is None:
-            continue  # generated, nothing to download
-        if bench.gated and not get_token():  # say so before anything is downloaded
-            raise SystemExit(f"pmg-aft: {unavailable_message(bench, gated=True)}")
-        try:
-            sha = HfApi().dataset_info(bench.hub_id, revision=wanted).sha
-            for split in splits:  # only these splits' files
-                print(f"{bench.name}: downloading {bench.hub_id} ({bench.config or 'default'}, {split}) at {sha}")
-                hub_split_files(bench, split, sha)  # the split's files into the cache; loads read them offline
-        except Exception as error:  # network, gating, missing revision: say which and how to fix
-            hint = " It is gated: accept its terms on the Hub and set HF_TOKEN." if bench.gated else ""
-            raise SystemExit(f"pmg-aft: could not download {bench.name} ({bench.hub_id}): {error}.{hint}") from error
-        resolved[bench.name] = sha
-    lock = lock or revisions_file()
-    recorded = {}
-    if os.path.exists(lock):
-        with open(lock, encoding="utf-8") as f:
-            recorded = json.load(f)
-    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
-    with open(lock, "w", encoding="utf-8") as f:
-        json.dump({**recorded, **resolved}, f, indent=1)
-    print(f"resolved revisions written to {lock}; load_benchmark and reports use them from now on")
-    return resolved
-
-
 def datasets_command(argv: list[str]) -> int:
     """`pmg-aft datasets list` and `pmg-aft datasets download NAME|all`."""
     parser = argparse.ArgumentParser(prog="pmg-aft datasets")
@@ -354,12 +241,8 @@ def datasets_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.action == "list":
         datasets_list()
-        return 0
-    try:
-        datasets_download(args.names, args.revision, args.lock)
-    except KeyError as error:
-        print(f"pmg-aft: {error.args[0]}", file=sys.stderr)
-        return 2
+    else:
+        download_benchmarks(args.names, args.revision, args.lock)
     return 0
 
 
@@ -377,19 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pmg-aft` console script."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(usage())
         return 0
     command = COMMANDS.get(argv[0])
     if command is None:
-        print(f"pmg-aft: unknown command {argv[0]!r}.\n\n{USAGE}", file=sys.stderr)
+        print(f"pmg-aft: unknown command {argv[0]!r}.\n\n{usage()}", file=sys.stderr)
         return 2
     try:
         return command(argv[1:])
-    except Exception as error:  # bad input: one line naming the cause and the fix; a bug keeps its traceback
-        if not is_input_error(error):
+    except InputError as error:  # bad input: one line naming the cause and the fix; a bug keeps its traceback
+        if show_traceback():
             raise
-        print(f"pmg-aft: {error_message(error)}", file=sys.stderr)
-        return 2
+        print(f"pmg-aft: {error}", file=sys.stderr)
+        return error.exit_status
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ AUTOATTACK_VARIANTS = ("standard", "apgd-ce+apgd-dlr", "apgd-ce+apgd-t")
 PROTOCOLS = ("pmg_aft", "tga_zsr", "clip_benchmark")
 TEXT_SOURCES = ("pmg_aft", "clip_benchmark")
 NORMALIZATIONS = ("imagenet", "clip", "model")
+# Precisions of evaluation: float32, TF32 matmuls (CUDA), bf16 or fp16 autocast (CUDA; float32 elsewhere).
+MIXED_PRECISIONS = ("no", "tf32", "bf16", "fp16")
 # The protocol name of an eval set that brings its own class names and the trainer's prompt template.
 CUSTOM_PROTOCOL = "custom"
 # A trainer's evaluate(): each eval set's prompts on the training head (its logit scale and normalisation).

@@ -12,6 +12,7 @@ import re
 import torch
 from transformers import CLIPModel
 
+from .errors import InputError
 from .zeroshot import check_clip_model
 
 WRAPPERS = ("vision_encoder_state_dict", "state_dict", "model", "model_state_dict")
@@ -31,7 +32,7 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     while isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
         key = next((k for k in WRAPPERS if k in state), None)
         if key is None:
-            raise ValueError(f"{path}: no tensors found; top-level keys are {sorted(state)[:10]}.")
+            raise InputError(f"{path}: no tensors found; top-level keys are {sorted(state)[:10]}.")
         state = state[key]
     return {re.sub(r"^(module\.)+", "", k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
@@ -112,13 +113,13 @@ def convert_openai_checkpoint(source: str | dict[str, torch.Tensor], base: CLIPM
     check_clip_model(base)
     state = openai_to_hf(load_state_dict(source) if isinstance(source, (str, os.PathLike)) else source)
     if not state:
-        raise ValueError("No OpenAI-style CLIP weights found (expected keys such as visual.conv1.weight).")
+        raise InputError("No OpenAI-style CLIP weights found (expected keys such as visual.conv1.weight).")
     target = base.state_dict()
     unknown = sorted(k for k in state if k not in target)
     mismatched = sorted(k for k in state if k in target and target[k].shape != state[k].shape)
     if unknown or mismatched:
         details = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(target[k].shape)}" for k in mismatched]
-        raise ValueError(
+        raise InputError(
             "The checkpoint does not fit the base model's architecture. "
             + (f"Unknown tensors: {unknown[:5]}. " if unknown else "")
             + (f"Shape mismatches: {details[:5]}. " if details else "")
@@ -127,6 +128,6 @@ def convert_openai_checkpoint(source: str | dict[str, torch.Tensor], base: CLIPM
     vision = [k for k in target if k.startswith(("vision_model.", "visual_projection.")) and "position_ids" not in k]
     missing = sorted(k for k in vision if k not in state)
     if missing:
-        raise ValueError(f"The checkpoint lacks image-tower tensors: {missing[:5]} ({len(missing)} in all).")
+        raise InputError(f"The checkpoint lacks image-tower tensors: {missing[:5]} ({len(missing)} in all).")
     base.load_state_dict(state, strict=False)
     return base

@@ -1,47 +1,71 @@
-"""Telling bad input from bugs: a command answers the first with one line and keeps the second's traceback."""
+"""Bad input and bugs: [`InputError`] is bad input, which a command answers with one line; anything else is a bug and
+keeps its traceback. A leaf module: it imports nothing from `pmg_aft`."""
 
 from __future__ import annotations
 
 import contextlib
-import linecache
 import os
 
 TRACEBACK_VARIABLE = "PMG_AFT_TRACEBACK"
 
 
-def is_input_error(error: BaseException) -> bool:
-    """Whether `error` reports bad input rather than a bug.
+class InputError(ValueError):
+    """Bad input: a value, option, file, dataset or checkpoint the user gave that cannot serve (or a condition only
+    the user can fix, such as a failed upload). The message names the problem and the fix; the `pmg-aft` commands
+    print it as one line and exit with `exit_status`.
 
-    It does when it was raised on purpose by a `raise` statement (the checks of this package, and those of
-    transformers, datasets and accelerate, name the problem in their message), or when it is an `OSError` about a
-    file (a path the user gave). A failing operation (a `KeyError` from a lookup, a `TypeError` from a call) is a bug,
-    and `PMG_AFT_TRACEBACK=1` makes every error one.
+    Raise it (or a subclass) for every check of user input. Any other exception, a `ValueError` included, is treated
+    as a bug: it keeps its traceback.
     """
-    if os.environ.get(TRACEBACK_VARIABLE) or not isinstance(error, Exception):
-        return False
-    if isinstance(error, OSError) and getattr(error, "filename", None):
-        return True
-    trace = error.__traceback__
-    if trace is None:
-        return False
-    while trace.tb_next is not None:
-        trace = trace.tb_next
-    line = linecache.getline(trace.tb_frame.f_code.co_filename, trace.tb_lineno).strip()
-    return line.startswith("raise ") or line == "raise"
+
+    exit_status = 2
 
 
-def error_message(error: BaseException) -> str:
-    """An input error's own message (a `KeyError`'s without the quotes `str()` adds)."""
-    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+class UnknownNameError(InputError, KeyError):
+    """A name that is not registered (a benchmark, an eval set, a column); the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError's would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """A file or folder the input names is not there (or not complete)."""
+
+
+class UploadError(InputError, RuntimeError):
+    """An upload to the Hub failed (network, token, permissions); nothing local was changed, so the same command can
+    be run again. Exit status 1: the input was fine."""
+
+    exit_status = 1
+
+
+def show_traceback() -> bool:
+    """Whether `PMG_AFT_TRACEBACK=1` asks for tracebacks of input errors too."""
+    return bool(os.environ.get(TRACEBACK_VARIABLE))
 
 
 @contextlib.contextmanager
 def exit_on_input_error():
-    """Inside the block, an input error ([`is_input_error`]) becomes `SystemExit("pmg-aft: <its message>")`: one line
-    naming the cause, no traceback. Any other error (a bug) propagates with its traceback."""
+    """Inside the block, an [`InputError`] becomes `SystemExit("pmg-aft: <its message>")`: one line naming the cause,
+    no traceback (unless `PMG_AFT_TRACEBACK=1`). Every other exception propagates with its traceback."""
     try:
         yield
-    except Exception as error:
-        if not is_input_error(error):
+    except InputError as error:
+        if show_traceback():
             raise
-        raise SystemExit(f"pmg-aft: {error_message(error)}") from error
+        raise SystemExit(f"pmg-aft: {error}") from error
+
+
+@contextlib.contextmanager
+def as_input_error(where: str = ""):
+    """Inside the block, a `ValueError` is input: re-raised as an [`InputError`] (prefixed with `where`).
+
+    For the few places whose every `ValueError` is about the input, such as building argument dataclasses, whose
+    `__post_init__` (transformers' `TrainingArguments` included) rejects values that cannot work together.
+    """
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as error:
+        raise InputError(f"{where}{error}") from error

@@ -7,25 +7,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
-import re
 import sys
-import types
-import typing
 import warnings
 from dataclasses import dataclass, field, fields
 
-import yaml
 from accelerate import PartialState
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import set_seed
 
-from .attacks import PixelValue, parse_pixel_value
 from .checkpoints import checkpoint_problem, last_complete_checkpoint, load_clip, set_aside
 from .constants import BAD_IMAGE_POLICIES, PROTOCOLS, RENAMED_OPTIONS
 from .data import (
-    EVAL_SUITE,
     GENERATED,
     check_images,
     dataset_class_names,
@@ -34,9 +29,11 @@ from .data import (
     load_benchmark,
     load_image_dataset,
 )
-from .errors import exit_on_input_error
+from .errors import InputError, UnknownNameError, exit_on_input_error
 from .evaluation import EvalSet, benchmark_eval_set
-from .tiny import pretrain_tiny_clip, tiny_clip, tiny_tokenizer
+from .evaluation.suite import benchmark_names
+from .parsing import ArgumentParser, check_field_types, read_config_file
+from .tiny import pretrained_tiny_clip, tiny_tokenizer
 from .trainers import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
 
 logger = logging.getLogger(__name__)
@@ -49,10 +46,8 @@ class ScriptArguments:
     method: str = field(
         default=DEFAULT_METHOD,
         metadata={
-            "help": "The method, which picks its config (defaults: that method's official recipe) and trainer: "
-            "pmg_aft, tecoa, fare (unsupervised), tga_zsr or clean (no attack). `--method NAME --help` lists "
-            "its fields.",
-            "choices": list(TRAINERS),
+            "help": "The method, a key of pmg_aft.TRAINERS, which picks its config (defaults: that method's "
+            "official recipe) and trainer. `--method NAME --help` lists its fields."
         },
     )
     model_name_or_path: str = field(
@@ -63,6 +58,9 @@ class ScriptArguments:
         },
     )
     model_revision: str = field(default="main", metadata={"help": "Hub revision of the model (a commit sha pins it)."})
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
 
 
 @dataclass
@@ -80,7 +78,11 @@ class DataArguments:
     eval_split: str | None = field(default=None, metadata={"help": "Split to evaluate on (none: no eval set)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Keep the first N rows of each evaluation set (eval_split or benchmarks)."}
+        default=None,
+        metadata={
+            "help": "Evaluate N rows of each evaluation set: the first N of eval_split; of each of eval_benchmarks, "
+            "a random sample of N drawn with the protocol's sample_seed (0), kept in dataset order."
+        },
     )
     train_benchmark: str | None = field(
         default=None,
@@ -129,24 +131,15 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"--{name} {value}: give a number of rows >= 1, or leave it out to keep them all.")
+                raise InputError(f"--{name} {value}: give a number of rows >= 1, or leave it out to keep them all.")
         if self.class_names_file is not None and not os.path.isfile(self.class_names_file):
-            raise ValueError(f"--class_names_file {self.class_names_file}: no such file.")
+            raise InputError(f"--class_names_file {self.class_names_file}: no such file.")
         if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):
-            raise ValueError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
-
-
-def _flag(argv: list[str], name: str) -> str | None:
-    """The value of `--name VALUE` or `--name=VALUE` in `argv`, if present."""
-    for i, arg in enumerate(argv):
-        if arg == f"--{name}" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-    return None
+            raise InputError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
 
 
 def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustCLIPConfig]:
@@ -154,97 +147,19 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
 
     The method (`--method`, else the file's `method:`, else `pmg_aft`) decides which config class parses the rest.
     """
-    argv = join_negative_values(argv)
-    values: dict = {}
-    path = _flag(argv, "config")
-    if "--config" in argv or path is not None:
-        if path is None:
-            raise SystemExit("pmg-aft: --config needs a YAML or JSON file.")
-        argv = [a for i, a in enumerate(argv) if a != "--config" and (i == 0 or argv[i - 1] != "--config")]
-        argv = [a for a in argv if not a.startswith("--config=")]
-        if not os.path.isfile(path):
-            raise SystemExit(f"pmg-aft: --config {path}: no such file.")
-        try:
-            with open(path, encoding="utf-8") as f:
-                values = yaml.safe_load(f) or {}
-        except yaml.YAMLError as error:
-            raise SystemExit(f"pmg-aft: {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from error
-        if not isinstance(values, dict):
-            raise SystemExit(f"pmg-aft: {path} must hold a mapping of argument names to values.")
-    method = _flag(argv, "method") or values.get("method") or DEFAULT_METHOD
-    if method not in TRAINERS:
-        raise SystemExit(f"pmg-aft: unknown method {method!r}; choose one of {', '.join(TRAINERS)}.")
-    config_class = TRAINERS[method].config_class
-    parser = HfArgumentParser((ScriptArguments, DataArguments, config_class))
-    known = {f.name for group in (ScriptArguments, DataArguments, config_class) for f in fields(group)}
-    flags = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
-    for where, names in ((f"keys in {path}", set(values)), ("flags", flags)):
-        unknown = sorted(names - known - {"help", "config"})
-        if unknown:
-            raise SystemExit(f"pmg-aft: unknown {where} for method {method}: {unknown}{_hint(unknown)}.")
-    hints = {name: hint for group in (ScriptArguments, DataArguments, config_class)
-             for name, hint in typing.get_type_hints(group).items()}  # fmt: skip
-    values = {name: check_value(name, value, hints.get(name), path) for name, value in values.items()}
-    parser.set_defaults(**values)
-    with exit_on_input_error():  # a value a config check rejects: its own message, without a traceback
-        return parser.parse_args_into_dataclasses(args=argv)
-
-
-def join_negative_values(argv: list[str]) -> list[str]:
-    """`--flag -1/255` as `--flag=-1/255`: argparse takes a value starting with `-` for an option and fails with
-    "expected one argument"; joined, the value reaches the field's own check, which names the problem."""
-    out: list[str] = []
-    for arg in argv:
-        previous = out[-1] if out else ""
-        # argparse reads plain negative numbers (-1, -0.5) itself, also inside lists: only the others are joined.
-        negative = re.match(r"-\.?\d", arg) is not None and re.fullmatch(r"-\d+|-\d*\.\d+", arg) is None
-        if negative and previous.startswith("--") and "=" not in previous:
-            out[-1] = f"{previous}={arg}"
-            continue
-        out.append(arg)
-    return out
-
-
-def check_value(name: str, value, hint, path: str | None):
-    """A config file's `value` for the field `name`, checked against the field's type (YAML gives lists, numbers
-    and strings as written, and argparse does not convert defaults): a number where a number is expected, three
-    numbers for a list, ... Numbers written as strings (`1e-5`, which YAML reads as text) are converted."""
-    kinds = [k for k in typing.get_args(hint) if k is not type(None)] if _is_union(hint) else [hint]
-    if value is None or len(kinds) != 1:
-        return value
-    kind, where = kinds[0], f"{path}: {name}"
-
-    def number(v, cast):
-        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-            raise SystemExit(f"pmg-aft: {where} must be a number, got {v!r} ({type(v).__name__}).")
-        try:
-            value = parse_pixel_value(v, name)  # numbers, numbers YAML read as text (1e-5), fractions (1/255)
-        except ValueError:
-            raise SystemExit(f"pmg-aft: {where} must be a number, got {v!r}.") from None
-        if cast is int and not float(value).is_integer():
-            raise SystemExit(f"pmg-aft: {where} must be a whole number, got {v!r}.")
-        return cast(value)
-
-    if kind is PixelValue:
-        return number(value, float)
-    if kind in (int, float):
-        return number(value, kind)
-    if kind is bool and not isinstance(value, bool):
-        raise SystemExit(f"pmg-aft: {where} must be true or false, got {value!r}.")
-    if kind is str and isinstance(value, (list, dict)) and name not in TRAINING_ARGUMENTS:  # fsdp takes a list too
-        raise SystemExit(f"pmg-aft: {where} must be a single value, got {value!r}.")
-    if typing.get_origin(kind) is list and typing.get_args(kind)[:1] == (float,):
-        if not isinstance(value, list):
-            raise SystemExit(f"pmg-aft: {where} must be a list of numbers, e.g. [0.485, 0.456, 0.406]; got {value!r}.")
-        return [number(v, float) for v in value]
-    return value
-
-
-TRAINING_ARGUMENTS = frozenset(f.name for f in fields(TrainingArguments))
-
-
-def _is_union(hint) -> bool:
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+    with exit_on_input_error():
+        first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        first.add_argument("--config")
+        first.add_argument("--method")
+        known, _ = first.parse_known_args(argv)
+        values = read_config_file(known.config) if known.config is not None else {}
+        method = known.method or values.get("method") or DEFAULT_METHOD
+        if method not in TRAINERS:
+            raise UnknownNameError(f"unknown method {method!r}; choose one of {', '.join(TRAINERS)}.")
+        parser = ArgumentParser((ScriptArguments, DataArguments, TRAINERS[method].config_class), prog="pmg-aft train")
+        parser.add_argument("--config", help="A YAML or JSON file of argument values; flags override them.")
+        parser.set_choices("method", list(TRAINERS))  # the registry now, methods registered after import included
+        return parser.parse(argv, values, source=known.config, hint=_hint, context=f" for method {method}")
 
 
 def _hint(unknown: list[str]) -> str:
@@ -266,7 +181,7 @@ def read_class_names(path: str) -> list[str]:
         json.loads(text) if path.endswith(".json") else [line.strip() for line in text.splitlines() if line.strip()]
     )
     if not isinstance(names, list) or not names:
-        raise ValueError(f"{path} must hold a non-empty list of class names in label order.")
+        raise InputError(f"{path} must hold a non-empty list of class names in label order.")
     return names
 
 
@@ -274,67 +189,65 @@ def load_model(args: ScriptArguments, seed: int):
     """The model and its processor (a tokenizer for the tiny default)."""
     if args.model_name_or_path != TINY:
         return load_clip(args.model_name_or_path, revision=args.model_revision)
-    tokenizer = tiny_tokenizer()
     # Pre-trained on the generated colour patches whatever the fine-tuning data: the tiny default is a demo model.
-    pretraining_set = load_image_dataset(GENERATED, split="train", seed=seed + 100)
-    model = pretrain_tiny_clip(tiny_clip(seed=seed), tokenizer, pretraining_set, steps=300)
-    return model, tokenizer
+    return pretrained_tiny_clip(seed=seed), tiny_tokenizer()
 
 
 def load_datasets(data_args: DataArguments, training_args: RobustCLIPConfig, class_names: list[str] | None = None):
     """The training set (if training) and the eval set(s): benchmarks by name, or a split of `dataset_name` as an
     [`EvalSet`] that records where it comes from and its `max_eval_samples` cap."""
-
-    def split(name: str | None, max_samples: int | None):
-        if name is None:
-            return None
-        data = load_image_dataset(data_args.dataset_name, split=name, config=data_args.dataset_config,
-                                  revision=data_args.dataset_revision, max_samples=max_samples,
-                                  seed=training_args.seed)  # fmt: skip
-        if training_args.image_column in data.column_names:  # else the trainer names the missing column
-            data = check_images(data, f"{data_args.dataset_name}[{name}]", training_args.image_column,
-                                data_args.on_bad_image)  # fmt: skip
-        return data
-
-    def local(name: str) -> str | None:
-        return os.path.join(data_args.benchmark_data_dir, name) if data_args.benchmark_data_dir else None
-
     train_dataset = None
     if training_args.do_train and data_args.train_benchmark:
-        bench = get_benchmark(data_args.train_benchmark)
-        train_dataset = load_benchmark(bench.name, "train", local(bench.name), max_samples=data_args.max_train_samples,
+        train_dataset = load_benchmark(data_args.train_benchmark, "train", max_samples=data_args.max_train_samples,
+                                       benchmark_data_dir=data_args.benchmark_data_dir,
                                        on_bad_image=data_args.on_bad_image)  # fmt: skip
     elif training_args.do_train:
-        train_dataset = split(data_args.train_split, data_args.max_train_samples)
+        train_dataset = load_split(data_args, training_args, data_args.train_split, data_args.max_train_samples)
     if data_args.eval_benchmarks:
-        names = data_args.eval_benchmarks.split(",") if data_args.eval_benchmarks.strip() != "all" else EVAL_SUITE
         eval_dataset = {}
-        for name in (n.strip() for n in names if n.strip()):
-            eval_set = benchmark_eval_set(name, data_args.protocol, data_args.benchmark_data_dir,
-                                          data_args.max_eval_samples, data_args.on_bad_image)  # fmt: skip
-            eval_dataset[eval_set.name] = eval_set
+        for name in benchmark_names(data_args.eval_benchmarks):
+            eval_dataset[name] = benchmark_eval_set(name, data_args.protocol,
+                                                    benchmark_data_dir=data_args.benchmark_data_dir,
+                                                    max_eval_samples=data_args.max_eval_samples,
+                                                    on_bad_image=data_args.on_bad_image)  # fmt: skip
     elif data_args.eval_split is not None:
-        data = split(data_args.eval_split, data_args.max_eval_samples)
-        # Without a ClassLabel of its own, the eval split takes the training classes, as the trainer would.
-        names = class_names or dataset_class_names(train_dataset, training_args.label_column)
-        title = "eval"
-        if is_unsplit_folder(data_args.dataset_name) and data_args.eval_split != data_args.train_split:
-            title = "training images" if training_args.do_train else "all images"
-            warnings.warn(
-                f"{data_args.dataset_name} names no splits, so eval_split {data_args.eval_split!r} is all of its "
-                f"{len(data)} images{', the training images' if training_args.do_train else ''}: its accuracy says "
-                "nothing about held-out data and is reported as "
-                f"{title!r}. Put held-out images in a test/ sub-folder (or save a DatasetDict) for a real eval split.",
-                stacklevel=2,
-            )
-        eval_dataset = EvalSet.from_dataset(
-            title, data, class_names=names, max_samples=data_args.max_eval_samples,
-            hub_id=train_dataset_id(data_args), split=data_args.eval_split, revision=data_args.dataset_revision,
-            **training_args.eval_set_defaults(),
-        )  # fmt: skip
+        eval_dataset = eval_split(data_args, training_args, class_names, train_dataset)
     else:
         eval_dataset = None
     return train_dataset, eval_dataset
+
+
+def load_split(data_args: DataArguments, training_args: RobustCLIPConfig, split: str, max_samples: int | None):
+    """One split of `dataset_name` (its first `max_samples` rows), every image checked once."""
+    data = load_image_dataset(data_args.dataset_name, split=split, config=data_args.dataset_config,
+                              revision=data_args.dataset_revision, max_samples=max_samples,
+                              seed=training_args.seed)  # fmt: skip
+    if training_args.image_column in data.column_names:  # else the trainer names the missing column
+        data = check_images(data, f"{data_args.dataset_name}[{split}]", training_args.image_column,
+                            data_args.on_bad_image)  # fmt: skip
+    return data
+
+
+def eval_split(data_args: DataArguments, training_args: RobustCLIPConfig, class_names, train_dataset) -> EvalSet:
+    """`eval_split` of `dataset_name` as an eval set; named after what it holds when a folder has no splits."""
+    data = load_split(data_args, training_args, data_args.eval_split, data_args.max_eval_samples)
+    # Without a ClassLabel of its own, the eval split takes the training classes, as the trainer would.
+    names = class_names or dataset_class_names(train_dataset, training_args.label_column)
+    title = "eval"
+    if is_unsplit_folder(data_args.dataset_name) and data_args.eval_split != data_args.train_split:
+        title = "training images" if training_args.do_train else "all images"
+        warnings.warn(
+            f"{data_args.dataset_name} names no splits, so eval_split {data_args.eval_split!r} is all of its "
+            f"{len(data)} images{', the training images' if training_args.do_train else ''}: its accuracy says "
+            "nothing about held-out data and is reported as "
+            f"{title!r}. Put held-out images in a test/ sub-folder (or save a DatasetDict) for a real eval split.",
+            stacklevel=3,
+        )
+    return EvalSet.from_dataset(
+        title, data, class_names=names, max_eval_samples=data_args.max_eval_samples,
+        hub_id=train_dataset_id(data_args), split=data_args.eval_split, revision=data_args.dataset_revision,
+        **training_args.eval_set_defaults(),
+    )  # fmt: skip
 
 
 def train_dataset_id(data_args: DataArguments) -> str | None:
@@ -346,39 +259,23 @@ def train_dataset_id(data_args: DataArguments) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run the job: train (resuming from the last complete checkpoint), evaluate before and after, save, push."""
     script_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
-
-    last_checkpoint = None
-    resume = training_args.resume_from_checkpoint  # a path, or true/false/unset: the last checkpoint, if any
-    named = isinstance(resume, str) and resume.strip().lower() not in ("", "true", "false")
-    if training_args.do_train and os.path.isdir(training_args.output_dir) and not named:
-        last_checkpoint, broken = last_complete_checkpoint(training_args.output_dir)
-        state = PartialState()
-        state.wait_for_everyone()  # every process has chosen before the main one moves the broken ones
-        for path, problem in broken.items() if state.is_main_process else ():
-            set_aside(path, problem)
-        state.wait_for_everyone()
-        if last_checkpoint is not None:
-            logger.info("Resuming from %s (pass a fresh --output_dir to start over).", last_checkpoint)
-    elif training_args.do_train and named:
-        problem = checkpoint_problem(resume)
-        if problem is not None:
-            raise SystemExit(f"pmg-aft: cannot resume from {resume}: {problem}.")
     with exit_on_input_error():  # bad data, model or options: one line naming the cause, before any compute is spent
+        resume = resume_checkpoint(training_args)
         trainer = build_trainer(script_args, data_args, training_args)
     trainer.train_dataset_id = train_dataset_id(data_args) or trainer.train_dataset_id
-    eval_dataset = trainer.eval_dataset
     metrics: dict[str, float] = {}
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=resume if named else last_checkpoint)
+        result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model(_internal_call=True)  # saved locally now; pushed below, with the final evaluation
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
         metrics.update(result.metrics)
-    if eval_dataset is not None and (training_args.do_eval or training_args.eval_strategy != "no"):
+    if trainer.eval_dataset is not None and (training_args.do_eval or training_args.eval_strategy != "no"):
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
@@ -388,6 +285,31 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if training_args.do_train and training_args.push_to_hub:
         trainer.push_to_hub(finetuned_from=trainer.base_model)
     return metrics
+
+
+def resume_checkpoint(training_args: RobustCLIPConfig) -> str | None:
+    """The checkpoint to resume from: the one `resume_from_checkpoint` names (checked), else (unset or `true`) the
+    newest complete one in `output_dir`; half-written ones are set aside under names nothing resumes."""
+    resume = training_args.resume_from_checkpoint
+    named = isinstance(resume, str) and resume.strip().lower() not in ("", "true", "false")
+    if not training_args.do_train:
+        return None
+    if named:
+        problem = checkpoint_problem(resume)
+        if problem is not None:
+            raise InputError(f"cannot resume from {resume}: {problem}.")
+        return resume
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    last_checkpoint, broken = last_complete_checkpoint(training_args.output_dir)
+    state = PartialState()
+    state.wait_for_everyone()  # every process has chosen before the main one moves the broken ones
+    for path, problem in broken.items() if state.is_main_process else ():
+        set_aside(path, problem)
+    state.wait_for_everyone()
+    if last_checkpoint is not None:
+        logger.info("Resuming from %s (pass a fresh --output_dir to start over).", last_checkpoint)
+    return last_checkpoint
 
 
 def build_trainer(script_args: ScriptArguments, data_args: DataArguments, training_args: RobustCLIPConfig):
@@ -423,11 +345,10 @@ def print_before_after(trainer: RobustCLIPTrainer) -> None:
     print(f"  {'':24s} {'':{width}s} {'clean':>8s} {'robust':>8s}")
     key = last.settings[0].key
     for name, result in last.results.items():
-        dataset = f"{'eval split' if name == 'eval' else name} ({result['samples']})"
+        dataset = f"{'eval split' if name == 'eval' else name} ({result.samples})"
         for label, report in rows:
             values = report.results[name]
-            clean, robust = values["clean_accuracy"], values["robust_accuracy"][key]
-            print(f"  {dataset:24s} {label:{width}s} {clean:8.2%} {robust:8.2%}")
+            print(f"  {dataset:24s} {label:{width}s} {values.clean_accuracy:8.2%} {values.robust_accuracy[key]:8.2%}")
             dataset = ""
     if args.do_train:
         print(

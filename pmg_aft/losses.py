@@ -7,6 +7,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
+
 
 class PMGAFTLoss(NamedTuple):
     """The total loss and its terms (the terms are for logging; only `loss` is back-propagated)."""
@@ -53,7 +55,7 @@ def pmg_aft_loss(
         [`PMGAFTLoss`]: total loss and its three terms (a term with weight 0 is reported as 0).
     """
     if kl_direction not in ("official", "early"):
-        raise ValueError(f"kl_direction={kl_direction!r} is not 'official' or 'early'.")
+        raise InputError(f"kl_direction={kl_direction!r} is not 'official' or 'early'.")
     ce = F.cross_entropy(adv_logits.float(), labels)
     zero = ce.new_zeros(())
 
@@ -61,7 +63,7 @@ def pmg_aft_loss(
         if weight == 0:
             return zero
         if other is None:
-            raise ValueError(f"A non-zero weight for the {name} term needs its logits.")
+            raise InputError(f"A non-zero weight for the {name} term needs its logits.")
         return kl_divergence(other, adv_logits) if kl_direction == "official" else kl_divergence(adv_logits, other)
 
     guidance = term(alpha, ref_adv_logits, "guidance (alpha)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import InputError
+
 
 def clean_class_name(name: str) -> str:
     """Clean a class name for a prompt as the official code does: lower case, `_`, `-` and `/` become spaces.
@@ -16,5 +18,5 @@ def clean_class_name(name: str) -> str:
 def check_template(template: str) -> str:
     """Raise unless `template` has exactly one `{}` for the class name; return it."""
     if not isinstance(template, str) or template.count("{}") != 1:
-        raise ValueError(f"Prompt template {template!r} must contain exactly one '{{}}' for the class name.")
+        raise InputError(f"Prompt template {template!r} must contain exactly one '{{}}' for the class name.")
     return template

@@ -6,6 +6,8 @@ They let the end-to-end demo and the tests run offline, through exactly the code
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from datasets import Dataset
 from tokenizers import pre_tokenizers
@@ -15,8 +17,8 @@ from .constants import DEFAULT_TEMPLATE, IMAGENET_MEAN, IMAGENET_STD
 from .data.generated import COLORS, GENERATED, colour_patches
 from .data.images import image_to_tensor
 
-__all__ = ["COLORS", "GENERATED", "colour_patches", "pretrain_tiny_clip", "tiny_clip", "tiny_clip_config",
-           "tiny_tokenizer"]  # fmt: skip
+__all__ = ["COLORS", "GENERATED", "colour_patches", "pretrain_tiny_clip", "pretrained_tiny_clip", "tiny_clip",
+           "tiny_clip_config", "tiny_tokenizer"]  # fmt: skip
 
 
 def tiny_tokenizer() -> CLIPTokenizer:
@@ -90,3 +92,19 @@ def pretrain_tiny_clip(
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+def pretrained_tiny_clip(seed: int = 0, steps: int = 300) -> CLIPModel:
+    """The job's tiny default (`--model_name_or_path tiny`): [`tiny_clip`] pre-trained for `steps` on the generated
+    training patches (drawn with `seed + 100`). Pre-trained once per process, seed and step count; each call returns
+    a fresh copy, so a second run (a resumed job, a test) neither waits for it nor shares its weights."""
+    model = tiny_clip(seed=seed)
+    model.load_state_dict(_pretrained_weights(seed, steps))
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def _pretrained_weights(seed: int, steps: int) -> dict[str, torch.Tensor]:
+    pretraining_set = colour_patches(num_per_class=96, seed=seed + 100)  # the generated set's `train` split
+    model = pretrain_tiny_clip(tiny_clip(seed=seed), tiny_tokenizer(), pretraining_set, steps=steps)
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}

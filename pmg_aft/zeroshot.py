@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPProcessor
 
-from .constants import DEFAULT_TEMPLATE, IMAGENET_MEAN, IMAGENET_STD
+from .constants import CLIP_MEAN, CLIP_STD, DEFAULT_TEMPLATE
+from .errors import InputError
 from .prompts import check_template
 
 
@@ -40,7 +41,7 @@ def clip_processor(processing_class, model: nn.Module, image_mean: Sequence[floa
         image_mean, image_std (`Sequence[float]`): the normalisation written into the processor.
     """
     if processing_class is None:
-        raise ValueError(
+        raise InputError(
             "A CLIPProcessor or CLIPTokenizer is needed to embed the class prompts (processing_class=...), e.g. "
             "CLIPProcessor.from_pretrained('openai/clip-vit-base-patch32')."
         )
@@ -83,9 +84,9 @@ def build_class_embeddings(
     check_clip_model(model)
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     if tokenizer is None:
-        raise ValueError("A tokenizer is needed to embed class names; pass CLIPProcessor or CLIPTokenizer.")
+        raise InputError("A tokenizer is needed to embed class names; pass CLIPProcessor or CLIPTokenizer.")
     if len(class_names) == 0:
-        raise ValueError("class_names is empty; a zero-shot classifier needs at least one class.")
+        raise InputError("class_names is empty; a zero-shot classifier needs at least one class.")
     if isinstance(templates, str):
         templates = [templates]
     for template in templates:
@@ -111,22 +112,15 @@ def build_class_embeddings(
     return F.normalize(embeddings, dim=-1)
 
 
-def token_embeddings(model: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
-    """Every output token through the final layer norm and the projection: `(batch, 1 + patches, dim)`.
-
-    Token 0 of this is the pooled image embedding; the patch tokens feed TGA-ZSR's text-guided attention.
-    """
-    return model.visual_projection(model.vision_model.post_layernorm(hidden_states))
-
-
 class ImageEncoder(nn.Module):
     r"""The image side of a `CLIPModel` on pixels in [0, 1]: resize (bicubic) and normalise inside the graph, then
     the vision tower and projection. Used alone by embedding-space methods (FARE), which need no text.
 
     Args:
         model (`CLIPModel`): the CLIP model; only its image side runs.
-        image_mean (`Sequence[float]`, defaults to ImageNet's): normalisation mean.
-        image_std (`Sequence[float]`, defaults to ImageNet's): normalisation std.
+        image_mean (`Sequence[float]`, defaults to CLIP's): normalisation mean (the official PMG-AFT code uses
+            ImageNet's, `IMAGENET_MEAN`).
+        image_std (`Sequence[float]`, defaults to CLIP's): normalisation std.
         image_size (`int`, *optional*): the resolution the model sees; defaults to the vision config's.
         vision_model (`nn.Module`, *optional*): what runs `model.vision_model`'s forward, e.g. a `torch.compile`d
             version of it; defaults to the module itself.
@@ -135,8 +129,8 @@ class ImageEncoder(nn.Module):
     def __init__(
         self,
         model: nn.Module,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
+        image_mean: Sequence[float] = CLIP_MEAN,
+        image_std: Sequence[float] = CLIP_STD,
         image_size: int | None = None,
         vision_model: nn.Module | None = None,
     ) -> None:
@@ -153,7 +147,7 @@ class ImageEncoder(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Resize (bicubic) to the model's size and normalise; differentiable, so attacks live in pixel space."""
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"Expected images of shape (batch, 3, height, width), got {tuple(images.shape)}.")
+            raise InputError(f"Expected images of shape (batch, 3, height, width), got {tuple(images.shape)}.")
         if images.shape[-2:] != (self.image_size, self.image_size):
             downsampling = min(images.shape[-2:]) > self.image_size
             images = F.interpolate(
@@ -171,6 +165,16 @@ class ImageEncoder(nn.Module):
         embeddings = self.model.visual_projection(pooled)
         return F.normalize(embeddings, dim=-1) if normalize else embeddings
 
+    def project_tokens(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Every output token of the vision tower through its final layer norm and the projection: `(batch, 1 +
+        patches, dim)`. Token 0 is the pooled image embedding; the patch tokens feed TGA-ZSR's text-guided
+        attention."""
+        return self.model.visual_projection(self.model.vision_model.post_layernorm(hidden_states))
+
+    def token_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """[`project_tokens`] of images in [0, 1]."""
+        return self.project_tokens(self.vision_model(pixel_values=self.preprocess(images)).last_hidden_state)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_images(images, normalize=False)
 
@@ -187,10 +191,11 @@ class ZeroShotClassifier(ImageEncoder):
         tokenizer (`CLIPTokenizer` or `CLIPProcessor`, *optional*): needed unless `class_embeddings` is given.
         class_names (`Sequence[str]`, *optional*): class names in label order, used as given.
         templates (`Sequence[str]`, defaults to `("This is a photo of a {}",)`): prompt templates, averaged.
-        image_mean (`Sequence[float]`, defaults to ImageNet's): normalisation mean (the official PMG-AFT code uses
-            ImageNet's, CLIP's own is `CLIP_MEAN`).
-        image_std (`Sequence[float]`, defaults to ImageNet's): normalisation std.
-        logit_scale (`float` or `None`, defaults to 1.0): the scale s; `None` uses the model's `exp(logit_scale)`.
+        image_mean (`Sequence[float]`, defaults to CLIP's): normalisation mean (the official PMG-AFT code uses
+            ImageNet's, `IMAGENET_MEAN`).
+        image_std (`Sequence[float]`, defaults to CLIP's): normalisation std.
+        logit_scale (`float` or `None`, defaults to 100): the scale s (the official PMG-AFT code's is 1); `None` uses
+            the model's `exp(logit_scale)`. The defaults are those of [`RobustCLIPConfig`].
         class_embeddings (`torch.Tensor`, *optional*): precomputed `(num_classes, dim)` unit-norm text embeddings,
             e.g. to share them between a target and a frozen model.
         image_size (`int`, *optional*): the resolution the model sees; defaults to the vision config's.
@@ -203,9 +208,9 @@ class ZeroShotClassifier(ImageEncoder):
         tokenizer=None,
         class_names: Sequence[str] | None = None,
         templates: Sequence[str] = (DEFAULT_TEMPLATE,),
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
-        logit_scale: float | None = 1.0,
+        image_mean: Sequence[float] = CLIP_MEAN,
+        image_std: Sequence[float] = CLIP_STD,
+        logit_scale: float | None = 100.0,
         class_embeddings: torch.Tensor | None = None,
         image_size: int | None = None,
         vision_model: nn.Module | None = None,
@@ -213,10 +218,10 @@ class ZeroShotClassifier(ImageEncoder):
         super().__init__(model, image_mean, image_std, image_size, vision_model)
         if class_embeddings is None:
             if class_names is None:
-                raise ValueError("Pass class_names (with a tokenizer) or precomputed class_embeddings.")
+                raise InputError("Pass class_names (with a tokenizer) or precomputed class_embeddings.")
             class_embeddings = build_class_embeddings(model, tokenizer, class_names, templates)
         if class_embeddings.dim() != 2 or class_embeddings.shape[1] != model.config.projection_dim:
-            raise ValueError(
+            raise InputError(
                 f"class_embeddings must have shape (num_classes, {model.config.projection_dim}), "
                 f"got {tuple(class_embeddings.shape)}."
             )
@@ -228,6 +233,10 @@ class ZeroShotClassifier(ImageEncoder):
     @property
     def num_classes(self) -> int:
         return self.class_embeddings.shape[0]
+
+    def class_embedding(self, labels: torch.Tensor) -> torch.Tensor:
+        """The (unit-norm) text embedding of each label's class: `(batch, dim)`."""
+        return self.class_embeddings[labels]
 
     def scale(self) -> torch.Tensor | float:
         """The logit scale s actually applied."""

@@ -47,7 +47,7 @@ def main(out: str, per_device_batch: int) -> None:
             native_resolution=True,
             seed=0,
         )
-        ref = copy.deepcopy(reference) if trainer_class.uses_reference(config) else None
+        ref = copy.deepcopy(reference) if config.uses_reference else None
         trainer = trainer_class(model, config, train_dataset=data, processing_class=tiny_tokenizer(), ref_model=ref,
                                 class_names=("red", "green", "blue", "yellow"))  # fmt: skip
         trainer.train()

@@ -2,15 +2,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pmg_aft import AttackSetting, ZeroShotClassifier, margin_loss, pgd
-from pmg_aft.attacks import attack_settings
+from pmg_aft import AttackGrid, AttackSetting, margin_loss, pgd
 
-from .utils import accuracy
+from .utils import accuracy, pmg_aft_head
 
 
 @pytest.fixture
 def classifier(model, tokenizer, test_set):
-    return ZeroShotClassifier(model, tokenizer, test_set.features["label"].names)
+    return pmg_aft_head(model, tokenizer, test_set.features["label"].names)
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 4 / 255), ("l2", 0.5)])
@@ -41,20 +40,20 @@ def test_pgd_raises_the_loss_and_lowers_accuracy(classifier, batch, loss):
 
 def test_pgd_without_random_start_is_deterministic(classifier, batch):
     x, y = batch["pixel_values"], batch["labels"]
-    a = pgd(classifier, x, y, 2 / 255, 1 / 255, 3, random_start=False)
-    b = pgd(classifier, x, y, 2 / 255, 1 / 255, 3, random_start=False)
+    a = pgd(classifier, x, y, eps=2 / 255, step_size=1 / 255, steps=3, random_start=False)
+    b = pgd(classifier, x, y, eps=2 / 255, step_size=1 / 255, steps=3, random_start=False)
     assert torch.equal(a, b)
-    c = pgd(classifier, x, y, 2 / 255, 1 / 255, 3, random_start=True)
+    c = pgd(classifier, x, y, eps=2 / 255, step_size=1 / 255, steps=3, random_start=True)
     assert not torch.equal(a, c)
 
 
 def test_zero_steps_without_random_start_returns_the_images(classifier, batch):
     x, y = batch["pixel_values"], batch["labels"]
-    assert torch.equal(pgd(classifier, x, y, 4 / 255, 1 / 255, 0, random_start=False), x)
+    assert torch.equal(pgd(classifier, x, y, eps=4 / 255, step_size=1 / 255, steps=0, random_start=False), x)
 
 
 def test_pgd_accumulates_no_parameter_gradients(classifier, batch):
-    pgd(classifier, batch["pixel_values"], batch["labels"], 1 / 255, 1 / 255, 2)
+    pgd(classifier, batch["pixel_values"], batch["labels"], eps=1 / 255, step_size=1 / 255, steps=2)
     assert all(p.grad is None for p in classifier.parameters())
 
 
@@ -73,9 +72,9 @@ def test_bad_budgets_and_inputs_are_clear_errors(classifier, batch):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         pgd(classifier, x * 255, y, eps=1 / 255, step_size=1 / 255, steps=1)
     with pytest.raises(ValueError, match="norm"):
-        pgd(classifier, x, y, 1 / 255, 1 / 255, 1, norm="l1")
+        pgd(classifier, x, y, eps=1 / 255, step_size=1 / 255, steps=1, norm="l1")
     with pytest.raises(ValueError, match="labels"):
-        pgd(classifier, x, y[:-1], 1 / 255, 1 / 255, 1)
+        pgd(classifier, x, y[:-1], eps=1 / 255, step_size=1 / 255, steps=1)
 
 
 def test_fp16_attack_gradients_do_not_underflow():
@@ -99,11 +98,12 @@ def test_fp16_attack_gradients_do_not_underflow():
     assert moved.float().mean() > 0.95
 
 
-def test_early_stop_keeps_the_first_success_so_more_steps_never_help(classifier, batch):
+def test_first_success_keeps_the_first_success_so_more_steps_never_help(classifier, batch):
     x, y = batch["pixel_values"], batch["labels"]
     robust = []
     for steps in (1, 3, 10):
-        adv = pgd(classifier, x, y, 2 / 255, 0.5 / 255, steps, random_start=False, early_stop=True)
+        adv = pgd(classifier, x, y, eps=2 / 255, step_size=0.5 / 255, steps=steps, random_start=False,
+                  first_success=True)  # fmt: skip
         with torch.no_grad():
             robust.append(classifier(adv).argmax(-1) == y)
     assert (robust[1] <= robust[0]).all() and (robust[2] <= robust[1]).all()  # per sample, not just on average
@@ -111,39 +111,51 @@ def test_early_stop_keeps_the_first_success_so_more_steps_never_help(classifier,
 
 
 def test_attack_settings_have_one_key_format():
-    assert AttackSetting("pgd", 1 / 255, 10).key == "pgd-10@1/255"
-    assert AttackSetting("cw", 4 / 255, 100, random_start=True).key == "cw-100-rs@4/255"
-    assert AttackSetting("pgd", 1 / 255, 2, first_success=False, momentum=0.9).key == "pgd-2-last-m0.9@1/255"
-    assert AttackSetting("pgd", 2 / 255, 10, 0.5 / 255).key == "pgd-10-step0.5/255@2/255"
-    assert AttackSetting("pgd", 0.5, 10, 0.1, norm="l2").key == "pgd-l2-10-step0.1@0.5"
-    aa = AttackSetting("autoattack", 1 / 255, steps=50, step_size=0.3, random_start=True)
+    assert AttackSetting(attack="pgd", eps=1 / 255, steps=10).key == "pgd-10@1/255"
+    assert AttackSetting(attack="cw", eps=4 / 255, steps=100, random_start=True).key == "cw-100-rs@4/255"
+    last = AttackSetting(attack="pgd", eps=1 / 255, steps=2, first_success=False, momentum=0.9)
+    assert last.key == "pgd-2-last-m0.9@1/255"
+    assert AttackSetting(attack="pgd", eps=2 / 255, steps=10, step_size=0.5 / 255).key == "pgd-10-step0.5/255@2/255"
+    assert AttackSetting(attack="pgd", eps=0.5, steps=10, step_size=0.1, norm="l2").key == "pgd-l2-10-step0.1@0.5"
+    aa = AttackSetting(attack="autoattack", eps=1 / 255, steps=50, step_size=0.3, random_start=True)
     assert aa.key == "autoattack@1/255" and (aa.steps, aa.step_size, aa.random_start) == (None, None, False)
     # Objects, not strings: they survive JSON and compare as values; settings that differ never share a key.
-    setting = AttackSetting("pgd", 1 / 255, 10, random_start=True)
+    setting = AttackSetting(attack="pgd", eps=1 / 255, steps=10, random_start=True)
     assert AttackSetting.from_dict(setting.to_dict()) == setting
     changes = ({}, {"random_start": True}, {"first_success": False}, {"momentum": 0.5}, {"step_size": 2 / 255})
-    variants = [AttackSetting("pgd", 1 / 255, 10, **change) for change in changes]
+    variants = [AttackSetting(attack="pgd", eps=1 / 255, steps=10, **change) for change in changes]
     assert len({v.key for v in variants}) == len(variants)
     assert setting.pgd_kwargs() == dict(eps=1 / 255, step_size=1 / 255, steps=10, norm="linf", random_start=True,
-                                        loss="ce", early_stop=True, momentum=0.0)  # fmt: skip
+                                        loss="ce", first_success=True, momentum=0.0)  # fmt: skip
     assert "uniform random start" in setting.describe() and "first success kept" in setting.describe()
 
 
 def test_attack_settings_are_validated():
     with pytest.raises(ValueError, match="Unknown attack 'fgsm'"):
-        AttackSetting("fgsm", 1 / 255)
+        AttackSetting(attack="fgsm", eps=1 / 255)
     with pytest.raises(ValueError, match="Did you mean 8/255"):
-        AttackSetting("pgd", 8, 10)
+        AttackSetting(attack="pgd", eps=8, steps=10)
     with pytest.raises(ValueError, match="steps >= 0"):
-        AttackSetting("pgd", 1 / 255, -1)
+        AttackSetting(attack="pgd", eps=1 / 255, steps=-1)
     with pytest.raises(ValueError, match="momentum"):
-        AttackSetting("pgd", 1 / 255, 1, momentum=1.0)
-    keys = [s.key for s in attack_settings(["pgd", "autoattack"], [1 / 255, 2 / 255], [10, 100])]
+        AttackSetting(attack="pgd", eps=1 / 255, steps=1, momentum=1.0)
+    grid = AttackGrid(attacks=("pgd", "autoattack"), eps=(1 / 255, 2 / 255), steps=(10, 100), random_start=False,
+                      first_success=True)  # fmt: skip
+    keys = [s.key for s in grid.settings()]
     assert keys == ["pgd-10@1/255", "pgd-100@1/255", "pgd-10@2/255", "pgd-100@2/255", "autoattack@1/255",
                     "autoattack@2/255"]  # fmt: skip
+    # The command line's comma-separated forms are the same grid.
+    assert AttackGrid(attacks="pgd,autoattack", eps="1/255,2/255", steps="10,100", random_start=False,
+                      first_success=True) == grid  # fmt: skip
+    with pytest.raises(ValueError, match=r"--steps 10,x: give whole numbers >= 0"):
+        AttackGrid(steps="10,x")
+    with pytest.raises(ValueError, match="Unknown attack"):
+        AttackGrid(attacks="pgd,fgsm")
+    with pytest.raises(TypeError):
+        AttackSetting("pgd", 1 / 255, 10)  # keyword-only: eps and steps cannot be swapped by position
 
 
-def reference_early_stop_pgd(classifier, x, y, eps, step_size, steps):
+def reference_first_success_pgd(classifier, x, y, eps, step_size, steps):
     """The first-success rule written without dropping samples: every sample forwarded at every step."""
     delta = torch.zeros_like(x)
     active = torch.ones(len(x), dtype=torch.bool)
@@ -158,7 +170,7 @@ def reference_early_stop_pgd(classifier, x, y, eps, step_size, steps):
     return x + delta
 
 
-def test_early_stop_forwards_only_the_samples_still_classified_correctly(classifier, batch):
+def test_first_success_forwards_only_the_samples_still_classified_correctly(classifier, batch):
     x, y = batch["pixel_values"], batch["labels"]
     sizes = []
 
@@ -166,10 +178,10 @@ def test_early_stop_forwards_only_the_samples_still_classified_correctly(classif
         sizes.append(len(images))
         return classifier(images)
 
-    adv, survived = pgd(counting, x, y, 4 / 255, 1 / 255, 10, random_start=False, early_stop=True,
-                        return_survivors=True)  # fmt: skip
+    adv, survived = pgd(counting, x, y, eps=4 / 255, step_size=1 / 255, steps=10, random_start=False,
+                        first_success=True, return_survivors=True)  # fmt: skip
     assert sizes[0] == len(x) and sizes == sorted(sizes, reverse=True) and sizes[-1] < len(x) / 2  # the batch shrank
-    expected = reference_early_stop_pgd(classifier, x, y, 4 / 255, 1 / 255, 10)
+    expected = reference_first_success_pgd(classifier, x, y, eps=4 / 255, step_size=1 / 255, steps=10)
     with torch.no_grad():
         ours, theirs = classifier(adv).argmax(-1), classifier(expected).argmax(-1)
     same = (adv - expected).flatten(1).abs().amax(1) < 1e-6

@@ -12,11 +12,11 @@ from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
-from pmg_aft import TRAINERS, EvalSet, PMGAFTConfig, PMGAFTTrainer, RobustCLIPTrainer, TeCoATrainer, ZeroShotClassifier
+from pmg_aft import TRAINERS, EvalSet, PMGAFTConfig, PMGAFTTrainer, RobustCLIPTrainer, TeCoATrainer
 from pmg_aft.data import ImageClassificationCollator
 from pmg_aft.tiny import tiny_clip
 
-from .utils import METHODS, VISION, perturbed, snapshot
+from .utils import METHODS, VISION, perturbed, pmg_aft_head, snapshot
 
 USES_REFERENCE = {"pmg_aft": True, "tecoa": False, "fare": True, "tga_zsr": True, "clean": False}
 
@@ -136,7 +136,7 @@ def test_evaluate_reports_clean_and_robust_accuracy_per_dataset(model, tokenizer
     metrics = trainer.evaluate()
     assert trainer.model.training  # the mode is restored
     # Clean accuracy by hand, with the same head.
-    target = ZeroShotClassifier(model, tokenizer, test_set.features["label"].names)
+    target = pmg_aft_head(model, tokenizer, test_set.features["label"].names)
     full = ImageClassificationCollator(image_size=32, native_resolution=True)([r for r in test_set])
     with torch.no_grad():
         by_hand = (target(full["pixel_values"]).argmax(-1) == full["labels"]).float().mean().item()
@@ -148,10 +148,10 @@ def test_evaluate_reports_clean_and_robust_accuracy_per_dataset(model, tokenizer
     assert all(p.grad is None for p in trainer.model.parameters())
     # The same numbers, kept as a Report that names its attack and protocol.
     report = trainer.report
-    assert report.results["patches"]["clean_accuracy"] == metrics["eval_patches_clean_accuracy"]
+    assert report.results["patches"].clean_accuracy == metrics["eval_patches_clean_accuracy"]
     assert report.attack_keys == ["pgd-5-rs@4/255"] and report.protocol == "trainer" and report.logit_scale == 1.0
-    assert report.results["patches"]["protocol"] == "custom" and report.warnings == []
-    assert report.results["patches"]["gradient_health"]["zero_gradient"] == 0.0
+    assert report.results["patches"].protocol == "custom" and report.warnings == []
+    assert report.results["patches"].gradient_health["zero_gradient"] == 0.0
 
 
 def test_evaluate_counts_every_sample_of_each_given_dataset(model, make_trainer, test_set):
@@ -168,7 +168,7 @@ def test_evaluate_counts_every_sample_of_each_given_dataset(model, make_trainer,
 
 def test_evaluate_is_reproducible_and_leaves_the_training_random_state_alone(model, make_trainer, test_set):
     trainer = make_trainer("pmg_aft", model, eval_eps="4/255", eval_attack_steps=2)  # random starts
-    assert trainer.eval_attack_setting.random_start
+    assert trainer.eval_attack_grid.random_start
     torch.manual_seed(123)
     state = torch.random.get_rng_state()
     first = trainer.evaluate(test_set)
@@ -188,12 +188,12 @@ def test_an_eval_set_brings_its_own_prompts_and_resolution(model, tokenizer, tes
                         lambda self, rows: seen.append(self.native_resolution) or original(self, rows))  # fmt: skip
     metrics = trainer.evaluate()
     assert seen and not any(seen)  # the eval set's resolution, not the trainer's native_resolution=True
-    head = ZeroShotClassifier(model, tokenizer, names, ["a picture of a {}"])
+    head = pmg_aft_head(model, tokenizer, names, templates=["a picture of a {}"])
     rows = ImageClassificationCollator(image_size=32, crop_pct=1.0)([r for r in test_set])
     with torch.no_grad():
         by_hand = (head(rows["pixel_values"]).argmax(-1) == rows["labels"]).float().mean().item()
     assert metrics["eval_squares_clean_accuracy"] == pytest.approx(by_hand)
-    assert trainer.report.results["squares"]["templates"] == ["a picture of a {}"]
+    assert trainer.report.results["squares"].templates == ["a picture of a {}"]
 
 
 def test_evaluation_runs_in_float32_under_a_bf16_training_config(model, make_trainer, test_set):

@@ -30,7 +30,7 @@ def test_every_benchmark_loads_from_a_local_copy_in_its_hub_schema(name, tmp_pat
     underscores, Caltech101's 101 lowercase folders, Caltech-256's name column, PCAM's booleans, FGVC's ClassLabel)."""
     bench = get_benchmark(name)
     DatasetDict({bench.split: fixture(name)}).save_to_disk(str(tmp_path / name))
-    data = load_benchmark(name, data_dir=str(tmp_path / name))
+    data = load_benchmark(name, benchmark_data_dir=str(tmp_path))
     assert data.column_names == ["image", "label"]
     names = data.features["label"].names
     if bench.class_names:  # every registry class the source has, in the registry's order
@@ -50,32 +50,35 @@ def test_source_names_are_matched_by_name_not_position(tmp_path):
         {"image": [png()] * 3, "label": [0, 1, 2]},
         features=Features({"image": ImageFeature(), "label": ClassLabel(names=folders)}),
     )
-    data.save_to_disk(str(tmp_path / "c"))
-    loaded = load_benchmark("caltech101", data_dir=str(tmp_path / "c"))
+    data.save_to_disk(str(tmp_path / "caltech101"))
+    loaded = load_benchmark("caltech101", benchmark_data_dir=str(tmp_path))
     assert loaded.features["label"].names == ["centered face", "accordion", "yin and yang symbol"]
     assert [loaded[i]["label"] for i in range(3)] == [0, 1, 2]
     assert bench.class_names[0] == "background"
-    tiny = load_benchmark("tiny-imagenet", data_dir=_saved(tmp_path / "t", fixture("tiny-imagenet")))
+    tiny = load_benchmark(
+        "tiny-imagenet", benchmark_data_dir=_saved(tmp_path, "tiny-imagenet", fixture("tiny-imagenet"))
+    )
     assert tiny.features["label"].names[0] == "goldfish"
 
 
-def _saved(path, data) -> str:
-    data.save_to_disk(str(path))
-    return str(path)
+def _saved(root, name, data) -> str:
+    """`data` saved as `name`'s local copy in the folder `root`; returns `root` (a `benchmark_data_dir`)."""
+    data.save_to_disk(str(root / name))
+    return str(root)
 
 
 def test_parquet_and_image_folder_copies(tmp_path):
-    (tmp_path / "pq").mkdir()
-    fixture("pcam").to_parquet(str(tmp_path / "pq" / "test-00000-of-00001.parquet"))
-    data = load_benchmark("pcam", data_dir=str(tmp_path / "pq"))
+    (tmp_path / "pq" / "pcam").mkdir(parents=True)
+    fixture("pcam").to_parquet(str(tmp_path / "pq" / "pcam" / "test-00000-of-00001.parquet"))
+    data = load_benchmark("pcam", benchmark_data_dir=str(tmp_path / "pq"))
     assert data.features["label"].names == ["lymph node", "lymph node containing metastatic tumor tissue"]
     assert [data[i]["label"] for i in range(3)] == [0, 1, 1]
-    for cls in ("airplane", "truck"):
-        (tmp_path / "folder" / "test" / cls).mkdir(parents=True)
-        png().save(tmp_path / "folder" / "test" / cls / "0.png")
+    for name, cls in [(name, cls) for name in ("cifar10", "stl10") for cls in ("airplane", "truck")]:
+        (tmp_path / "folder" / name / "test" / cls).mkdir(parents=True)
+        png().save(tmp_path / "folder" / name / "test" / cls / "0.png")
     with pytest.raises(ValueError, match=r"column\(s\) \['img'\] not found"):
-        load_benchmark("cifar10", data_dir=str(tmp_path / "folder"))
-    data = load_benchmark("stl10", data_dir=str(tmp_path / "folder"))
+        load_benchmark("cifar10", benchmark_data_dir=str(tmp_path / "folder"))
+    data = load_benchmark("stl10", benchmark_data_dir=str(tmp_path / "folder"))
     assert [data.features["label"].names[data[i]["label"]] for i in range(2)] == ["airplane", "truck"]
 
 
@@ -106,17 +109,17 @@ def test_unknown_names_and_bad_options_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="'paper' is now 'pmg_aft'"):
         protocol_prompts("paper", "dtd")
     with pytest.raises(ValueError, match="on_bad_image"):
-        load_benchmark("dtd", data_dir=str(tmp_path), on_bad_image="ignore")
+        load_benchmark("dtd", benchmark_data_dir=str(tmp_path), on_bad_image="ignore")
     bad = fixture("cifar10")
     bad = Dataset.from_dict({"img": bad["img"], "label": [0, 1, 10]})
     with pytest.raises(ValueError, match=r"cifar10: label\(s\) \[10\] outside the 10 classes"):
-        load_benchmark("cifar10", data_dir=_saved(tmp_path / "c", bad))
+        load_benchmark("cifar10", benchmark_data_dir=_saved(tmp_path / "c", "cifar10", bad))
     strange = Dataset.from_dict(
         {"image": [png()], "label": [0]},
         features=Features({"image": ImageFeature(), "label": ClassLabel(names=["x"])}),
     )
     with pytest.raises(ValueError, match=r"\['x'\] of the data are not in the registry"):
-        load_benchmark("dtd", data_dir=_saved(tmp_path / "d", strange))
+        load_benchmark("dtd", benchmark_data_dir=_saved(tmp_path / "d", "dtd", strange))
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16"])
@@ -126,7 +129,7 @@ def test_every_image_kind_comes_out_rgb(mode, tmp_path):
         {"image": [image], "label": [1]},
         features=Features({"image": ImageFeature(), "label": ClassLabel(names=get_benchmark("dtd").class_names)}),
     )
-    loaded = load_benchmark("dtd", data_dir=_saved(tmp_path / mode, data))
+    loaded = load_benchmark("dtd", benchmark_data_dir=_saved(tmp_path / mode, "dtd", data))
     assert loaded[0]["image"].mode == "RGB" and loaded[0]["image"].size == (12, 12)
 
 
@@ -139,32 +142,35 @@ def corrupt_copy(tmp_path) -> str:
         {"image": rows, "label": [0, 1, 2]},
         features=Features({"image": ImageFeature(), "label": ClassLabel(names=get_benchmark("dtd").class_names)}),
     )
-    return _saved(tmp_path / "corrupt", data)
+    return _saved(tmp_path / "corrupt", "dtd", data)
 
 
 def test_a_corrupt_image_is_named_or_skipped(tmp_path, caplog):
     path = corrupt_copy(tmp_path)
     with pytest.raises(BadImageError, match=r"dtd: the image at index 1 cannot be decoded"):
-        load_benchmark("dtd", data_dir=path)
+        load_benchmark("dtd", benchmark_data_dir=path)
     with caplog.at_level("WARNING"):
-        data = load_benchmark("dtd", data_dir=path, on_bad_image="skip")
+        data = load_benchmark("dtd", benchmark_data_dir=path, on_bad_image="skip")
     assert len(data) == 2 and [data[i]["label"] for i in range(2)] == [0, 2]
     assert "skipped 1 undecodable image" in caplog.text
-    stream = load_benchmark("dtd", data_dir=path, streaming=True, on_bad_image="skip")
+    stream = load_benchmark("dtd", benchmark_data_dir=path, streaming=True, on_bad_image="skip")
     assert [row["label"] for row in stream] == [0, 2]
     with pytest.raises(BadImageError, match="index 1"):
-        list(load_benchmark("dtd", data_dir=path, streaming=True))
+        list(load_benchmark("dtd", benchmark_data_dir=path, streaming=True))
 
 
 def test_max_samples_and_splits(tmp_path):
     bench = get_benchmark("tiny-imagenet")
     DatasetDict({"train": fixture("tiny-imagenet", 3), "valid": fixture("tiny-imagenet", 2)}).save_to_disk(
-        str(tmp_path / "t")
+        str(tmp_path / "tiny-imagenet")
     )
-    assert len(load_benchmark("tiny-imagenet", data_dir=str(tmp_path / "t"))) == 2  # the eval split: valid
-    assert len(load_benchmark("tiny-imagenet", split="train", data_dir=str(tmp_path / "t"), max_samples=2)) == 2
+    root = str(tmp_path)
+    assert len(load_benchmark("tiny-imagenet", benchmark_data_dir=root)) == 2  # the eval split: valid
+    assert len(load_benchmark("tiny-imagenet", split="train", benchmark_data_dir=root, max_samples=2)) == 2
     with pytest.raises(ValueError, match=r"splits are \['train', 'valid'\]"):
-        load_benchmark("tiny-imagenet", split="extra", data_dir=str(tmp_path / "t"))
+        load_benchmark("tiny-imagenet", split="extra", benchmark_data_dir=root)
+    with pytest.raises(FileNotFoundError, match=r"has no cifar10/ sub-folder: put the local copy of cifar10 there"):
+        load_benchmark("cifar10", benchmark_data_dir=root)
     assert bench.hub_split("test") == "valid"
 
 
@@ -211,12 +217,12 @@ def test_eval_benchmarks_carry_their_own_prompts_and_resolution(tmp_path, make_c
     assert cifar.templates == ["This is a photo of a {}"] and cifar.native_resolution  # attacked at 32 px
     resized = benchmark_eval_set("cifar10", "tga_zsr", benchmark_data_dir=str(root))  # TGA-ZSR: Resize(224) first
     assert not resized.native_resolution and resized.crop_pct == 1.0 and resized.class_names == cifar.class_names
-    food = benchmark_eval_set("food101", "clip_benchmark", str(root), max_eval_samples=2)
+    food = benchmark_eval_set("food101", "clip_benchmark", benchmark_data_dir=str(root), max_eval_samples=2)
     assert food.templates == ["a photo of {}, a type of food."] and food.class_names[0] == "apple pie"
     assert len(food) == 2 and food.interpolation == "bicubic" and food.crop_pct == 1.0
     # The trainer evaluates each with its own prompts: the class embeddings it builds say so.
     built = []
-    monkeypatch.setattr("pmg_aft.trainers.base_trainer.build_class_embeddings",
+    monkeypatch.setattr("pmg_aft.trainers.heads.build_class_embeddings",
                         lambda model, tok, names, templates: built.append((list(names), list(templates)))
                         or torch.nn.functional.normalize(torch.randn(len(names), 32), dim=-1))  # fmt: skip
     config = make_config(eval_attack_steps=1, native_resolution=False)
@@ -225,14 +231,15 @@ def test_eval_benchmarks_carry_their_own_prompts_and_resolution(tmp_path, make_c
     metrics = trainer.evaluate()
     assert metrics["eval_pcam_samples"] == 3 and metrics["eval_food101_samples"] == 2
     assert (pcam.class_names, pcam.templates) in built and (food.class_names, food.templates) in built
-    assert trainer.report.results["food101"]["protocol"] == "clip_benchmark"
-    assert trainer.report.protocol == "trainer" and trainer.report.results["pcam"]["protocol"] == "pmg_aft"
+    assert trainer.report.results["food101"].protocol == "clip_benchmark"
+    assert trainer.report.protocol == "trainer" and trainer.report.results["pcam"].protocol == "pmg_aft"
 
 
 def test_any_local_training_set_is_checked_before_training(tmp_path):
     from pmg_aft.finetune import main
 
-    path = corrupt_copy(tmp_path)
+    path = str(tmp_path / "corrupt" / "dtd")  # the copy itself, as a dataset_name
+    corrupt_copy(tmp_path)
     common = ["--dataset_name", path, "--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--use_cpu", "true",
               "--do_train", "true", "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no",
               "--per_device_train_batch_size", "2"]  # fmt: skip
@@ -243,20 +250,20 @@ def test_any_local_training_set_is_checked_before_training(tmp_path):
 
 
 def test_a_local_copy_never_serves_another_split(tmp_path):
-    (tmp_path / "pq").mkdir()
-    fixture("pcam", 3).to_parquet(str(tmp_path / "pq" / "train-00000-of-00001.parquet"))
-    fixture("pcam", 2).to_parquet(str(tmp_path / "pq" / "test-00000-of-00001.parquet"))
-    assert len(load_benchmark("pcam", data_dir=str(tmp_path / "pq"))) == 2  # test, not train + test
+    (tmp_path / "pq" / "pcam").mkdir(parents=True)
+    fixture("pcam", 3).to_parquet(str(tmp_path / "pq" / "pcam" / "train-00000-of-00001.parquet"))
+    fixture("pcam", 2).to_parquet(str(tmp_path / "pq" / "pcam" / "test-00000-of-00001.parquet"))
+    assert len(load_benchmark("pcam", benchmark_data_dir=str(tmp_path / "pq"))) == 2  # test, not train + test
     for split in ("train", "val"):
-        (tmp_path / "folder" / split / "airplane").mkdir(parents=True)
-        png().save(tmp_path / "folder" / split / "airplane" / "0.png")
+        (tmp_path / "folder" / "stl10" / split / "airplane").mkdir(parents=True)
+        png().save(tmp_path / "folder" / "stl10" / split / "airplane" / "0.png")
     with pytest.raises(ValueError, match=r"Split 'test' not found .* its splits are \['train', 'validation'\]"):
-        load_benchmark("stl10", data_dir=str(tmp_path / "folder"))
+        load_benchmark("stl10", benchmark_data_dir=str(tmp_path / "folder"))
 
 
 def test_streaming_keeps_the_schema_and_the_label_checks(tmp_path):
-    path = _saved(tmp_path / "pcam", fixture("pcam"))
-    stream = load_benchmark("pcam", data_dir=path, streaming=True)
+    path = _saved(tmp_path, "pcam", fixture("pcam"))
+    stream = load_benchmark("pcam", benchmark_data_dir=path, streaming=True)
     assert stream.features["label"].names == get_benchmark("pcam").class_names
     rows = list(stream)
     assert [r["label"] for r in rows] == [0, 1, 1] and rows[0]["image"].mode == "RGB"
@@ -265,7 +272,7 @@ def test_streaming_keeps_the_schema_and_the_label_checks(tmp_path):
         features=Features({"image": ImageFeature(), "label": Value("int64")}),
     )
     with pytest.raises(ValueError, match=r"label\(s\) \[60\] outside the 47 classes"):
-        list(load_benchmark("dtd", data_dir=_saved(tmp_path / "dtd", bad), streaming=True))
+        list(load_benchmark("dtd", benchmark_data_dir=_saved(tmp_path, "dtd", bad), streaming=True))
 
 
 def test_16_bit_images_keep_their_brightness(tmp_path):
@@ -274,7 +281,7 @@ def test_16_bit_images_keep_their_brightness(tmp_path):
         {"image": [Image.fromarray(array)], "label": [0]},
         features=Features({"image": ImageFeature(), "label": ClassLabel(names=get_benchmark("dtd").class_names)}),
     )
-    rgb = np.asarray(load_benchmark("dtd", data_dir=_saved(tmp_path / "d", data))[0]["image"])
+    rgb = np.asarray(load_benchmark("dtd", benchmark_data_dir=_saved(tmp_path, "dtd", data))[0]["image"])
     assert rgb[0, 0].tolist() == [255, 255, 255] and rgb[0, 1].tolist() == [128, 128, 128] and rgb[1, 0].max() == 0
 
 
@@ -320,10 +327,12 @@ def test_a_benchmark_named_dataset_in_its_own_hub_schema_keeps_the_trainers_colu
     trainer = make_trainer("pmg_aft", model, train_dataset=None, eval_dataset={"cifar10": raw}, image_column="img",
                            eval_attack_steps=1, native_resolution=False)  # fmt: skip
     metrics = trainer.evaluate()
-    assert metrics["eval_cifar10_samples"] == 3 and trainer.report.results["cifar10"]["protocol"] == "custom"
-    common = load_benchmark("cifar10", data_dir=_saved(tmp_path / "c", raw))  # the common schema: the official texts
+    assert metrics["eval_cifar10_samples"] == 3 and trainer.report.results["cifar10"].protocol == "custom"
+    common = load_benchmark(
+        "cifar10", benchmark_data_dir=_saved(tmp_path, "cifar10", raw)
+    )  # common schema: official texts
     trainer.evaluate({"cifar10": common})
-    assert trainer.report.results["cifar10"]["protocol"] == "pmg_aft"
+    assert trainer.report.results["cifar10"].protocol == "pmg_aft"
 
 
 # What each Hub dataset's card (or the viewer) shows of its labels, written out from the cards, not from the

@@ -25,7 +25,7 @@ def test_clean_fine_tuning_is_the_clean_cross_entropy_and_runs_no_attack(model, 
 
 def test_defaults(tmp_path):
     config = CleanFinetuneConfig(output_dir=str(tmp_path))
-    assert config.image_mean == list(CLIP_MEAN) and config.resolved_logit_scale() == 100.0
+    assert config.image_mean == list(CLIP_MEAN) and config.logit_scale.value == 100.0
     assert config.learning_rate == 5e-5 and config.per_device_train_batch_size == 256 and config.max_grad_norm == 0
 
 

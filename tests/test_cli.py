@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -21,10 +22,10 @@ def test_datasets_download_fetches_each_split_at_the_resolved_revision(monkeypat
         def dataset_info(self, repo_id, revision=None):
             return type("Info", (), {"sha": f"sha-of-{repo_id}"})()
 
-    monkeypatch.setattr("pmg_aft.cli.HfApi", FakeApi)
-    monkeypatch.setattr("pmg_aft.cli.get_token", lambda: "hf_token")  # ImageNet is gated
+    monkeypatch.setattr("pmg_aft.data.download.HfApi", FakeApi)
+    monkeypatch.setattr("pmg_aft.data.download.get_token", lambda: "hf_token")  # ImageNet is gated
     monkeypatch.setattr(
-        "pmg_aft.cli.hub_split_files", lambda bench, split, sha: calls.append((bench.hub_id, split, sha))
+        "pmg_aft.data.download.hub_split_files", lambda bench, split, sha: calls.append((bench.hub_id, split, sha))
     )
     lock = tmp_path / "lock.json"
     assert cli.main(["datasets", "download", "tiny-imagenet", "cifar10", "--lock", str(lock)]) == 0
@@ -48,12 +49,14 @@ def test_download_errors_say_what_and_how(monkeypatch, capsys):
         def dataset_info(self, repo_id, revision=None):
             raise ConnectionError("no network")
 
-    monkeypatch.setattr("pmg_aft.cli.HfApi", Offline)
-    monkeypatch.setattr("pmg_aft.cli.get_token", lambda: None)
-    with pytest.raises(SystemExit, match=r"imagenet \(ILSVRC/imagenet-1k\) is gated .*accept its terms.*HF_TOKEN"):
-        cli.main(["datasets", "download", "imagenet"])  # said before anything is fetched
-    with pytest.raises(SystemExit, match=r"could not download cifar10 .*no network"):
-        cli.main(["datasets", "download", "cifar10"])
+    monkeypatch.setattr("pmg_aft.data.download.HfApi", Offline)
+    monkeypatch.setattr("pmg_aft.data.download.get_token", lambda: None)
+    # One handler for every command's bad input: one line on stderr and exit status 2.
+    assert cli.main(["datasets", "download", "imagenet"]) == 2  # said before anything is fetched
+    err = capsys.readouterr().err
+    assert re.search(r"^pmg-aft: imagenet \(ILSVRC/imagenet-1k\) is gated .*accept its terms.*HF_TOKEN", err), err
+    assert cli.main(["datasets", "download", "cifar10"]) == 2
+    assert re.search(r"^pmg-aft: could not download cifar10 .*no network", capsys.readouterr().err)
 
 
 def test_unknown_command(capsys):

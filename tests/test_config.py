@@ -6,7 +6,7 @@ import pytest
 from transformers import HfArgumentParser, TrainingArguments
 
 from pmg_aft import TRAINERS, PMGAFTConfig, RobustCLIPConfig
-from pmg_aft.attacks import parse_pixel_value
+from pmg_aft.pixels import parse_pixel_value
 
 from .utils import METHODS
 
@@ -45,10 +45,10 @@ def test_pixel_values_parse_fractions_on_the_command_line(tmp_path):
     )
     assert config.train_eps == pytest.approx(4 / 255)
     assert config.eval_step_size == pytest.approx(0.5 / 255)
-    assert config.resolved_logit_scale() is None
+    assert config.logit_scale.value is None
     # Strings in Python (as from YAML) work too, and the JSON dump holds plain floats.
     config = PMGAFTConfig(output_dir=str(tmp_path), train_eps="2/255", logit_scale=100)
-    assert config.train_eps == pytest.approx(2 / 255) and config.resolved_logit_scale() == 100.0
+    assert config.train_eps == pytest.approx(2 / 255) and config.logit_scale.value == 100.0
     assert '"train_eps": 0.00784313' in config.to_json_string()
 
 

@@ -9,11 +9,14 @@ from PIL import Image
 from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, AttackSetting, ZeroShotClassifier, clean_class_name, clip_processor
 from pmg_aft.data import ImageClassificationCollator
 from pmg_aft.evaluation import (
+    DatasetResult,
+    EvalLoader,
     Report,
     autoattack,
     autoattack_plan,
     evaluate_dataset,
     evaluate_robustness,
+    get_protocol,
     sanity_warnings,
 )
 
@@ -23,31 +26,37 @@ from .utils import free_port, run
 DETERMINISTIC = dict(random_start=False, first_success=True, mixed_precision="no")
 
 
+def deterministic(**overrides):
+    """The pmg_aft protocol with DETERMINISTIC's attack and `overrides`."""
+    return get_protocol("pmg_aft").override(**DETERMINISTIC, **overrides)
+
+
 @pytest.fixture
 def processor(model, tokenizer):
     return clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def test_clean_accuracy_is_a_hand_count_and_attacks_only_lower_it(model, processor, tokenizer, test_set):
-    report = evaluate_robustness(model, processor, datasets={"patches": test_set}, attacks=("pgd", "cw"),
-                                 eps=(1 / 255, 4 / 255), steps=(1, 5, 20), batch_size=16, **DETERMINISTIC)  # fmt: skip
+    protocol = deterministic(attacks=("pgd", "cw"), eps=(1 / 255, 4 / 255), steps=(1, 5, 20))
+    report = evaluate_robustness(model, processor, protocol, datasets={"patches": test_set},
+                                 loader=EvalLoader(batch_size=16))  # fmt: skip
     result = report.results["patches"]
     names = [clean_class_name(n) for n in test_set.features["label"].names]
     head = ZeroShotClassifier(model, tokenizer, names, ["This is a photo of a {}"], IMAGENET_MEAN, IMAGENET_STD, 1.0)
     batch = ImageClassificationCollator(image_size=32)([row for row in test_set])
     with torch.no_grad():
         hand = (head(batch["pixel_values"]).argmax(-1) == batch["labels"]).sum().item()
-    assert result["samples"] == len(test_set)
-    assert result["clean_accuracy"] == pytest.approx(hand / len(test_set))
-    robust = result["robust_accuracy"]
-    assert all(v <= result["clean_accuracy"] for v in robust.values())
+    assert result.samples == len(test_set)
+    assert result.clean_accuracy == pytest.approx(hand / len(test_set))
+    robust = result.robust_accuracy
+    assert all(v <= result.clean_accuracy for v in robust.values())
     for attack in ("pgd", "cw"):
         for eps in ("1/255", "4/255"):  # same samples, same start: more steps never help the model
             assert robust[f"{attack}-1@{eps}"] >= robust[f"{attack}-5@{eps}"] >= robust[f"{attack}-20@{eps}"]
-    assert robust["pgd-20@4/255"] < result["clean_accuracy"]
+    assert robust["pgd-20@4/255"] < result.clean_accuracy
     assert report.warnings == []
     # The worst case over all twelve settings and their iterates is never above any of them.
-    assert result["worst_case_accuracy"] <= min(robust.values())
+    assert result.worst_case_accuracy <= min(robust.values())
     assert report.overrides == ["attacks", "eps", "first_success", "mixed_precision", "random_start", "steps"]
 
 
@@ -56,15 +65,15 @@ def test_autoattack_runs_end_to_end_on_a_handful_of_samples(model, processor, te
     two = test_set.filter(lambda row: row["label"] < 2).select(range(4))
     data = {"two": two.cast_column("label", _two_classes(test_set)), "six": test_set.select(range(4))}
     # A small budget, so some samples survive APGD and FAB-T and Square run too.
-    report = evaluate_robustness(model, processor, datasets=data, attacks=("autoattack", "pgd"), eps=(1 / 255,),
-                                 steps=20, batch_size=4, **DETERMINISTIC)  # fmt: skip
+    protocol = deterministic(attacks=("autoattack", "pgd"), eps=(1 / 255,), steps=20)
+    report = evaluate_robustness(model, processor, protocol, datasets=data, loader=EvalLoader(batch_size=4))
     assert all(p.grad is None for p in model.parameters()) and all(p.requires_grad for p in model.parameters())
     for result in report.results.values():
-        assert result["robust_accuracy"]["autoattack@1/255"] <= result["robust_accuracy"]["pgd-20@1/255"] + 0.25
-        assert result["robust_accuracy"]["autoattack@1/255"] <= result["clean_accuracy"]
-    assert report.results["six"]["autoattack_attacks"]["autoattack@1/255"] == [
+        assert result.robust_accuracy["autoattack@1/255"] <= result.robust_accuracy["pgd-20@1/255"] + 0.25
+        assert result.robust_accuracy["autoattack@1/255"] <= result.clean_accuracy
+    assert report.results["six"].autoattack_attacks["autoattack@1/255"] == [
         "apgd-ce", "apgd-t (5 targets)", "fab-t (5 targets)", "square"]  # fmt: skip
-    assert report.results["two"]["autoattack_attacks"]["autoattack@1/255"] == [
+    assert report.results["two"].autoattack_attacks["autoattack@1/255"] == [
         "apgd-ce", "fab-t (1 target)", "square"]  # fmt: skip
     assert autoattack_plan(3) == ("custom", ["apgd-ce", "fab-t", "square"], 2, 1)
     assert autoattack_plan(2, "apgd-ce+apgd-t") == ("custom", ["apgd-ce"], 1, 5)  # FARE's: APGD-CE alone on PCAM
@@ -97,28 +106,30 @@ def test_an_interrupted_suite_resumes_without_recomputing(model, processor, test
         return original(classifier, eval_set, *args, **kwargs)
 
     monkeypatch.setattr("pmg_aft.evaluation.suite.evaluate_dataset", flaky)
-    common = dict(datasets=data, eps=(2 / 255,), steps=2, batch_size=8, output_dir=str(tmp_path), **DETERMINISTIC)
+    common = dict(datasets=data, loader=EvalLoader(batch_size=8), output_dir=str(tmp_path))
+    protocol = deterministic(eps=(2 / 255,), steps=2)
     with pytest.raises(KeyboardInterrupt):
-        evaluate_robustness(model, processor, **common)
+        evaluate_robustness(model, processor, protocol, **common)
     first = tmp_path / "results" / "first.json"
     stamp = first.stat().st_mtime_ns
-    report = evaluate_robustness(model, processor, **common)
+    report = evaluate_robustness(model, processor, protocol, **common)
     assert computed == ["first", "second", "second"]  # 'first' was not computed again
     assert first.stat().st_mtime_ns == stamp and sorted(report.results) == ["first", "second"]
-    evaluate_robustness(model, processor, **{**common, "steps": 3})  # other settings: recomputed
+    evaluate_robustness(model, processor, protocol.override(steps=3), **common)  # other settings: recomputed
     assert computed[-2:] == ["first", "second"]
     with torch.no_grad():
         model.visual_projection.weight.mul_(1.01)  # other weights under the same name: recomputed
-    evaluate_robustness(model, processor, **{**common, "steps": 3})
+    evaluate_robustness(model, processor, protocol.override(steps=3), **common)
     assert computed[-2:] == ["first", "second"]
-    report = evaluate_robustness(model, processor, **{**common, "max_eval_samples": 4})
-    assert report.results["first"]["samples"] == 4 and report.max_eval_samples == 4
+    report = evaluate_robustness(model, processor, protocol.override(steps=3, max_eval_samples=4), **common)
+    assert report.results["first"].samples == 4 and report.max_eval_samples == 4
 
 
 def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
-    report = evaluate_robustness(model, processor, datasets={"a": test_set, "b": test_set.select(range(8))},
-                                 eps=(1 / 255, 2 / 255), steps=2, batch_size=16, output_dir=str(tmp_path),
-                                 model_id="org/tiny", **DETERMINISTIC)  # fmt: skip
+    report = evaluate_robustness(model, processor, deterministic(eps=(1 / 255, 2 / 255), steps=2),
+                                 datasets={"a": test_set, "b": test_set.select(range(8))},
+                                 loader=EvalLoader(batch_size=16), output_dir=str(tmp_path),
+                                 model_id="org/tiny")  # fmt: skip
     saved = Report.load(str(tmp_path))
     assert saved.results == report.results and saved.model == "org/tiny" and saved.protocol == "pmg_aft"
     assert saved.protocol_record["normalization"] == "imagenet" and "first_success" in saved.overrides
@@ -136,22 +147,28 @@ def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
 
 
 def test_sanity_checks_flag_impossible_numbers():
-    settings = [AttackSetting("pgd", 1 / 255, 10), AttackSetting("pgd", 1 / 255, 100)]
+    settings = [
+        AttackSetting(attack="pgd", eps=1 / 255, steps=10),
+        AttackSetting(attack="pgd", eps=1 / 255, steps=100),
+    ]
     report = Report("m", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, settings=settings)
-    report.results["x"] = {
-        "clean_accuracy": 0.5,
-        "robust_accuracy": {"pgd-10@1/255": 0.6, "pgd-100@1/255": 0.7},
-        "gradient_health": {"zero_gradient": 0.25, "non_finite_gradient": 0.0},
-    }
+    report.results["x"] = DatasetResult(
+        dataset="x",
+        samples=4,
+        clean_accuracy=0.5,
+        robust_accuracy={"pgd-10@1/255": 0.6, "pgd-100@1/255": 0.7},
+        gradient_health={"zero_gradient": 0.25, "non_finite_gradient": 0.0},
+    )
     warnings = " ".join(sanity_warnings(report))
     assert "above clean" in warnings and "with 100 steps" in warnings and "zero gradient" in warnings
 
 
 def test_bad_settings_are_clear_errors(model, processor, test_set):
     with pytest.raises(ValueError, match="Unknown attack"):
-        evaluate_robustness(model, processor, datasets={"a": test_set}, attacks=("fgsm",))
+        evaluate_robustness(model, processor, get_protocol("pmg_aft").override(attacks=("fgsm",)),
+                            datasets={"a": test_set})  # fmt: skip
     with pytest.raises(ValueError, match="Did you mean 8/255"):
-        evaluate_robustness(model, processor, datasets={"a": test_set}, eps=(8,))
+        evaluate_robustness(model, processor, get_protocol("pmg_aft").override(eps=(8,)), datasets={"a": test_set})
     with pytest.raises(KeyError, match="Valid benchmarks"):
         evaluate_robustness(model, processor, benchmarks="cifar-9000")
 
@@ -163,10 +180,10 @@ def test_two_processes_give_the_same_report_as_one(tmp_path):
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          script, str(tmp_path / "two")], tmp_path)  # fmt: skip
     one, two = Report.load(str(tmp_path / "one")), Report.load(str(tmp_path / "two"))
-    assert one.results["patches"]["samples"] == two.results["patches"]["samples"] == 11
+    assert one.results["patches"].samples == two.results["patches"].samples == 11
     assert one.settings[0].random_start and not one.settings[0].first_success  # the protocol's random starts
     for key in ("clean_accuracy", "robust_accuracy", "worst_case_accuracy"):
-        assert one.results["patches"][key] == two.results["patches"][key]
+        assert getattr(one.results["patches"], key) == getattr(two.results["patches"], key)
 
 
 def test_compare_methods_example_writes_one_table(tmp_path):
@@ -186,8 +203,10 @@ def test_compare_methods_example_writes_one_table(tmp_path):
 def test_comparison_refuses_unlike_settings():
     from pmg_aft.evaluation import comparison_table
 
-    a = Report("a", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)])
-    b = Report("b", "clip_benchmark", 100.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)])
+    a = Report("a", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting(attack="pgd", eps=1 / 255, steps=10)])
+    b = Report(
+        "b", "clip_benchmark", 100.0, [0.5] * 3, [0.5] * 3, [AttackSetting(attack="pgd", eps=1 / 255, steps=10)]
+    )
     with pytest.raises(ValueError, match="compare like with like"):
         comparison_table({"a": a, "b": b})
 
@@ -198,13 +217,13 @@ def test_trainer_and_suite_share_one_engine(model, processor, test_set, make_tra
     trainer = make_trainer("pmg_aft", model, attack_random_start=False, native_resolution=False, eval_eps="2/255",
                            eval_attack_steps=3)  # fmt: skip
     metrics = trainer.evaluate({"patches": data})
-    report = evaluate_robustness(model, processor, datasets={"patches": data}, eps=(2 / 255,), steps=3, batch_size=16,
-                                 **DETERMINISTIC)  # fmt: skip
+    report = evaluate_robustness(model, processor, deterministic(eps=(2 / 255,), steps=3), datasets={"patches": data},
+                                 loader=EvalLoader(batch_size=16))  # fmt: skip
     assert trainer.report.attack_keys == report.attack_keys == ["pgd-3@2/255"]
     ours, theirs = trainer.report.results["patches"], report.results["patches"]
-    assert ours["clean_accuracy"] == theirs["clean_accuracy"] == metrics["eval_patches_clean_accuracy"]
-    assert ours["robust_accuracy"] == theirs["robust_accuracy"]
-    assert ours["robust_accuracy"]["pgd-3@2/255"] < ours["clean_accuracy"]
+    assert ours.clean_accuracy == theirs.clean_accuracy == metrics["eval_patches_clean_accuracy"]
+    assert ours.robust_accuracy == theirs.robust_accuracy
+    assert ours.robust_accuracy["pgd-3@2/255"] < ours.clean_accuracy
 
 
 def test_tf32_is_a_cuda_precision_recorded_as_float32_elsewhere():
@@ -219,9 +238,11 @@ def test_tf32_is_a_cuda_precision_recorded_as_float32_elsewhere():
 
 
 def test_loader_workers_give_the_same_results(model, processor, test_set):
-    common = dict(datasets={"patches": test_set}, eps=(4 / 255,), steps=3, batch_size=16, random_start=True,
-                  first_success=True, mixed_precision="no")  # fmt: skip
-    alone = evaluate_robustness(model, processor, **common)
-    workers = evaluate_robustness(model, processor, num_workers=2, pin_memory=False, **common)
-    assert workers.results["patches"]["robust_accuracy"] == alone.results["patches"]["robust_accuracy"]
-    assert workers.results["patches"]["clean_accuracy"] == alone.results["patches"]["clean_accuracy"]
+    protocol = get_protocol("pmg_aft").override(eps=(4 / 255,), steps=3, random_start=True, first_success=True,
+                                                mixed_precision="no")  # fmt: skip
+    alone = evaluate_robustness(model, processor, protocol, datasets={"patches": test_set},
+                                loader=EvalLoader(batch_size=16))  # fmt: skip
+    workers = evaluate_robustness(model, processor, protocol, datasets={"patches": test_set},
+                                  loader=EvalLoader(batch_size=16, num_workers=2, pin_memory=False))  # fmt: skip
+    assert workers.results["patches"].robust_accuracy == alone.results["patches"].robust_accuracy
+    assert workers.results["patches"].clean_accuracy == alone.results["patches"].clean_accuracy

@@ -22,7 +22,7 @@ def test_fare_uses_no_labels_and_no_text_and_is_its_formula(model, tokenizer, tr
     config = make_config("fare", train_eps="4/255", train_step_size="1/255", train_steps=3)
     trainer = FARETrainer(model, config, train_dataset=images_only, processing_class=tokenizer)
     assert trainer.class_names is None and trainer.ref_model is not None
-    monkeypatch.setattr("pmg_aft.trainers.base_trainer.build_class_embeddings",
+    monkeypatch.setattr("pmg_aft.trainers.heads.build_class_embeddings",
                         lambda *a, **k: pytest.fail("text was used"))  # fmt: skip
     batch = trainer.data_collator([images_only[i] for i in range(8)])
     assert "labels" not in batch
@@ -36,7 +36,17 @@ def test_fare_uses_no_labels_and_no_text_and_is_its_formula(model, tokenizer, tr
     with torch.no_grad():
         anchor = ref.encode_images(x, normalize=False)
     torch.manual_seed(7)
-    adv = pgd(target, x, anchor, 4 / 255, 1 / 255, 3, random_start=True, loss=squared_distance, momentum=0.9)
+    adv = pgd(
+        target,
+        x,
+        anchor,
+        eps=4 / 255,
+        step_size=1 / 255,
+        steps=3,
+        random_start=True,
+        loss=squared_distance,
+        momentum=0.9,
+    )
     with torch.no_grad():
         expected = fare_loss(target.encode_images(adv, normalize=False), anchor)
         no_attack = fare_loss(target.encode_images(x, normalize=False), anchor)
@@ -56,8 +66,8 @@ def pgd_on_gradients(gradients, steps, momentum, norm="linf", eps=8 / 255):
         return (outputs * weights).sum(1)
 
     x = torch.full((1, 1, 2, 2), 0.5)
-    adv = pgd(lambda z: z.flatten(1), x, torch.zeros(1), eps, 1 / 255, steps, norm=norm, random_start=False,
-              loss=objective, momentum=momentum)  # fmt: skip
+    adv = pgd(lambda z: z.flatten(1), x, torch.zeros(1), eps=eps, step_size=1 / 255, steps=steps, norm=norm,
+              random_start=False, loss=objective, momentum=momentum)  # fmt: skip
     return (adv - x).flatten() * 255
 
 

@@ -21,7 +21,16 @@ from datasets import Image as ImageFeature
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
 
-from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, AttackSetting, EvalSet, clip_processor, evaluate_robustness
+from pmg_aft import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AttackSetting,
+    EvalLoader,
+    EvalSet,
+    clip_processor,
+    evaluate_robustness,
+    get_protocol,
+)
 from pmg_aft.checkpoints import CheckpointError, last_complete_checkpoint, load_clip
 from pmg_aft.cli import main as cli
 from pmg_aft.data import ImageClassificationCollator
@@ -32,7 +41,11 @@ from pmg_aft.tiny import colour_patches
 from .utils import hub_fixture
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
-QUICK = dict(random_start=False, first_success=True, mixed_precision="no", eps=(2 / 255,), steps=1, batch_size=16)
+QUICK = dict(
+    protocol=get_protocol("pmg_aft").override(random_start=False, first_success=True, mixed_precision="no",
+                                              eps=(2 / 255,), steps=1),
+    loader=EvalLoader(batch_size=16),
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -67,17 +80,17 @@ def test_eval_resume_recomputes_when_the_data_changed(model, tokenizer, test_set
     processor = clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
     out = str(tmp_path / "eval")
     first = evaluate_robustness(model, processor, datasets={"mine": test_set}, output_dir=out, **QUICK)
-    assert first.results["mine"]["samples"] == len(test_set)
+    assert first.results["mine"].samples == len(test_set)
     other = test_set.select(range(10))
     report = evaluate_robustness(model, processor, datasets={"mine": other}, output_dir=out, **QUICK)
-    assert report.results["mine"]["samples"] == 10
+    assert report.results["mine"].samples == 10
     relabelled = test_set.map(lambda row: {"label": (row["label"] + 1) % 6})  # same rows and images, other labels
     report = evaluate_robustness(model, processor, datasets={"mine": relabelled}, output_dir=out, **QUICK)
-    assert report.results["mine"]["data_digest"] == EvalSet.from_dataset("mine", relabelled).digest()
-    assert report.results["mine"]["data_digest"] != first.results["mine"]["data_digest"]
+    assert report.results["mine"].data_digest == EvalSet.from_dataset("mine", relabelled).digest()
+    assert report.results["mine"].data_digest != first.results["mine"].data_digest
     # The same data again: reused, not recomputed (its timing is the saved one).
     again = evaluate_robustness(model, processor, datasets={"mine": relabelled}, output_dir=out, **QUICK)
-    assert again.results["mine"]["seconds"] == report.results["mine"]["seconds"]
+    assert again.results["mine"].seconds == report.results["mine"].seconds
 
 
 def test_eval_with_another_data_dir_evaluates_that_folder(checkpoint, tmp_path, capsys):
@@ -89,7 +102,7 @@ def test_eval_with_another_data_dir_evaluates_that_folder(checkpoint, tmp_path, 
     common = ["eval", "--model_name_or_path", checkpoint, "--benchmarks", "dtd", "--output_dir", out, "--steps", "1"]
     assert cli([*common, "--benchmark_data_dir", str(one)]) == 0
     assert cli([*common, "--benchmark_data_dir", str(two)]) == 0
-    assert Report.load(out).results["dtd"]["samples"] == 2
+    assert Report.load(out).results["dtd"].samples == 2
     (tmp_path / "three").mkdir()
     assert cli([*common, "--benchmark_data_dir", str(tmp_path / "three")]) == 2
     err = capsys.readouterr().err
@@ -142,12 +155,12 @@ def test_an_attack_that_cannot_move_is_an_error_and_a_zero_budget_a_warning():
     # Was: --train_step_size 0 with train_steps > 0 trained without any attack, silently.
     fails(["--config", CONFIG, "--train_step_size", "0", "--output_dir", "x"], r"step_size is 0 with 5 steps")
     with pytest.raises(ValueError, match="never move"):
-        AttackSetting("pgd", 1 / 255, steps=10, step_size=0)
+        AttackSetting(attack="pgd", eps=1 / 255, steps=10, step_size=0)
     with pytest.warns(UserWarning, match="eps is 0 with 10 steps"):
-        AttackSetting("pgd", 0, steps=10)
+        AttackSetting(attack="pgd", eps=0, steps=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        AttackSetting("pgd", 0, steps=0, step_size=0)  # no attack asked for: nothing to say
+        AttackSetting(attack="pgd", eps=0, steps=0, step_size=0)  # no attack asked for: nothing to say
 
 
 def test_labels_must_be_integer_class_indices(model, make_trainer, train_set):
@@ -221,7 +234,7 @@ def test_a_second_eval_into_a_busy_output_folder_stops_at_once(checkpoint, tmp_p
         holder.kill()
         holder.wait()
     assert cli(command) == 0  # the lock dies with its process: no stale lock blocks the rerun
-    assert Report.load(str(out)).results["colour-patches"]["samples"] > 0
+    assert Report.load(str(out)).results["colour-patches"].samples > 0
 
 
 def test_truncated_result_files_are_recomputed_or_named(
@@ -233,7 +246,7 @@ def test_truncated_result_files_are_recomputed_or_named(
     result = out / "results" / "mine.json"
     result.write_text(result.read_text()[:40])  # a full disk mid-write
     report = evaluate_robustness(model, processor, datasets={"mine": test_set}, output_dir=str(out), **QUICK)
-    assert f"{result} cannot be read" in caplog.text and report.results["mine"]["samples"] == len(test_set)
+    assert f"{result} cannot be read" in caplog.text and report.results["mine"].samples == len(test_set)
     (out / "report.json").write_text('{"model": "x", "results": {')
     with pytest.raises(ValueError, match=r"report.json is not a readable report .*truncated"):
         Report.load(str(out))

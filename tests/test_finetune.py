@@ -32,7 +32,7 @@ def test_method_picks_its_config_from_the_flag_or_the_file(tmp_path):
     script_args, _, config = parse_args(["--config", CONFIG, "--method", "tecoa", "--output_dir", "x"])
     assert script_args.method == "tecoa" and type(config) is TeCoAConfig
     assert config.train_eps == pytest.approx(4 / 255)  # the file's shared settings still apply
-    assert config.resolved_logit_scale() == 100.0  # TeCoA's own default where the file says nothing
+    assert config.logit_scale.value == 100.0  # TeCoA's own default where the file says nothing
     fare = tmp_path / "fare.yaml"
     fare.write_text("method: fare\ntrain_steps: 3\n")
     script_args, _, config = parse_args(["--config", str(fare), "--output_dir", "x"])
@@ -118,7 +118,7 @@ def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
     assert data_args.dataset_name == "zh-plus/tiny-imagenet" and data_args.eval_split == "valid"
     assert type(config) is TRAINERS["pmg_aft"].config_class
     assert (config.alpha, config.beta, config.train_steps) == (256, 256, 2)
-    assert config.train_eps == pytest.approx(1 / 255) and config.resolved_logit_scale() == 1.0
+    assert config.train_eps == pytest.approx(1 / 255) and config.logit_scale.value == 1.0
     assert config.per_device_train_batch_size == 256 and config.num_train_epochs == 10
     trainer = PMGAFTTrainer(tiny_clip(), config, processing_class=tiny_tokenizer(), class_names=["a", "b"])
     trainer.create_optimizer_and_scheduler(num_training_steps=3910)

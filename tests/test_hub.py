@@ -4,8 +4,9 @@ import pytest
 from datasets import DatasetDict
 from huggingface_hub import ModelCard
 
-from pmg_aft import TRAINERS, AttackSetting, EvalSet, Report, cli
-from pmg_aft.hub import build_model_card, push
+from pmg_aft import TRAINERS, AttackSetting, DatasetResult, EvalSet, Report, cli
+from pmg_aft.cards import build_model_card
+from pmg_aft.hub import push
 
 from .utils import METHODS, hub_fixture
 
@@ -13,12 +14,12 @@ PAPERS = {key: trainer.method_info.paper for key, trainer in TRAINERS.items() if
 
 
 def sample_report() -> Report:
-    settings = [AttackSetting("pgd", 1 / 255, 10), AttackSetting("autoattack", 1 / 255)]
+    settings = [AttackSetting(attack="pgd", eps=1 / 255, steps=10), AttackSetting(attack="autoattack", eps=1 / 255)]
     report = Report("org/robust-clip", "pmg_aft", 1.0, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], settings)
     for name, hub_id, clean in (("cifar10", "uoft-cs/cifar10", 0.8), ("pcam", "1aurent/PatchCamelyon", 0.5)):
-        report.results[name] = {"dataset": name, "hub_id": hub_id, "split": "test", "revision": "abc", "samples": 100,
-                                "clean_accuracy": clean, "robust_accuracy": {"pgd-10@1/255": 0.3,
-                                                                            "autoattack@1/255": 0.25}}  # fmt: skip
+        robust = {"pgd-10@1/255": 0.3, "autoattack@1/255": 0.25}
+        report.results[name] = DatasetResult(dataset=name, hub_id=hub_id, split="test", revision="abc", samples=100,
+                                             clean_accuracy=clean, robust_accuracy=robust)  # fmt: skip
     return report
 
 
@@ -40,9 +41,9 @@ def test_card_renders_reloads_and_holds_every_result(tmp_path):
         assert (
             name,
             "clean accuracy (pmg_aft protocol, logit scale 1)",
-            round(100 * result["clean_accuracy"], 2),
+            round(100 * result.clean_accuracy, 2),
         ) in found
-        for key, value in result["robust_accuracy"].items():
+        for key, value in result.robust_accuracy.items():
             metric = f"robust accuracy ({key}, linf, pmg_aft protocol, logit scale 1)"
             assert (name, metric, round(100 * value, 2)) in found
     assert len(found) == 6
@@ -103,7 +104,7 @@ def test_a_capped_evaluation_never_says_full_test_sets(model, make_trainer, test
     trainer.create_model_card()
     card = ModelCard.load(os.path.join(trainer.args.output_dir, "README.md"))
     assert "on the first 10 test samples of each dataset" in card.text and "full test sets" not in card.text
-    assert trainer.report.results["patches"]["samples"] == 10 and trainer.report.max_eval_samples == 10
+    assert trainer.report.results["patches"].samples == 10 and trainer.report.max_eval_samples == 10
 
 
 def test_training_with_push_to_hub_uploads_no_pickle_and_names_the_method(model, make_trainer, test_set, monkeypatch):
@@ -245,13 +246,13 @@ def test_eval_command_end_to_end(checkpoint, tmp_path, capsys):
                "--output_dir", str(out), "--eps", "1/255,2/255", "--steps", "2", "--attacks", "pgd,cw"]  # fmt: skip
     assert cli.main(command) == 0
     report = Report.load(str(out))
-    assert report.results["dtd"]["samples"] == 3 and set(report.results["dtd"]["robust_accuracy"]) == {
+    assert report.results["dtd"].samples == 3 and set(report.results["dtd"].robust_accuracy) == {
         "pgd-2-rs-last@1/255", "pgd-2-rs-last@2/255", "cw-2-rs-last@1/255", "cw-2-rs-last@2/255"}  # fmt: skip
     # pmg_aft normalises every model with ImageNet's statistics, whatever its processor says (CLIP's for TeCoA).
     assert report.image_mean == pytest.approx([0.485, 0.456, 0.406]) and report.protocol == "pmg_aft"
     card = ModelCard.load(str(out / "README.md"))  # the card `pmg-aft push` would publish with this report
     assert "with TeCoA" in card.text and "| dtd | 3 |" in card.text
-    assert report.results["dtd"]["revision"] is None  # a local copy: no Hub revision is claimed
+    assert report.results["dtd"].revision is None  # a local copy: no Hub revision is claimed
     assert "| dtd | 3 |" in capsys.readouterr().out
     # A rerun resumes, even once a download has recorded a revision for dtd (local copies claim none).
     with open(os.environ["PMG_AFT_REVISIONS"], "w") as f:

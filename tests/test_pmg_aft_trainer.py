@@ -5,13 +5,13 @@ import copy
 import pytest
 import torch
 
-from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, PMGAFTConfig, ZeroShotClassifier, pgd, pmg_aft_loss
+from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, PMGAFTConfig, pgd, pmg_aft_loss
 
-from .utils import perturbed
+from .utils import perturbed, pmg_aft_head
 
 
 def hand_head(model, tokenizer, train_set):
-    return ZeroShotClassifier(copy.deepcopy(model), tokenizer, train_set.features["label"].names)
+    return pmg_aft_head(copy.deepcopy(model), tokenizer, train_set.features["label"].names)
 
 
 def test_compute_loss_is_the_pmg_aft_formula_on_the_attacked_batch(model, tokenizer, train_set, batch, make_trainer):
@@ -21,7 +21,7 @@ def test_compute_loss_is_the_pmg_aft_formula_on_the_attacked_batch(model, tokeni
     # By hand: the attack, the three logits, the formula (the paper's head: s = 1, ImageNet mean/std).
     target = hand_head(model, tokenizer, train_set)
     x, y = batch["pixel_values"], batch["labels"]
-    adv = pgd(target, x, y, 2 / 255, 1 / 255, 2, random_start=False)
+    adv = pgd(target, x, y, eps=2 / 255, step_size=1 / 255, steps=2, random_start=False)
     with torch.no_grad():
         expected = pmg_aft_loss(target(adv), y, target(x), target(adv), alpha=256, beta=256)  # ref == target at start
     assert loss.item() == pytest.approx(expected.loss.item(), rel=1e-4)
@@ -39,9 +39,9 @@ def test_guidance_term_uses_the_reference_model_on_adversarial_images(model, tok
                            alpha=3.0, beta=5.0)  # fmt: skip
     loss = trainer.compute_loss(trainer.model, batch)
     target = hand_head(model, tokenizer, train_set)
-    guide = ZeroShotClassifier(ref, tokenizer, train_set.features["label"].names)
+    guide = pmg_aft_head(ref, tokenizer, train_set.features["label"].names)
     x, y = batch["pixel_values"], batch["labels"]
-    adv = pgd(target, x, y, 1 / 255, 1 / 255, 2, random_start=False)
+    adv = pgd(target, x, y, eps=1 / 255, step_size=1 / 255, steps=2, random_start=False)
     with torch.no_grad():
         expected = pmg_aft_loss(target(adv), y, target(x), guide(adv), 3.0, 5.0, kl_direction="early")
     assert expected.guidance_kl > 1e-4
@@ -65,7 +65,7 @@ def test_the_clean_branch_carries_gradient_inside_the_trainer(model, tokenizer, 
         head.model.zero_grad(set_to_none=True)  # the copy carries the trainer's gradients
         for name, p in head.model.named_parameters():
             p.requires_grad_(name.startswith(("vision_model.", "visual_projection.")))
-        adv = pgd(head, x, y, 1 / 255, 1 / 255, 2, random_start=False)
+        adv = pgd(head, x, y, eps=1 / 255, step_size=1 / 255, steps=2, random_start=False)
         clean = head(x)
         pmg_aft_loss(
             head(adv), y, clean.detach() if detach_clean else clean, None, alpha=0.0, beta=50.0
@@ -81,7 +81,9 @@ def test_tecoa_weights_skip_the_frozen_model(model, tokenizer, train_set, batch,
     trainer = make_trainer("pmg_aft", model, alpha=0, beta=0, attack_random_start=False)
     assert trainer.ref_model is None
     target = hand_head(model, tokenizer, train_set)
-    adv = pgd(target, batch["pixel_values"], batch["labels"], 1 / 255, 1 / 255, 2, random_start=False)
+    adv = pgd(
+        target, batch["pixel_values"], batch["labels"], eps=1 / 255, step_size=1 / 255, steps=2, random_start=False
+    )
     with torch.no_grad():
         ce = torch.nn.functional.cross_entropy(target(adv), batch["labels"])
     assert trainer.compute_loss(trainer.model, batch).item() == pytest.approx(ce.item(), rel=1e-4)
@@ -95,9 +97,9 @@ def test_bf16_autocast_keeps_logits_and_class_embeddings_in_float32(model, token
     with torch.autocast("cpu", dtype=torch.bfloat16):
         head = trainer.classifier()
         logits = head(batch["pixel_values"])
-        low_precision = ZeroShotClassifier(model, tokenizer, names)
+        low_precision = pmg_aft_head(model, tokenizer, names)
     assert logits.dtype == torch.float32
-    reference = ZeroShotClassifier(model, tokenizer, names)
+    reference = pmg_aft_head(model, tokenizer, names)
     assert torch.equal(low_precision.class_embeddings, reference.class_embeddings)
     shared = trainer.classifier(reference=True).class_embeddings  # the default copy shares the cache
     assert shared.data_ptr() == head.class_embeddings.data_ptr()
@@ -112,7 +114,7 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert (config.alpha, config.beta, config.kl_direction) == (256, 256, "official")
     assert config.train_eps == pytest.approx(1 / 255) and config.train_step_size == pytest.approx(1 / 255)
     assert config.train_steps == 2 and config.attack_random_start and config.train_attack_momentum == 0
-    assert config.resolved_logit_scale() == 1.0
+    assert config.logit_scale.value == 1.0
     assert config.image_mean == list(IMAGENET_MEAN) and config.image_std == list(IMAGENET_STD)
     assert config.prompt_template == "This is a photo of a {}" and config.crop_pct == pytest.approx(224 / 256)
     assert config.interpolation == "bilinear"

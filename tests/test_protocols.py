@@ -13,10 +13,12 @@ import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
 
-from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, ZeroShotClassifier, clip_processor, pgd
+from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, clip_processor, pgd
 from pmg_aft.data import BenchmarkUnavailableError, get_benchmark, hub_split_files, load_benchmark, normalize_name
 from pmg_aft.evaluation import (
     PROTOCOL_RECORDS,
+    DatasetResult,
+    EvalLoader,
     benchmark_eval_set,
     evaluate_robustness,
     get_protocol,
@@ -24,7 +26,7 @@ from pmg_aft.evaluation import (
 )
 from pmg_aft.metrics import robust_accuracy_metric
 
-from .utils import card_with_configs, fake_hub_cache, hub_fixture, png
+from .utils import card_with_configs, fake_hub_cache, hub_fixture, pmg_aft_head, png
 
 FACTS = os.path.join(os.path.dirname(__file__), "data", "official_pmg_aft_eval.json")  # a copy of shared/data's
 REGISTRY = {"oxford_pets": "pets", "fgvc_aircraft": "fgvc-aircraft", "stanford_cars": "stanford-cars",
@@ -77,10 +79,16 @@ def test_some_official_texts_verbatim():
 def test_protocol_records_and_overrides():
     pmg = get_protocol("pmg_aft")
     assert (pmg.logit_scale, pmg.normalization, pmg.native_resolution) == (1.0, "imagenet", True)
-    assert pmg.random_start and not pmg.first_success and pmg.steps == (10,) and pmg.mixed_precision == "fp16"
+    assert pmg.attack.random_start and not pmg.attack.first_success and pmg.attack.steps == (10,)
+    assert pmg.mixed_precision == "fp16"
     assert [s.key for s in pmg.settings()] == ["pgd-10-rs-last@1/255"]
     tga = get_protocol("tga_zsr")
-    assert (tga.normalization, tga.native_resolution, tga.steps, tga.logit_scale) == ("clip", False, (100,), None)
+    assert (tga.normalization, tga.native_resolution, tga.attack.steps, tga.logit_scale) == (
+        "clip",
+        False,
+        (100,),
+        None,
+    )
     bench = get_protocol("clip_benchmark")
     assert [s.key for s in bench.settings()] == ["autoattack-apgd-ce+apgd-t@1/255", "autoattack-apgd-ce+apgd-t@2/255",
                                                   "autoattack-apgd-ce+apgd-t@4/255"]  # fmt: skip
@@ -110,7 +118,7 @@ def independent_pgd(model_fn, x, y, eps, step, steps, generator):
 
 
 def test_the_official_pgd_agrees_with_an_independent_pgd_within_sampling_noise(model, tokenizer, batch, test_set):
-    head = ZeroShotClassifier(model, tokenizer, test_set.features["label"].names, logit_scale=1.0)
+    head = pmg_aft_head(model, tokenizer, test_set.features["label"].names)
     x, y = batch["pixel_values"], batch["labels"]
     setting = get_protocol("pmg_aft").override(eps=[4 / 255]).settings()[0]
     ours, theirs = [], []
@@ -131,15 +139,16 @@ def test_the_official_pgd_agrees_with_an_independent_pgd_within_sampling_noise(m
 
 def test_the_worst_case_is_never_above_any_attack_and_its_own_metric_adds_up(model, tokenizer, test_set):
     processor = clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
-    report = evaluate_robustness(model, processor, benchmarks="colour-patches", attacks=("pgd", "cw"),
-                                 eps=(2 / 255, 4 / 255), steps=(3, 10), mixed_precision="no",
-                                 batch_size=96)  # fmt: skip
+    protocol = get_protocol("pmg_aft").override(attacks=("pgd", "cw"), eps=(2 / 255, 4 / 255), steps=(3, 10),
+                                                mixed_precision="no")  # fmt: skip
+    report = evaluate_robustness(model, processor, protocol, benchmarks="colour-patches",
+                                 loader=EvalLoader(batch_size=96))  # fmt: skip
     result = report.results["colour-patches"]
-    robust = result["robust_accuracy"]
-    assert len(robust) == 8 and result["worst_case_accuracy"] <= min(robust.values()) <= result["clean_accuracy"]
-    assert result["worst_case_accuracy"] < max(robust.values())  # the column says more than the per-attack ones
+    robust = result.robust_accuracy
+    assert len(robust) == 8 and result.worst_case_accuracy <= min(robust.values()) <= result.clean_accuracy
+    assert result.worst_case_accuracy < max(robust.values())  # the column says more than the per-attack ones
     assert report.protocol == "pmg_aft" and report.overrides == ["attacks", "eps", "mixed_precision", "steps"]
-    assert result["protocol"] == "pmg_aft" and result["templates"] == ["This is a photo of a {}"]
+    assert result.protocol == "pmg_aft" and result.templates == ["This is a photo of a {}"]
     # The metric by hand.
     metric = robust_accuracy_metric()
     scores = metric.compute(predictions=[0, 1, 2, 0], references=[0, 1, 2, 1],
@@ -207,11 +216,11 @@ def test_caltech256_keeps_all_257_classes_when_capped_or_streamed(tmp_path):
     order, whatever rows are loaded."""
     from datasets import DatasetDict
 
-    DatasetDict({"test": hub_fixture("caltech256")}).save_to_disk(str(tmp_path / "c"))
-    capped = load_benchmark("caltech256", data_dir=str(tmp_path / "c"), max_samples=2)
+    DatasetDict({"test": hub_fixture("caltech256")}).save_to_disk(str(tmp_path / "caltech256"))
+    capped = load_benchmark("caltech256", benchmark_data_dir=str(tmp_path), max_samples=2)
     assert len(capped) == 2 and len(capped.features["label"].names) == 257
     assert capped.features["label"].names[:2] == ["ak47", "american flag"]
-    streamed = load_benchmark("caltech256", data_dir=str(tmp_path / "c"), streaming=True)
+    streamed = load_benchmark("caltech256", benchmark_data_dir=str(tmp_path), streaming=True)
     assert [streamed.features["label"].names[r["label"]] for r in streamed] == ["ak47", "american flag", "clutter"]
     assert len(protocol_prompts("pmg_aft", "caltech256")) == 257
 
@@ -224,19 +233,19 @@ def test_a_capped_label_sorted_split_is_sampled_across_classes(tmp_path):
     data = Dataset.from_dict({"img": [png()] * 200, "label": labels},
                              features=Features({"img": ImageFeature(), "label": label}))  # fmt: skip
     DatasetDict({"test": data}).save_to_disk(str(tmp_path / "cifar10"))
-    first = load_benchmark("cifar10", data_dir=str(tmp_path / "cifar10"), max_samples=20)
-    sampled = benchmark_eval_set("cifar10", "clip_benchmark", str(tmp_path), max_eval_samples=20)
+    first = load_benchmark("cifar10", benchmark_data_dir=str(tmp_path), max_samples=20)
+    sampled = benchmark_eval_set("cifar10", "clip_benchmark", benchmark_data_dir=str(tmp_path), max_eval_samples=20)
     assert len(set(first["label"])) == 1  # the first rows are one class
-    assert len(set(sampled.dataset["label"])) >= 6 and sampled.max_samples == 20 and sampled.sample_seed == 0
-    again = benchmark_eval_set("cifar10", "clip_benchmark", str(tmp_path), max_eval_samples=20)
+    assert len(set(sampled.dataset["label"])) >= 6 and sampled.max_eval_samples == 20 and sampled.sample_seed == 0
+    again = benchmark_eval_set("cifar10", "clip_benchmark", benchmark_data_dir=str(tmp_path), max_eval_samples=20)
     assert again.dataset["label"] == sampled.dataset["label"]  # seeded: the same rows every time
 
 
 def test_pgd_reports_which_samples_survived_every_iterate(model, tokenizer, batch, test_set):
     """return_survivors against a hand loop that predicts at every iterate of the same attack."""
-    head = ZeroShotClassifier(model, tokenizer, test_set.features["label"].names)
+    head = pmg_aft_head(model, tokenizer, test_set.features["label"].names)
     x, y = batch["pixel_values"], batch["labels"]
-    adv, survived = pgd(head, x, y, 4 / 255, 1 / 255, 5, random_start=False, return_survivors=True)
+    adv, survived = pgd(head, x, y, eps=4 / 255, step_size=1 / 255, steps=5, random_start=False, return_survivors=True)
     delta, alive = torch.zeros_like(x), torch.ones_like(y, dtype=torch.bool)
     for _ in range(5):
         point = (x + delta).requires_grad_(True)
@@ -279,21 +288,22 @@ def test_pmg_aft_protocols_lists_every_field(capsys):
 
 def test_random_starts_do_not_depend_on_the_batching(model, tokenizer, test_set):
     processor = clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
-    runs = [evaluate_robustness(model, processor, datasets={"patches": test_set}, eps=(4 / 255,), steps=3,
-                                mixed_precision="no", batch_size=size) for size in (48, 7)]  # fmt: skip
+    protocol = get_protocol("pmg_aft").override(eps=(4 / 255,), steps=3, mixed_precision="no")
+    runs = [evaluate_robustness(model, processor, protocol, datasets={"patches": test_set},
+                                loader=EvalLoader(batch_size=size)) for size in (48, 7)]  # fmt: skip
     first, second = (run.results["patches"] for run in runs)
     assert runs[0].settings[0].random_start
-    assert first["robust_accuracy"] == second["robust_accuracy"] and first["clean_accuracy"] > max(
-        first["robust_accuracy"].values()
+    assert first.robust_accuracy == second.robust_accuracy and first.clean_accuracy > max(
+        first.robust_accuracy.values()
     )
-    other = evaluate_robustness(model, processor, datasets={"patches": test_set}, eps=(4 / 255,), steps=3,
-                                mixed_precision="no", seed=1)  # fmt: skip
+    other = evaluate_robustness(model, processor, protocol, datasets={"patches": test_set}, seed=1)
     assert other.seed == 1 and other.fingerprint() != runs[0].fingerprint()
 
 
 def test_fp16_is_cuda_autocast_so_a_cpu_run_records_float32(model, tokenizer, test_set):
     processor = clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
-    report = evaluate_robustness(model, processor, datasets={"patches": test_set.select(range(8))}, steps=1)
+    report = evaluate_robustness(model, processor, get_protocol("pmg_aft").override(steps=1),
+                                 datasets={"patches": test_set.select(range(8))})  # fmt: skip
     assert report.protocol_record["mixed_precision"] == "fp16" and report.mixed_precision == "no"
     assert report.overrides == ["steps"]  # not an override: the official code's autocast is CUDA-only too
     assert "the protocol's fp16 is CUDA-only; this ran without CUDA" in report.to_markdown()
@@ -305,9 +315,10 @@ def test_compare_refuses_reports_that_differ_in_any_protocol_field():
 
     def report(**record):
         base = get_protocol("pmg_aft").override(**record)
-        out = Report("m", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting("pgd", 1 / 255, 10)],
+        out = Report("m", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting(attack="pgd", eps=1 / 255, steps=10)],
                      protocol_record=base.to_dict(), overrides=list(base.overridden))  # fmt: skip
-        out.results["cifar10"] = {"clean_accuracy": 0.5, "samples": 10, "robust_accuracy": {"pgd-10@1/255": 0.2}}
+        out.results["cifar10"] = DatasetResult(dataset="cifar10", clean_accuracy=0.5, samples=10,
+                                               robust_accuracy={"pgd-10@1/255": 0.2})  # fmt: skip
         return out
 
     assert "| a |" in comparison_table({"a": report(max_eval_samples=100), "b": report(max_eval_samples=100)})

@@ -1,4 +1,5 @@
-"""The benchmark scripts run and print their figures (their numbers are measured by running them, not here)."""
+"""The benchmark scripts run and print their figures. No timing is asserted: the numbers are measured by running the
+scripts, on a quiet machine; here only that each figure is printed, and the counts that do not depend on time."""
 
 import os
 import re
@@ -16,13 +17,12 @@ def script(name: str, *args: str) -> str:
 def test_train_step_prints_the_loop_the_data_path_and_the_parts():
     out = script("train_step.py", "--model", "tiny", "--batch_size", "16", "--steps", "2", "--warmup", "1",
                  "--rounds", "1", "--threads", "1", "--preprocess_on_device")  # fmt: skip
-    host = float(re.search(r"host \(decode, resize, crop, float\)\s+([\d,]+)", out).group(1).replace(",", ""))
-    decoded = float(re.search(r"decode-once \(uint8 slices\)\s+([\d,]+)", out).group(1).replace(",", ""))
-    assert decoded > host > 0  # slices of a decoded array cost less than decoding and resizing
+    assert re.search(r"host \(decode, resize, crop, float\)\s+[\d,]+\n", out), out
+    assert re.search(r"decode-once \(uint8 slices\)\s+[\d,]+\n", out), out
     assert re.search(r"Trainer loop\s+[\d.]+ ms/step\s+[\d.]+ images/s", out)
     for part in ("preprocess", "attack", "target", "frozen", "optimiser"):
         assert re.search(rf"  {part}\s+[\d.]+ ms", out), part
-    assert 0.3 < float(re.search(r"step / sum of parts\s+([\d.]+)", out).group(1)) < 3
+    assert re.search(r"step / sum of parts\s+[\d.]+", out)
 
 
 def test_eval_suite_prints_each_attack_and_the_forwards_it_saved():

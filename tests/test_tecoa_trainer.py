@@ -16,7 +16,7 @@ def test_loss_is_the_cross_entropy_on_the_attacked_batch(model, tokenizer, train
     head = ZeroShotClassifier(copy.deepcopy(model), tokenizer, train_set.features["label"].names,
                               image_mean=CLIP_MEAN, image_std=CLIP_STD, logit_scale=100.0)  # fmt: skip
     x, y = batch["pixel_values"], batch["labels"]
-    adv = pgd(head, x, y, 2 / 255, 1 / 255, 3, random_start=False)
+    adv = pgd(head, x, y, eps=2 / 255, step_size=1 / 255, steps=3, random_start=False)
     with torch.no_grad():
         adv_logits = head(adv)
         expected = torch.nn.functional.cross_entropy(adv_logits, y)
@@ -31,7 +31,7 @@ def test_loss_is_the_cross_entropy_on_the_attacked_batch(model, tokenizer, train
 def test_defaults_are_the_official_recipe(tmp_path):
     config = TeCoAConfig(output_dir=str(tmp_path))
     assert config.train_eps == pytest.approx(1 / 255) and config.train_steps == 2 and config.attack_random_start
-    assert config.resolved_logit_scale() == 100.0
+    assert config.logit_scale.value == 100.0
     assert config.image_mean == list(CLIP_MEAN) and config.image_std == list(CLIP_STD)
     assert config.optim == "sgd" and config.optim_args == "momentum=0.9" and config.learning_rate == 1e-5
     assert config.per_device_train_batch_size == 256 and config.warmup_steps == 1000 and config.max_grad_norm == 0

@@ -38,7 +38,7 @@ def test_a_step_is_the_formula(model, tokenizer, train_set, batch, make_trainer)
     head = ZeroShotClassifier(copy.deepcopy(model), tokenizer, train_set.features["label"].names, image_mean=CLIP_MEAN,
                               image_std=CLIP_STD, logit_scale=100.0)  # fmt: skip
     x, y = batch["pixel_values"], batch["labels"]
-    adv = pgd(head, x, y, 2 / 255, 1 / 255, 2, random_start=False)
+    adv = pgd(head, x, y, eps=2 / 255, step_size=1 / 255, steps=2, random_start=False)
 
     def attention(clip, images):
         hidden = clip.vision_model(pixel_values=head.preprocess(images)).last_hidden_state
@@ -57,7 +57,7 @@ def test_defaults_are_the_official_recipe(tmp_path):
     config = TGAZSRConfig(output_dir=str(tmp_path))
     assert (config.alpha, config.beta) == (0.08, 0.05)
     assert config.train_eps == pytest.approx(1 / 255) and config.train_steps == 2
-    assert config.image_mean == list(CLIP_MEAN) and config.resolved_logit_scale() == 100.0
+    assert config.image_mean == list(CLIP_MEAN) and config.logit_scale.value == 100.0
     assert config.learning_rate == 1e-4 and config.per_device_train_batch_size == 128
     assert config.optim == "sgd" and config.warmup_steps == 1000 and config.max_grad_norm == 0
     with pytest.raises(ValueError, match="alpha and beta"):

@@ -14,12 +14,20 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from transformers import CLIPConfig, CLIPModel
 
+from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, TRAINERS, ZeroShotClassifier
 from pmg_aft.data import get_benchmark
 
-METHODS = ["pmg_aft", "tecoa", "fare", "tga_zsr", "clean"]
+METHODS = list(TRAINERS)  # every registered method, as registered when the tests are collected
 VISION = ("vision_model.", "visual_projection.")
 
 # ---- models and parameters ---------------------------------------------------------------------------------------
+
+
+def pmg_aft_head(model, tokenizer=None, class_names=None, **kwargs) -> ZeroShotClassifier:
+    """A zero-shot head with PMG-AFT's normalisation and logit scale (ImageNet mean/std, s = 1): the head of
+    `PMGAFTConfig`'s defaults and of the tiny model's pre-training."""
+    return ZeroShotClassifier(model, tokenizer, class_names, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+                              logit_scale=1.0, **kwargs)  # fmt: skip
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

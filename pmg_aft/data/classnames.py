@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 
+from ..errors import InputError
+
 WNID_PATTERN = re.compile(r"^n\d{8}$")
 
 
@@ -30,12 +32,12 @@ def resolve_class_names(names: Sequence[str]) -> list[str]:
     """
     names = [str(n) for n in names]
     if not names:
-        raise ValueError("The class-name list is empty.")
+        raise InputError("The class-name list is empty.")
     if all(WNID_PATTERN.match(n) for n in names):
         table = imagenet_wnid_to_name()
         unknown = [n for n in names if n not in table]
         if unknown:
-            raise ValueError(f"WordNet ids not in the ImageNet table: {unknown[:5]}; pass class_names explicitly.")
+            raise InputError(f"WordNet ids not in the ImageNet table: {unknown[:5]}; pass class_names explicitly.")
         return [table[n] for n in names]
     return names
 

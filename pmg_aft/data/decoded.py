@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Image as ImageFeature
 
+from ..errors import InputError
 from .images import to_rgb
 from .loading import BadImageError
 
@@ -53,14 +54,14 @@ class DecodedImages(torch.utils.data.Dataset):
                 size = array.shape[:2]
                 self.images = torch.empty((len(raw), 3, *size), dtype=torch.uint8)
             elif array.shape[:2] != size:
-                raise ValueError(
+                raise InputError(
                     f"{name}: the image at index {index} is {array.shape[1]}x{array.shape[0]} but the first is "
                     f"{size[1]}x{size[0]}; preprocess_on_device needs images of one size (a batch is one uint8 "
                     "tensor). Turn it off to resize each image on the host."
                 )
             self.images.numpy()[index] = array.transpose(2, 0, 1)  # one copy, into the shared array
         if self.images is None:
-            raise ValueError(f"{name} is empty (0 rows).")
+            raise InputError(f"{name} is empty (0 rows).")
         self.labels = None
         if label_column is not None and label_column in dataset.column_names:
             self.labels = torch.as_tensor(dataset.with_format("numpy")[label_column]).long()

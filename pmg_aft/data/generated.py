@@ -13,6 +13,8 @@ from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
 from PIL import Image
 
+from ..errors import InputError
+
 GENERATED = "colour-patches"
 
 # Muted colours on a noisy grey background: easy enough for a tiny CLIP to learn in seconds, hard enough that a
@@ -39,7 +41,7 @@ def colour_patches(
     """
     unknown = [n for n in class_names if n not in COLORS]
     if unknown:
-        raise ValueError(f"Unknown colour class(es) {unknown}; choose from {sorted(COLORS)}.")
+        raise InputError(f"Unknown colour class(es) {unknown}; choose from {sorted(COLORS)}.")
     rng = np.random.default_rng(seed)
     images, labels = [], []
     for index in range(num_per_class * len(class_names)):

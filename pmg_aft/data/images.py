@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from ..constants import DEFAULT_CROP_PCT
+from ..errors import InputError, UnknownNameError
 
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -94,9 +95,9 @@ class ImageClassificationCollator:
         crop_pct: float = DEFAULT_CROP_PCT,
     ) -> None:
         if interpolation not in RESAMPLING:
-            raise ValueError(f"interpolation={interpolation!r} is not one of {sorted(RESAMPLING)}.")
+            raise InputError(f"interpolation={interpolation!r} is not one of {sorted(RESAMPLING)}.")
         if not 0 < crop_pct <= 1:
-            raise ValueError(f"crop_pct={crop_pct} must be in (0, 1]: the crop's share of the resized image.")
+            raise InputError(f"crop_pct={crop_pct} must be in (0, 1]: the crop's share of the resized image.")
         self.image_column = image_column
         self.label_column = label_column
         self.image_size = int(image_size)
@@ -114,27 +115,27 @@ class ImageClassificationCollator:
     def _label(self, value) -> int:
         """An integer class index; text or a fractional number is an error rather than truncated by `int()`."""
         if isinstance(value, bool) or not isinstance(value, numbers.Real) and not hasattr(value, "__index__"):
-            raise ValueError(f"label {value!r} in column '{self.label_column}' is not an integer class index.")
+            raise InputError(f"label {value!r} in column '{self.label_column}' is not an integer class index.")
         if int(value) != value:
-            raise ValueError(
+            raise InputError(
                 f"label {value!r} in column '{self.label_column}' is fractional: labels are class indices."
             )
         return int(value)
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if len(examples) == 0:
-            raise ValueError("Cannot collate an empty batch.")
+            raise InputError("Cannot collate an empty batch.")
         needed = (self.image_column, self.label_column) if self.require_labels else (self.image_column,)
         missing = [c for c in needed if c not in examples[0]]
         if missing:
-            raise KeyError(
+            raise UnknownNameError(
                 f"Column(s) {missing} not found; the examples have columns {sorted(examples[0])}. "
                 "Set image_column / label_column to the right names."
             )
         pixels = [self._pixels(example[self.image_column]) for example in examples]
         sizes = {tuple(p.shape[-2:]) for p in pixels}
         if len(sizes) > 1:
-            raise ValueError(
+            raise InputError(
                 f"native_resolution=True needs images of one size per batch, got sizes {sorted(sizes)}; "
                 "turn native_resolution off to resize and crop them."
             )

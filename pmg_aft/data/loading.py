@@ -14,6 +14,7 @@ from huggingface_hub import DatasetCard, get_token, hf_hub_download, is_offline_
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from ..constants import BAD_IMAGE_POLICIES
+from ..errors import InputError, MissingInputError
 from .generated import GENERATED, colour_patches
 from .images import to_rgb
 from .registry import Benchmark, get_benchmark, pinned_revision
@@ -21,12 +22,12 @@ from .registry import Benchmark, get_benchmark, pinned_revision
 logger = logging.getLogger(__name__)
 
 
-class BenchmarkUnavailableError(OSError):
+class BenchmarkUnavailableError(InputError, OSError):
     """A benchmark that cannot be loaded here: not in the local cache and no network, or gated without access. The
     message is one line that names the benchmark and the ways out."""
 
 
-class IncompleteCacheError(FileNotFoundError):
+class IncompleteCacheError(MissingInputError):
     """Some of a split's files are in the local cache, not all of them."""
 
 
@@ -91,14 +92,14 @@ def hub_split_files(
                            local_files_only=local_files_only)  # fmt: skip
     patterns, splits = card_split_patterns(card, bench.config, split)
     if not patterns:
-        raise ValueError(f"{bench.name}: {bench.hub_id} has no split {split!r}; its splits are {splits}.")
+        raise InputError(f"{bench.name}: {bench.hub_id} has no split {split!r}; its splits are {splits}.")
     folder = snapshot_download(bench.hub_id, repo_type="dataset", revision=revision, allow_patterns=patterns,
                                local_files_only=local_files_only)  # fmt: skip
     files = sorted({f for pattern in patterns for f in glob.glob(os.path.join(folder, pattern)) if os.path.isfile(f)})
     if not files:
         if local_files_only:
             raise IncompleteCacheError(f"{bench.name}: no {split} files of {bench.hub_id} in the cache.")
-        raise ValueError(f"{bench.name}: {bench.hub_id} has no files for split {split!r} ({patterns}).")
+        raise InputError(f"{bench.name}: {bench.hub_id} has no files for split {split!r} ({patterns}).")
     _check_shards(files, f"{bench.name} ({bench.hub_id}, {split})")
     return files
 
@@ -167,7 +168,7 @@ def _load_local(path: str, split: str):
         try:
             data = load_from_disk(path)
         except IndexError as error:  # datasets cannot concatenate zero arrow tables
-            raise ValueError(
+            raise InputError(
                 f"{path} holds an empty dataset (0 rows): save one with rows, or pass another folder."
             ) from error
     elif glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True):
@@ -195,7 +196,7 @@ def _names_a_split(path: str) -> bool:
     return any(pattern.search(os.path.relpath(f, path)) for f in glob.glob(os.path.join(path, "**"), recursive=True))
 
 
-class BadImageError(ValueError):
+class BadImageError(InputError):
     """An image that cannot be decoded; the message names the dataset and the row index."""
 
 
@@ -209,7 +210,8 @@ def normalize_name(name: str) -> str:
 def load_benchmark(
     name: str,
     split: str | None = None,
-    data_dir: str | None = None,
+    *,
+    benchmark_data_dir: str | None = None,
     revision: str | None = None,
     max_samples: int | None = None,
     streaming: bool = False,
@@ -221,8 +223,9 @@ def load_benchmark(
     Args:
         name (`str`): a registry name (`pmg-aft datasets list`), e.g. `cifar10` or `tiny-imagenet`.
         split (`str`, *optional*): defaults to the benchmark's evaluation split; `train` for Tiny-ImageNet training.
-        data_dir (`str`, *optional*): a local copy instead of the Hub: a `save_to_disk` folder, parquet files or an
-            image folder, in the Hub dataset's own schema (same column names and label encoding).
+        benchmark_data_dir (`str`, *optional*): a folder of local copies instead of the Hub, one sub-folder per
+            benchmark named as the registry (`cifar10/`, `tiny-imagenet/`): a `save_to_disk` folder, parquet files or
+            an image folder, in the Hub dataset's own schema (same column names and label encoding).
         revision (`str`, *optional*): a Hub revision; defaults to the registry's pin, else the commit recorded by
             `pmg-aft datasets download` (`pinned_revision`).
         max_samples (`int`, *optional*): keep `max_samples` rows: the first ones, or with `sample_seed` a seeded
@@ -239,18 +242,23 @@ def load_benchmark(
     """
     bench = get_benchmark(name)
     if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ValueError(f"on_bad_image={on_bad_image!r} is not one of {BAD_IMAGE_POLICIES}.")
+        raise InputError(f"on_bad_image={on_bad_image!r} is not one of {BAD_IMAGE_POLICIES}.")
     hub_split = bench.hub_split(split)
     if bench.hub_id is None:  # the generated colour patches: the demo's held-out split, or its training split
         raw = load_image_dataset(GENERATED, split=hub_split)
         if streaming:
             raw = raw.to_iterable_dataset()
-    elif data_dir is not None:
-        if not os.path.isdir(data_dir):
-            raise FileNotFoundError(f"data_dir {data_dir!r} is not a folder; pass the folder of the local copy.")
-        raw = _load_local(data_dir, hub_split)
+    elif benchmark_data_dir is not None:
+        local = os.path.join(benchmark_data_dir, bench.name)
+        if not os.path.isdir(local):
+            raise MissingInputError(
+                f"{benchmark_data_dir} has no {bench.name}/ sub-folder: put the local copy of {bench.name} there "
+                "(a save_to_disk folder, parquet files or an image folder), or leave benchmark_data_dir out to load "
+                "it from the Hub."
+            )
+        raw = _load_local(local, hub_split)
         if isinstance(raw, DatasetDict):
-            raw = _pick_split(raw, hub_split, data_dir)
+            raw = _pick_split(raw, hub_split, local)
         if streaming:
             raw = raw.to_iterable_dataset()
     else:
@@ -264,7 +272,7 @@ def take_rows(data, max_samples: int | None, sample_seed: int | None = None):
     if max_samples is None:
         return data
     if max_samples < 1:
-        raise ValueError(f"max_samples={max_samples} must be at least 1 (or None for every row).")
+        raise InputError(f"max_samples={max_samples} must be at least 1 (or None for every row).")
     if streaming_dataset(data):
         data = data.shuffle(seed=sample_seed, buffer_size=10_000) if sample_seed is not None else data
         return data.take(max_samples)
@@ -275,7 +283,7 @@ def take_rows(data, max_samples: int | None, sample_seed: int | None = None):
 
 def _pick_split(data: DatasetDict, split: str, where: str) -> Dataset:
     if split not in data:
-        raise ValueError(f"Split {split!r} not found in {where}; its splits are {list(data)}.")
+        raise InputError(f"Split {split!r} not found in {where}; its splits are {list(data)}.")
     return data[split]
 
 
@@ -286,7 +294,7 @@ def to_common_schema(raw, bench: Benchmark, on_bad_image: str = "raise"):
     if columns is not None:
         missing = [c for c in wanted if c not in columns]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{bench.name}: column(s) {missing} not found; the data has columns {columns}. The registry expects "
                 f"{bench.hub_id}'s schema (image column {bench.image_column!r}, label column {bench.label_column!r})."
             )
@@ -315,7 +323,7 @@ def _encode_labels(data, names: list[str], mapping: dict | None, name: str):
         encoded = [_map_label(label, mapping, name) if mapping is not None else int(label) for label in labels]
         bad = [label for label in encoded if not 0 <= label < len(names)]
         if bad:
-            raise ValueError(f"{name}: label(s) {bad[:5]} outside the {len(names)} classes.")
+            raise InputError(f"{name}: label(s) {bad[:5]} outside the {len(names)} classes.")
         return {"label": encoded}
 
     if streaming_dataset(data):  # lazily, with the features declared so the ClassLabel survives
@@ -359,11 +367,11 @@ def _label_mapping(feature, bench) -> tuple[list[str], dict | None]:
         return target, {"__by_name__": keys}
     if not bench.match_labels_by_name:
         if len(source_names) != len(target):
-            raise ValueError(f"{bench.name}: {len(source_names)} source classes, expected {len(target)}.")
+            raise InputError(f"{bench.name}: {len(source_names)} source classes, expected {len(target)}.")
         return target, None
     unknown = [n for n in source_names if normalize_name(n) not in keys]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"{bench.name}: class name(s) {unknown[:5]} of the data are not in the registry's list of "
             f"{len(target)} ({target[:3]}...). Is this the right dataset and revision?"
         )
@@ -382,7 +390,7 @@ def select_classes(data, names: list[str]):
     current = data.features["label"].names
     unknown = [n for n in names if n not in current]
     if unknown:
-        raise ValueError(f"select_classes: {unknown[:3]} are not classes of the data ({current[:3]}...).")
+        raise InputError(f"select_classes: {unknown[:3]} are not classes of the data ({current[:3]}...).")
     if list(names) == list(current):
         return data
     position = {n: i for i, n in enumerate(names)}
@@ -396,7 +404,7 @@ def _map_label(label, mapping: dict, name: str) -> int:
     if "__by_name__" in mapping:
         key = normalize_name(label)
         if key not in mapping["__by_name__"]:
-            raise ValueError(f"{name}: label {label!r} is not one of the registry's class names.")
+            raise InputError(f"{name}: label {label!r} is not one of the registry's class names.")
         return mapping["__by_name__"][key]
     return mapping[label]
 
@@ -422,7 +430,7 @@ def check_images(data, name: str, image_column: str = "image", on_bad_image: str
         The dataset (without the bad rows with `"skip"`), its image column decoded as PIL images.
     """
     if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ValueError(f"on_bad_image={on_bad_image!r} is not one of {BAD_IMAGE_POLICIES}.")
+        raise InputError(f"on_bad_image={on_bad_image!r} is not one of {BAD_IMAGE_POLICIES}.")
     data = data.cast_column(image_column, ImageFeature(decode=False))
     if streaming_dataset(data):
 

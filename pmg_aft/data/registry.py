@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib import resources
 
 from ..constants import TEXT_SOURCES
+from ..errors import InputError, UnknownNameError
 from .generated import GENERATED
 
 
@@ -44,6 +45,8 @@ class Benchmark:
         gated: the Hub dataset needs accepted terms and a token.
         whole_set_splits: the splits that together are the whole dataset, which the official PMG-AFT and TGA-ZSR
             evaluations use (Caltech-256); protocols with `whole_sets` evaluate their union.
+        training_split: the split the paper recipes train on (Tiny-ImageNet's `train`), fetched by `pmg-aft datasets
+            download` beside the evaluation splits.
         official_difference: how the evaluated data differs from the official evaluation's, where it does (recorded
             with every result).
         card: the evidence for the Hub copy chosen, where the obvious one does not serve.
@@ -63,6 +66,7 @@ class Benchmark:
     match_labels_by_name: bool = True
     gated: bool = False
     whole_set_splits: tuple[str, ...] = ()
+    training_split: str | None = None
     official_difference: str | None = None
     card: str | None = None
 
@@ -86,7 +90,7 @@ class Benchmark:
             label_names (`list[str]`): the dataset's `ClassLabel` names, as `load_benchmark` returns them.
         """
         if source not in TEXT_SOURCES:
-            raise ValueError(f"Unknown text source {source!r}; choose one of {TEXT_SOURCES}.")
+            raise InputError(f"Unknown text source {source!r}; choose one of {TEXT_SOURCES}.")
         entry = _lists()[self.name]
         if source == "clip_benchmark":
             return list(label_names), list(entry["templates"])
@@ -94,11 +98,17 @@ class Benchmark:
         index = {n: i for i, n in enumerate(self.class_names)}
         unknown = [n for n in label_names if n not in index]
         if unknown:
-            raise ValueError(f"{self.name}: class(es) {unknown[:3]} are not the registry's; load with load_benchmark.")
+            raise InputError(f"{self.name}: class(es) {unknown[:3]} are not the registry's; load with load_benchmark.")
         return [official["names"][index[n]] for n in label_names], list(official["templates"])
 
     def hub_split(self, split: str | None) -> str:
         return self.split if split is None else self.splits.get(split, split)
+
+    @property
+    def hub_splits(self) -> list[str]:
+        """Every Hub split a run may read: the evaluation split and its aliases, the whole set's, the training one."""
+        training = {self.training_split} if self.training_split else set()
+        return sorted({self.split, *self.splits.values(), *self.whole_set_splits} | training)
 
 
 MTEB = "the mteb benchmark's task metadata"
@@ -124,6 +134,7 @@ _ENTRIES = [
     Benchmark("fgvc-aircraft", "mteb/FGVCAircraftZeroShot", "test", label_column="variant",
               revision="2d33d00400099b87bfec8b04f2876fb10ca07487", revision_source=MTEB),
     Benchmark("tiny-imagenet", "zh-plus/tiny-imagenet", "valid", splits={"test": "valid", "validation": "valid"},
+              training_split="train",
               revision="5a77092c28e51558c5586e9c5eb71a7e17a5e43f", revision_source=MTEB),
     Benchmark("imagenet", "ILSVRC/imagenet-1k", "validation", match_labels_by_name=False, gated=True,
               revision="49e2ee26f3810fb5a7536bbf732a7b07389a47b5",
@@ -179,4 +190,4 @@ def get_benchmark(name: str) -> Benchmark:
         return BENCHMARKS[key]
     close = difflib.get_close_matches(key, list(BENCHMARKS) + list(ALIASES), n=1, cutoff=0.5)
     hint = f" Did you mean {ALIASES.get(close[0], close[0])!r}?" if close else ""
-    raise KeyError(f"Unknown benchmark {name!r}.{hint} Valid benchmarks: {', '.join(BENCHMARKS)}.")
+    raise UnknownNameError(f"Unknown benchmark {name!r}.{hint} Valid benchmarks: {', '.join(BENCHMARKS)}.")

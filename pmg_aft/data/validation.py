@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
+
 
 def check_dataset(dataset, name: str, columns: Sequence[str] | None = None) -> None:
     """Raise on an empty dataset or missing columns, naming the columns found.
@@ -27,12 +29,12 @@ def check_dataset(dataset, name: str, columns: Sequence[str] | None = None) -> N
     if found is not None and columns is not None:
         missing = [c for c in columns if c not in found]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{name} has no column(s) {missing}; its columns are {list(found)}. "
                 "Set image_column / label_column in the config (or --image_column / --label_column)."
             )
     if hasattr(dataset, "__len__") and len(dataset) == 0:
-        raise ValueError(f"{name} is empty (0 rows); check the split name and any filtering or max_samples.")
+        raise InputError(f"{name} is empty (0 rows); check the split name and any filtering or max_samples.")
 
 
 def check_labels(dataset, name: str, label_column: str, num_classes: int) -> None:
@@ -49,7 +51,7 @@ def check_labels(dataset, name: str, label_column: str, num_classes: int) -> Non
     if len(column) == 0:
         return  # check_dataset names an empty dataset
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        raise ValueError(
+        raise InputError(
             f"{name}'s '{label_column}' column holds text ({column[0].as_py()!r}, ...), not class indices. Map it to "
             f"integers in the order of the class names, e.g. dataset.class_encode_column('{label_column}') (its "
             "ClassLabel names then become the class names)."
@@ -58,7 +60,7 @@ def check_labels(dataset, name: str, label_column: str, num_classes: int) -> Non
         fractional = pc.not_equal(column, pc.floor(column))
         if pc.any(fractional).as_py():
             index = pc.index(fractional, True).as_py()
-            raise ValueError(
+            raise InputError(
                 f"{name}'s '{label_column}' column holds fractional labels "
                 f"({column[index].as_py()} at index {index}); "
                 "labels must be integer class indices."
@@ -67,7 +69,7 @@ def check_labels(dataset, name: str, label_column: str, num_classes: int) -> Non
         return
     bounds = pc.min_max(column).as_py()
     if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= num_classes):
-        raise ValueError(
+        raise InputError(
             f"{name} has labels in [{bounds['min']}, {bounds['max']}] but {num_classes} class names; "
             "labels must be in [0, num_classes). Check class_names or the label column."
         )
@@ -82,7 +84,7 @@ def check_labels(dataset, name: str, label_column: str, num_classes: int) -> Non
 def check_class_count(class_names: Sequence[str], name: str) -> None:
     """Raise for fewer than two classes: a zero-shot classifier over one class is always right."""
     if len(class_names) < 2:
-        raise ValueError(
+        raise InputError(
             f"{name} has {len(class_names)} class name(s) ({list(class_names)}); zero-shot classification needs at "
             "least 2, else every prediction is right by construction. Check class_names or the label column."
         )

@@ -1,24 +1,30 @@
 """Robust zero-shot evaluation: the engine, the suite, the report and sanity checks."""
 
-from ..attacks import AttackSetting, attack_settings
+from ..attack_settings import AttackGrid, AttackSetting
 from .autoattack import AutoAttackPlan, autoattack, autoattack_plan
 from .checks import gradient_health, sanity_warnings
 from .compare import compare, comparison_table
-from .engine import evaluate_dataset, run_attack
+from .engine import EvalLoader, evaluate_dataset, run_attack
 from .eval_set import EvalSet, as_eval_set, benchmark_eval_set
 from .protocols import PROTOCOL_RECORDS, Protocol, get_protocol, protocol_prompts
 from .report import Report
-from .suite import evaluate_robustness, weights_digest
+from .results import WORST_CASE, DatasetResult
+from .resume import OutputDirBusyError, weights_digest
+from .suite import evaluate_robustness
 
 __all__ = [
     "PROTOCOL_RECORDS",
+    "WORST_CASE",
+    "AttackGrid",
     "AttackSetting",
+    "DatasetResult",
+    "EvalLoader",
+    "OutputDirBusyError",
     "Protocol",
     "AutoAttackPlan",
     "EvalSet",
     "Report",
     "as_eval_set",
-    "attack_settings",
     "autoattack",
     "autoattack_plan",
     "benchmark_eval_set",

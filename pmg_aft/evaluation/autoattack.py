@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 
 from ..constants import AUTOATTACK_VARIANTS
+from ..errors import InputError
 
 STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
 
@@ -35,7 +36,7 @@ def autoattack_plan(num_classes: int, variant: str = "standard") -> AutoAttackPl
     The plan that ran is recorded in the report.
     """
     if variant not in AUTOATTACK_VARIANTS:
-        raise ValueError(f"Unknown AutoAttack variant {variant!r}; choose from {AUTOATTACK_VARIANTS}.")
+        raise InputError(f"Unknown AutoAttack variant {variant!r}; choose from {AUTOATTACK_VARIANTS}.")
     targets = min(9, num_classes - 1)
     if variant == "apgd-ce+apgd-dlr":
         return AutoAttackPlan("custom", ["apgd-ce", "apgd-dlr"] if num_classes >= 3 else ["apgd-ce"], targets, 1)

@@ -31,8 +31,8 @@ def sanity_warnings(report) -> list[str]:
     """
     warnings = []
     for name, result in report.results.items():
-        clean = result["clean_accuracy"]
-        robust = result["robust_accuracy"]
+        clean = result.clean_accuracy
+        robust = result.robust_accuracy
         for key, value in robust.items():
             if value > clean + 1e-9:
                 warnings.append(f"{name}: robust accuracy under {key} ({value:.2%}) is above clean ({clean:.2%}).")
@@ -51,7 +51,7 @@ def sanity_warnings(report) -> list[str]:
                         f"with {many} steps ({high:.2%}) than with {few} ({low:.2%}); the attack may be weak or the "
                         "gradients masked."
                     )
-        health = result.get("gradient_health") or {}
+        health = result.gradient_health or {}
         for kind in ("zero_gradient", "non_finite_gradient"):
             if health.get(kind, 0) > 0:
                 warnings.append(

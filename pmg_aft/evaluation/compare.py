@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import InputError
 from .report import Report
 from .suite import evaluate_robustness
 
@@ -12,12 +13,12 @@ def comparison_table(reports: dict[str, Report]) -> str:
     """A Markdown table: one row per model, the mean over datasets of clean and each robust accuracy (in %),
     then one column per dataset for the first attack. All reports must share protocol and attack settings."""
     if not reports:
-        raise ValueError("Nothing to compare: no reports.")
+        raise InputError("Nothing to compare: no reports.")
     first = next(iter(reports.values()))
     for name, report in reports.items():
         if _setup(report) != _setup(first):
             different = sorted(k for k in _setup(report) if _setup(report)[k] != _setup(first).get(k))
-            raise ValueError(
+            raise InputError(
                 f"{name} was evaluated otherwise than {next(iter(reports))} (they differ in {different}); compare "
                 "like with like."
             )

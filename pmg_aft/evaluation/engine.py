@@ -10,29 +10,35 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from accelerate.data_loader import prepare_data_loader
 from torch.utils.data import DataLoader
 
-from ..attacks import AttackSetting, pgd
+from ..attack_settings import AttackSetting
+from ..attacks import pgd
+from ..constants import MIXED_PRECISIONS
+from ..errors import InputError
 from ..metrics import robust_accuracy_metric
 from ..zeroshot import ZeroShotClassifier
 from .autoattack import autoattack
 from .checks import gradient_health
 from .eval_set import EvalSet
+from .results import DatasetResult
 
 logger = logging.getLogger(__name__)
 
-# "tf32": float32 tensors whose CUDA matmuls and convolutions use TensorFloat-32 (10-bit mantissa inputs).
+# The autocast dtype of each precision ("tf32": float32 tensors whose CUDA matmuls use TensorFloat-32).
 PRECISIONS = {"no": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+assert tuple(PRECISIONS) == MIXED_PRECISIONS
 
 
 def effective_precision(precision: str, device: torch.device) -> str:
     """The precision that runs on `device`: `fp16` is CUDA autocast (`torch.cuda.amp.autocast`, a no-op on a CPU,
     as in the official codes) and `tf32` a CUDA matmul mode, so on other devices both are float32 (`"no"`)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"mixed precision {precision!r} is not one of {list(PRECISIONS)}.")
+        raise InputError(f"mixed precision {precision!r} is not one of {list(PRECISIONS)}.")
     return "no" if precision in ("fp16", "tf32") and device.type != "cuda" else precision
 
 
@@ -92,11 +98,43 @@ class IndexedCollator:
         return batch
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvalLoader:
+    """How the engine reads an eval set: the batch size per process, data-loader workers and pinned memory."""
+
+    batch_size: int = 64
+    num_workers: int = 0
+    pin_memory: bool | None = None  # `None`: on CUDA
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InputError(f"--per_device_eval_batch_size {self.batch_size}: give a batch size >= 1.")
+
+    def loader(self, eval_set: EvalSet, image_size: int, accelerator) -> DataLoader:
+        """The eval set's batches (with their row indices), sharded across processes, each sample once."""
+        pin = accelerator.device.type == "cuda" if self.pin_memory is None else self.pin_memory
+        loader = DataLoader(
+            IndexedRows(eval_set.dataset),
+            batch_size=self.batch_size,
+            shuffle=False,
+            drop_last=False,  # every sample counts once
+            collate_fn=IndexedCollator(eval_set.collator(image_size)),
+            num_workers=self.num_workers,
+            pin_memory=pin,
+        )
+        # Sharded like accelerator.prepare_data_loader, but not registered with the accelerator: a trainer evaluating
+        # every epoch would otherwise keep every eval loader (and its dataset) alive for the whole run.
+        return prepare_data_loader(loader, accelerator.device, num_processes=accelerator.num_processes,
+                                   process_index=accelerator.process_index, split_batches=accelerator.split_batches,
+                                   put_on_device=True, even_batches=accelerator.even_batches)  # fmt: skip
+
+
 def run_attack(
     classifier: ZeroShotClassifier,
     images: torch.Tensor,
     labels: torch.Tensor,
     setting: AttackSetting,
+    *,
     precision: str = "no",
     seed: int = 0,
     start: torch.Tensor | None = None,
@@ -116,14 +154,13 @@ def run_attack(
 def evaluate_dataset(
     classifier: ZeroShotClassifier,
     eval_set: EvalSet,
+    *,
     settings: Sequence[AttackSetting],
     accelerator,
-    batch_size: int = 64,
+    loader: EvalLoader = EvalLoader(),
     precision: str = "no",
-    num_workers: int = 0,
-    pin_memory: bool = False,
     seed: int = 0,
-) -> dict:
+) -> DatasetResult:
     """Clean accuracy and robust accuracy under each attack setting, on every sample of `eval_set`.
 
     Args:
@@ -131,65 +168,63 @@ def evaluate_dataset(
         eval_set (`EvalSet`): the data, its preprocessing and provenance.
         settings (`Sequence[AttackSetting]`): the attacks; each sample is attacked from its clean image.
         accelerator (`accelerate.Accelerator`): shards the samples across processes and gathers the results.
-        batch_size (`int`): per process.
+        loader ([`EvalLoader`]): batch size per process, workers, pinned memory.
         precision (`str`): `"no"`, `"tf32"`, `"bf16"` or `"fp16"` (CUDA autocast) for PGD/CW and the predictions;
             AutoAttack runs and is judged in float32.
-        num_workers, pin_memory: the data loader's.
         seed (`int`): seeds each sample's random start (with its index in the eval set, so results do not depend on
             the batch size or the process count) and AutoAttack; the caller's random state is left as it was
             (training continues as if nothing had run).
 
     Returns:
-        `dict`: `dataset`, the eval set's provenance, `samples`, `num_classes`, `clean_accuracy`, `robust_accuracy`
-        (`{setting.key: accuracy}`), `worst_case_accuracy` (a sample counts only if it survives every attack and every
-        iterate run on it), `autoattack_attacks`, `gradient_health` and `seconds`. The numbers come from the
-        `robust_accuracy` metric ([`pmg_aft.metrics.robust_accuracy_metric`]).
+        [`DatasetResult`]: the accuracies (from the `robust_accuracy` metric, [`robust_accuracy_metric`]; the worst
+        case counts a sample only if it survives every attack and every iterate run on it), the eval set's
+        provenance, the AutoAttack plans that ran, the gradient health and the time taken.
     """
     if len(eval_set) == 0:
-        raise ValueError(f"{eval_set.name} has no samples to evaluate.")
+        raise InputError(f"{eval_set.name} has no samples to evaluate.")
     began = time.time()
-    loader = DataLoader(
-        IndexedRows(eval_set.dataset),
-        batch_size=batch_size,
-        shuffle=False,
-        drop_last=False,  # every sample counts once
-        collate_fn=IndexedCollator(eval_set.collator(classifier.image_size)),
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-    )
-    # Sharded like accelerator.prepare_data_loader, but not registered with the accelerator: a trainer evaluating
-    # every epoch would otherwise keep every eval loader (and its dataset) alive for the whole run.
-    loader = prepare_data_loader(loader, accelerator.device, num_processes=accelerator.num_processes,
-                                 process_index=accelerator.process_index, split_batches=accelerator.split_batches,
-                                 put_on_device=True, even_batches=accelerator.even_batches)  # fmt: skip
     rows, attacks_used, health = [], {}, None
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed + accelerator.process_index)
-        for batch in loader:
+        for batch in loader.loader(eval_set, classifier.image_size, accelerator):
             images, labels = batch["pixel_values"], batch["labels"]
-            with autocast(images.device, precision):
-                if health is None:  # under the attacks' precision, where masking would show
+            if health is None:  # under the attacks' precision, where masking would show
+                with autocast(images.device, precision):
                     health = gradient_health(classifier, images, labels)
-                with torch.no_grad():
-                    predictions = [classifier(images).argmax(-1)]
-            survivors = []
-            for salt, setting in enumerate(settings):
-                start = None
-                if setting.random_start and setting.norm == "linf" and setting.attack != "autoattack":
-                    start = start_noise(batch["indices"], tuple(images.shape[1:]), seed, salt, images.device)
-                adversarial, survived, used = run_attack(classifier, images, labels, setting, precision, seed, start)
-                if used is not None:
-                    attacks_used[setting.key] = used
-                # AutoAttack's images are judged in the precision it ran in (float32).
-                judged = "no" if setting.attack == "autoattack" else precision
-                with torch.no_grad(), autocast(images.device, judged):
-                    predictions.append(classifier(adversarial).argmax(-1))
-                survivors.append(survived)
-            # One row per sample: label, clean prediction, each attack's prediction, each attack's survival flag.
-            row = torch.stack([labels, *predictions, *[s.long() for s in survivors]], dim=1)
+            row = _attack_batch(classifier, batch, settings, precision, seed, attacks_used)
             rows.append(accelerator.gather_for_metrics(row))
-    table = torch.cat(rows).cpu()
+    result = _score(torch.cat(rows).cpu(), settings, eval_set, classifier.num_classes)
+    result.autoattack_attacks, result.gradient_health = attacks_used, health
+    result.seconds = round(time.time() - began, 2)
+    logger.info("%s: clean %.2f%%, robust %s", eval_set.name, 100 * result.clean_accuracy, result.robust_accuracy)
+    return result
+
+
+def _attack_batch(classifier, batch: dict, settings, precision: str, seed: int, attacks_used: dict) -> torch.Tensor:
+    """One row per sample: its label, clean prediction, each attack's prediction and each attack's survival flag."""
+    images, labels = batch["pixel_values"], batch["labels"]
+    with torch.no_grad(), autocast(images.device, precision):
+        predictions = [classifier(images).argmax(-1)]
+    survivors = []
+    for salt, setting in enumerate(settings):
+        start = None
+        if setting.random_start and setting.norm == "linf" and setting.attack != "autoattack":
+            start = start_noise(batch["indices"], tuple(images.shape[1:]), seed, salt, images.device)
+        adversarial, survived, used = run_attack(classifier, images, labels, setting, precision=precision, seed=seed,
+                                                 start=start)  # fmt: skip
+        if used is not None:
+            attacks_used[setting.key] = used
+        # AutoAttack's images are judged in the precision it ran in (float32).
+        judged = "no" if setting.attack == "autoattack" else precision
+        with torch.no_grad(), autocast(images.device, judged):
+            predictions.append(classifier(adversarial).argmax(-1))
+        survivors.append(survived)
+    return torch.stack([labels, *predictions, *[s.long() for s in survivors]], dim=1)
+
+
+def _score(table: torch.Tensor, settings, eval_set: EvalSet, num_classes: int) -> DatasetResult:
+    """The accuracies of the gathered rows of [`_attack_batch`], through the `robust_accuracy` metric."""
     attacks = len(settings)
     scores = robust_accuracy_metric().compute(
         references=table[:, 0].tolist(),
@@ -197,19 +232,12 @@ def evaluate_dataset(
         adversarial_predictions=table[:, 2 : 2 + attacks].tolist(),
         survived=table[:, 2 + attacks :].bool().tolist(),
     )
-    result = {
-        "dataset": eval_set.name,
+    return DatasetResult(
+        dataset=eval_set.name,
         **eval_set.provenance(),
-        "samples": scores["samples"],
-        "num_classes": classifier.num_classes,
-        "clean_accuracy": scores["clean_accuracy"],
-        "robust_accuracy": {s.key: scores["robust_accuracy"][i] for i, s in enumerate(settings)},
-        "worst_case_accuracy": scores["worst_case_accuracy"],
-        "autoattack_attacks": attacks_used,
-        "gradient_health": health,
-        "seconds": round(time.time() - began, 2),
-    }
-    logger.info(
-        "%s: clean %.2f%%, robust %s", eval_set.name, 100 * result["clean_accuracy"], result["robust_accuracy"]
+        samples=scores["samples"],
+        num_classes=num_classes,
+        clean_accuracy=scores["clean_accuracy"],
+        robust_accuracy={s.key: scores["robust_accuracy"][i] for i, s in enumerate(settings)},
+        worst_case_accuracy=scores["worst_case_accuracy"],
     )
-    return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +24,7 @@ from ..data import (
     select_classes,
     take_rows,
 )
+from ..errors import InputError
 from ..prompts import check_template, clean_class_name
 from .protocols import Protocol, get_protocol
 
@@ -47,8 +47,8 @@ class EvalSet:
         image_column, label_column (`str`): the dataset's columns.
         protocol (`str`): the protocol the texts come from (`pmg_aft`, `tga_zsr`, `clip_benchmark`, or `custom`).
         hub_id, split, revision (`str`, *optional*): where the data comes from, recorded with the results.
-        max_samples (`int`, *optional*): the cap the data was cut to, recorded with the results so a report never
-            calls a subset a full test set; `sample_seed` says how the rows were drawn (`None`: the first ones).
+        max_eval_samples (`int`, *optional*): the cap the data was cut to, recorded with the results so a report
+            never calls a subset a full test set; `sample_seed` says how the rows were drawn (`None`: the first ones).
         official_difference (`str`, *optional*): how the data differs from the official evaluation's, if it does.
     """
 
@@ -65,18 +65,18 @@ class EvalSet:
     hub_id: str | None = None
     split: str | None = None
     revision: str | None = None
-    max_samples: int | None = None
+    max_eval_samples: int | None = None
     sample_seed: int | None = None
     official_difference: str | None = None
 
     def __post_init__(self) -> None:
         check_class_count(self.class_names, f"Eval set {self.name!r}")
         if isinstance(self.templates, str) or not self.templates:
-            raise ValueError(f"Eval set {self.name!r}: templates must be a non-empty list, got {self.templates!r}.")
+            raise InputError(f"Eval set {self.name!r}: templates must be a non-empty list, got {self.templates!r}.")
         for template in self.templates:
             check_template(template)
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
+            raise InputError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -95,20 +95,20 @@ class EvalSet:
         names and every name cleaned as the official code does. `kwargs` are the other fields."""
         names = dataset_class_names(dataset, label_column) or class_names
         if names is None:
-            raise ValueError(
+            raise InputError(
                 f"Eval set {name!r}: its '{label_column}' column is not a ClassLabel and no class_names were given; "
                 f"pass class_names in label order. Its columns are {getattr(dataset, 'column_names', None)}."
             )
         names = [clean_class_name(n) for n in resolve_class_names(names)]
         return cls(name, dataset, names, list(templates), label_column=label_column, **kwargs)
 
-    def take(self, max_samples: int | None, sample_seed: int | None = None) -> EvalSet:
-        """The same eval set on `max_samples` rows (all of them for `None`): the first ones, or a seeded random
-        sample kept in dataset order; the cap and the seed are recorded."""
-        if max_samples is None:
+    def take(self, max_eval_samples: int | None, sample_seed: int | None = None) -> EvalSet:
+        """The same eval set on `max_eval_samples` rows (all of them for `None`): the first ones, or with
+        `sample_seed` a seeded random sample kept in dataset order; the cap and the seed are recorded."""
+        if max_eval_samples is None:
             return self
-        return replace(self, dataset=take_rows(self.dataset, max_samples, sample_seed), max_samples=max_samples,
-                       sample_seed=sample_seed)  # fmt: skip
+        return replace(self, dataset=take_rows(self.dataset, max_eval_samples, sample_seed),
+                       max_eval_samples=max_eval_samples, sample_seed=sample_seed)  # fmt: skip
 
     def collator(self, image_size: int) -> ImageClassificationCollator:
         """The collator for a model whose input resolution is `image_size`."""
@@ -125,7 +125,7 @@ class EvalSet:
         """What is recorded with every result: the data's origin, a digest of its rows, and the protocol of its
         prompts."""
         return {"hub_id": self.hub_id, "split": self.split, "revision": self.revision, "protocol": self.protocol,
-                "templates": list(self.templates), "max_eval_samples": self.max_samples,
+                "templates": list(self.templates), "max_eval_samples": self.max_eval_samples,
                 "sample_seed": self.sample_seed, "official_difference": self.official_difference,
                 "data_digest": self.digest()}  # fmt: skip
 
@@ -167,6 +167,7 @@ def _image_bytes(image) -> bytes:
 def benchmark_eval_set(
     name: str,
     protocol: str | Protocol = "pmg_aft",
+    *,
     benchmark_data_dir: str | None = None,
     max_eval_samples: int | None = None,
     on_bad_image: str = "raise",
@@ -180,7 +181,8 @@ def benchmark_eval_set(
             `"tga_zsr"` (the same texts, every image resized to 224) or `"clip_benchmark"` (template ensembles).
         benchmark_data_dir (`str`, *optional*): a folder of local copies, one sub-folder per benchmark; default: the
             Hub at the pinned revision.
-        max_eval_samples (`int`, *optional*): the first N test samples.
+        max_eval_samples (`int`, *optional*): N test samples: a random sample drawn with the protocol's
+            `sample_seed` (kept in dataset order), or the first N where the protocol has no seed.
         on_bad_image (`str`): `"raise"` or `"skip"` undecodable images.
         dataset (`datasets.Dataset`, *optional*): already loaded in the common schema (`load_benchmark`); then
             nothing is loaded and no revision is claimed.
@@ -192,14 +194,16 @@ def benchmark_eval_set(
     bench = get_benchmark(name)
     revision, split = None, bench.split
     if dataset is None:
-        local = os.path.join(benchmark_data_dir, bench.name) if benchmark_data_dir else None
         splits = list(bench.whole_set_splits) if record.whole_sets and bench.whole_set_splits else [None]
         cap = None if len(splits) > 1 else max_eval_samples  # a union is sampled below, once whole
-        parts = [load_benchmark(bench.name, part, local, max_samples=cap, on_bad_image=on_bad_image,
-                                sample_seed=record.sample_seed) for part in splits]  # fmt: skip
+        parts = [
+            load_benchmark(bench.name, part, benchmark_data_dir=benchmark_data_dir, max_samples=cap,
+                           on_bad_image=on_bad_image, sample_seed=record.sample_seed)
+            for part in splits
+        ]  # fmt: skip
         dataset = parts[0] if len(parts) == 1 else rgb_images(concatenate_datasets(parts))
         split = "+".join(splits) if len(splits) > 1 else split
-        revision = None if local or bench.hub_id is None else pinned_revision(bench.name)
+        revision = None if benchmark_data_dir or bench.hub_id is None else pinned_revision(bench.name)
     names = dataset.features["label"].names
     texts, templates = bench.texts(record.texts, names)
     if None in texts:

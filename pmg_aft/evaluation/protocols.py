@@ -8,36 +8,40 @@ a flag may override any field, and the report records the effective protocol and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
-from ..attacks import AttackSetting, attack_settings
+from ..attack_settings import AttackGrid, AttackSetting
 from ..constants import (
-    ATTACKS,
-    AUTOATTACK_VARIANTS,
     CLIP_MEAN,
     CLIP_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INTERPOLATIONS,
+    MIXED_PRECISIONS,
     NORMALIZATIONS,
-    NORMS,
     PROTOCOLS,
     TEXT_SOURCES,
 )
 from ..data import get_benchmark
+from ..errors import InputError
 
 PMG_AFT_CODE = "PMG_AFT.py of the official PMG-AFT code (commit a53fdd8)"
 TGA_ZSR_CODE = "TGA-ZSR.py, utils.py, models/model.py and attacks.py of the official TGA-ZSR code"
 FARE_CODE = "chs20/RobustVLM's CLIP_benchmark/clip_benchmark/cli.py and autoattack copy (FARE's evaluation)"
 
 
-@dataclass(frozen=True)
+# The fields of a protocol that a caller may override (`pmg-aft eval` takes each as a flag), besides the attack grid's.
+OVERRIDABLE = ("max_eval_samples", "logit_scale", "normalization", "mixed_precision")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Protocol:
     r"""An evaluation protocol: every choice that decides its numbers.
 
     Args:
         name (`str`): `pmg_aft`, `tga_zsr` or `clip_benchmark`.
         description (`str`): what it reproduces.
+        comparable_with (`str`): which published figures its numbers compare with (model cards quote it).
         texts (`str`): the class texts: `"pmg_aft"` (the official PMG-AFT evaluation's strings, one prompt per class)
             or `"clip_benchmark"` (CLIP_benchmark's names and template ensembles).
         logit_scale (`float`, *optional*): the scale s of the cosine logits; `None` is the checkpoint's own
@@ -46,9 +50,8 @@ class Protocol:
         native_resolution (`bool`): attack small images (CIFAR, STL-10) at their own size and resize them inside the
             classifier (bicubic); otherwise they are resized to the model's size first.
         crop_pct (`float`), interpolation (`str`): the other images' Resize(size / crop_pct) + CenterCrop(size).
-        attacks, eps, steps, step_size, norm, random_start, first_success: the default attack settings
-            ([`AttackSetting`]); `first_success=False` counts the final iterate, as the official codes do.
-        autoattack (`str`): the AutoAttack variant (`standard`, or the subsets TGA-ZSR and FARE run).
+        attack ([`AttackGrid`]): the attacks, budgets, steps, step size, threat model, start, success rule
+            (`first_success=False` counts the final iterate, as the official codes do) and AutoAttack variant.
         max_eval_samples (`int`, *optional*): evaluate N samples of each dataset.
         sample_seed (`int`, *optional*): with a cap, the seed of the random sample of N rows (kept in dataset
             order); `None` takes the first N, which on a label-sorted split covers few classes.
@@ -63,60 +66,59 @@ class Protocol:
 
     name: str
     description: str
+    comparable_with: str
     texts: str
-    logit_scale: float | None
-    normalization: str
+    logit_scale: float | None = field(metadata={"help": "The cosine logits' scale (1 or 100)."})
+    normalization: str = field(metadata={"help": "Image mean/std.", "choices": list(NORMALIZATIONS)})
     native_resolution: bool
     crop_pct: float
     interpolation: str
-    attacks: tuple[str, ...]
-    eps: tuple[float, ...]
-    steps: tuple[int, ...]
-    step_size: float
-    norm: str
-    random_start: bool
-    first_success: bool
-    autoattack: str
-    max_eval_samples: int | None
+    attack: AttackGrid
+    max_eval_samples: int | None = field(
+        metadata={"help": "Evaluate N samples of each dataset: a random sample (the protocol's sample_seed)."}
+    )
     sample_seed: int | None
     whole_sets: bool
-    mixed_precision: str
+    mixed_precision: str = field(
+        metadata={"help": "Precision of attacks and predictions.", "choices": list(MIXED_PRECISIONS)}
+    )
     evidence: str
-    overridden: tuple[str, ...] = field(default=())
+    overridden: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {"texts": (self.texts, TEXT_SOURCES), "normalization": (self.normalization, NORMALIZATIONS),
-                  "interpolation": (self.interpolation, INTERPOLATIONS), "norm": (self.norm, NORMS),
-                  "autoattack": (self.autoattack, tuple(AUTOATTACK_VARIANTS)),
-                  "mixed_precision": (self.mixed_precision, ("no", "tf32", "fp16", "bf16"))}  # fmt: skip
+                  "interpolation": (self.interpolation, INTERPOLATIONS), "mixed_precision": (self.mixed_precision,
+                  MIXED_PRECISIONS)}  # fmt: skip
         for name, (value, allowed) in checks.items():
             if value not in allowed:
-                raise ValueError(f"{self.name} protocol: {name}={value!r} is not one of {allowed}.")
-        unknown = [a for a in self.attacks if a not in ATTACKS]
-        if unknown:
-            raise ValueError(f"Unknown attack(s) {unknown}; choose from {ATTACKS}.")
+                raise InputError(f"{self.name} protocol: {name}={value!r} is not one of {allowed}.")
         if self.logit_scale is not None and self.logit_scale <= 0:
-            raise ValueError(f"logit_scale must be positive, got {self.logit_scale}.")
-        self.settings()  # validates budgets (and warns about 0-255 units), steps and step size
+            raise InputError(f"logit_scale must be positive, got {self.logit_scale}.")
+        if self.max_eval_samples is not None and self.max_eval_samples < 1:
+            raise InputError(
+                f"--max_eval_samples {self.max_eval_samples}: give a number of rows >= 1, or leave it out."
+            )
 
     def override(self, **changes) -> Protocol:
-        """This protocol with some fields changed (`None` values are ignored); the changed fields are recorded in
-        `overridden`, so a report never passes an altered protocol off as the named one."""
-        names = {f.name for f in fields(self)} - {"name", "description", "evidence", "overridden"}
-        unknown = [k for k in changes if k not in names]
+        """This protocol with some fields changed, the attack grid's by their own names (`eps=(4/255,)`); `None`
+        values are ignored. The changed fields are recorded in `overridden`, so a report never passes an altered
+        protocol off as the named one."""
+        grid = {f.name for f in fields(AttackGrid)}
+        names = grid | {f.name for f in fields(self)} - {"name", "description", "comparable_with", "evidence",
+                                                         "overridden", "attack"}  # fmt: skip
+        unknown = sorted(set(changes) - names)
         if unknown:
             raise TypeError(f"Unknown protocol field(s) {unknown}; the fields are {sorted(names)}.")
-        for key in ("attacks", "eps", "steps"):
-            if isinstance(changes.get(key), (str, int, float)):
-                changes[key] = (changes[key],)
-        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v is not None}
-        different = [k for k, v in changes.items() if getattr(self, k) != v]
-        return replace(self, **changes, overridden=tuple(sorted(set(self.overridden) | set(different))))
+        changes = {k: v for k, v in changes.items() if v is not None}
+        attack = self.attack.override(**{k: v for k, v in changes.items() if k in grid})
+        mine = {k: v for k, v in changes.items() if k not in grid}
+        different = [k for k, v in mine.items() if getattr(self, k) != v]
+        different += [k for k in changes if k in grid and getattr(attack, k) != getattr(self.attack, k)]
+        return replace(self, **mine, attack=attack, overridden=tuple(sorted(set(self.overridden) | set(different))))
 
     def settings(self) -> list[AttackSetting]:
         """The attack settings this protocol runs (every attack x eps x steps; AutoAttack once per eps)."""
-        return attack_settings(self.attacks, self.eps, self.steps, self.step_size, self.norm, self.random_start,
-                               self.first_success, self.autoattack)  # fmt: skip
+        return self.attack.settings()
 
     def image_stats(self, processor=None) -> tuple[list[float], list[float]]:
         """The normalisation mean and std for a checkpoint with this `processor`."""
@@ -125,31 +127,39 @@ class Protocol:
         if self.normalization == "clip":
             return list(CLIP_MEAN), list(CLIP_STD)
         if processor is None:
-            raise ValueError(f"The {self.name} protocol normalises with the model's own processor: pass it.")
+            raise InputError(f"The {self.name} protocol normalises with the model's own processor: pass it.")
         image_processor = getattr(processor, "image_processor", processor)
         return [float(v) for v in image_processor.image_mean], [float(v) for v in image_processor.image_std]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, the attack grid's among them (the flat form reports record)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "attack"}
+        return {**values, **self.attack.to_dict()}
 
 
 PMG_AFT = Protocol(
     name="pmg_aft",
     description="The official PMG-AFT evaluation (Wang et al., CVPR 2024): reproduces the paper's tables.",
+    comparable_with=(
+        "Its figures compare with the PMG-AFT paper's tables, not with `tga_zsr` or `clip_benchmark` "
+        "(RobustBench/FARE) ones."
+    ),
     texts="pmg_aft",
     logit_scale=1.0,
     normalization="imagenet",
     native_resolution=True,
     crop_pct=224 / 256,
     interpolation="bilinear",
-    attacks=("pgd",),
-    eps=(1 / 255,),
-    steps=(10,),
-    step_size=1 / 255,
-    norm="linf",
-    random_start=True,
-    first_success=False,
-    autoattack="standard",
+    attack=AttackGrid(
+        attacks=("pgd",),
+        eps=(1 / 255,),
+        steps=(10,),
+        step_size=1 / 255,
+        norm="linf",
+        random_start=True,
+        first_success=False,
+        autoattack="standard",
+    ),  # fmt: skip
     max_eval_samples=None,
     sample_seed=0,
     whole_sets=True,
@@ -171,20 +181,23 @@ TGA_ZSR = Protocol(
         "The TGA-ZSR re-run of all methods (Yu et al., NeurIPS 2024), the anchor table of 16-dataset averages: as "
         "pmg_aft but every image resized to 224 before the attack, CLIP mean/std, the model's logit scale, PGD-100."
     ),
+    comparable_with="Its figures compare with the TGA-ZSR paper's tables only.",
     texts="pmg_aft",
     logit_scale=None,
     normalization="clip",
     native_resolution=False,
     crop_pct=224 / 256,
     interpolation="bilinear",
-    attacks=("pgd",),
-    eps=(1 / 255,),
-    steps=(100,),
-    step_size=1 / 255,
-    norm="linf",
-    random_start=True,
-    first_success=False,
-    autoattack="apgd-ce+apgd-dlr",
+    attack=AttackGrid(
+        attacks=("pgd",),
+        eps=(1 / 255,),
+        steps=(100,),
+        step_size=1 / 255,
+        norm="linf",
+        random_start=True,
+        first_success=False,
+        autoattack="apgd-ce+apgd-dlr",
+    ),  # fmt: skip
     max_eval_samples=None,
     sample_seed=0,
     whole_sets=True,
@@ -204,20 +217,25 @@ CLIP_BENCHMARK = Protocol(
         "The FARE / RobustBench evaluation through CLIP_benchmark: template ensembles, logit scale 100, the model's "
         "own preprocessing, AutoAttack (APGD-CE + APGD-T) at several budgets on 1,000 samples."
     ),
+    comparable_with=(
+        "Its figures are RobustBench/FARE ones: they cannot be compared with `pmg_aft` or `tga_zsr` ones."
+    ),
     texts="clip_benchmark",
     logit_scale=100.0,
     normalization="model",
     native_resolution=True,
     crop_pct=1.0,
     interpolation="bicubic",
-    attacks=("autoattack",),
-    eps=(1 / 255, 2 / 255, 4 / 255),
-    steps=(100,),
-    step_size=1 / 255,
-    norm="linf",
-    random_start=True,
-    first_success=False,
-    autoattack="apgd-ce+apgd-t",
+    attack=AttackGrid(
+        attacks=("autoattack",),
+        eps=(1 / 255, 2 / 255, 4 / 255),
+        steps=(100,),
+        step_size=1 / 255,
+        norm="linf",
+        random_start=True,
+        first_success=False,
+        autoattack="apgd-ce+apgd-t",
+    ),  # fmt: skip
     max_eval_samples=1000,
     sample_seed=0,
     whole_sets=False,
@@ -245,12 +263,12 @@ def get_protocol(protocol: str | Protocol) -> Protocol:
     if isinstance(protocol, Protocol):
         return protocol
     if protocol == "paper":
-        raise ValueError(
+        raise InputError(
             "The protocol 'paper' is now 'pmg_aft': the official PMG-AFT evaluation, which also normalises with "
             "ImageNet's statistics, starts PGD at random and counts the final iterate. Use --protocol pmg_aft."
         )
     if protocol not in PROTOCOL_RECORDS:
-        raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOL_RECORDS)}.")
+        raise InputError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOL_RECORDS)}.")
     return PROTOCOL_RECORDS[protocol]
 
 
@@ -274,6 +292,6 @@ def protocol_prompts(
     bench = get_benchmark(benchmark)
     names = class_names if class_names is not None else bench.class_names
     if not names:
-        raise ValueError(f"class_names is empty for {bench.name}: pass the ClassLabel names or leave it out.")
+        raise InputError(f"class_names is empty for {bench.name}: pass the ClassLabel names or leave it out.")
     texts, templates = bench.texts(record.texts, list(names))
     return [[template.format(text) for template in templates] for text in texts if text is not None]

@@ -8,22 +8,32 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
-from ..attacks import AttackSetting
-from ..constants import __version__
+from ..attack_settings import AttackSetting
+from ..constants import CUSTOM_PROTOCOL, __version__
+from ..errors import InputError
+from .results import WORST_CASE, DatasetResult
 
 REPORT_FILE = "report.json"
-WORST_CASE = "worst case"
+# Protocol fields added after 0.2 that say what its figures compare with, not how they are computed: left out of
+# the fingerprint, so that results saved by 0.2 are still reused.
+NOT_FINGERPRINTED = ("comparable_with",)
+# pmg_aft 0.1's only protocol, as its reports name it.
+LEGACY_PAPER = {
+    "name": "paper",
+    "description": "pmg_aft 0.1's protocol: one prompt per dataset, s = 1, PGD from the image with the first "
+    "success kept.",
+    "comparable_with": "Its figures compare with no paper's.",
+}
 
 
 @dataclass
 class Report:
     """Results of an evaluation ([`evaluate_robustness`] or a trainer's `evaluate()`) and how they were obtained.
 
-    `protocol` names the protocol and `protocol_record` holds every field of the effective one, `overrides` the
-    fields changed from the named protocol; `settings` are the [`AttackSetting`]s that ran. `results[dataset]` holds
-    `clean_accuracy`, `robust_accuracy` (`{setting.key: accuracy}`), `worst_case_accuracy` (robust to every attack
-    and iterate run on it), `samples`, the data's `hub_id`, `split`, `revision`, the `protocol` and `templates` of
-    its prompts, `autoattack_attacks`, `gradient_health` and `seconds`.
+    `protocol` names the protocol and `protocol_record` holds every field of the effective one (its
+    `description` and `comparable_with` say what it reproduces and which published figures it compares with),
+    `overrides` the fields changed from the named protocol; `settings` are the [`AttackSetting`]s that ran.
+    `results[dataset]` is that dataset's [`DatasetResult`].
     """
 
     model: str
@@ -36,7 +46,7 @@ class Report:
     model_digest: str | None = None
     mixed_precision: str = "no"
     seed: int = 0
-    results: dict[str, dict] = field(default_factory=dict)
+    results: dict[str, DatasetResult] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     protocol_record: dict | None = None
     overrides: list[str] = field(default_factory=list)
@@ -45,6 +55,10 @@ class Report:
 
     def __post_init__(self) -> None:
         self.settings = [s if isinstance(s, AttackSetting) else AttackSetting.from_dict(s) for s in self.settings]
+        self.results = {
+            name: r if isinstance(r, DatasetResult) else DatasetResult.from_dict(r, name)
+            for name, r in self.results.items()
+        }
 
     def to_dict(self) -> dict:
         """JSON-ready form (settings with their keys)."""
@@ -55,6 +69,8 @@ class Report:
         keys = ("model", "protocol", "logit_scale", "image_mean", "image_std", "settings", "max_eval_samples",
                 "model_digest", "mixed_precision", "seed", "protocol_record")  # fmt: skip
         values = self.to_dict()
+        if self.protocol_record is not None:
+            values["protocol_record"] = {k: v for k, v in self.protocol_record.items() if k not in NOT_FINGERPRINTED}
         blob = json.dumps({k: values[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -62,25 +78,31 @@ class Report:
     def attack_keys(self) -> list[str]:
         return [s.key for s in self.settings]
 
+    @property
+    def description(self) -> str:
+        """What the protocol reproduces and which published figures it compares with, in words."""
+        record = self.protocol_record or {}
+        return " ".join(record[k] for k in ("description", "comparable_with") if record.get(k))
+
     def summary(self) -> dict[str, float]:
         """Unweighted means over datasets (the protocol's summary): `clean`, then one entry per [`columns`] entry."""
         if not self.results:
             return {}
         values = list(self.results.values())
-        out = {"clean": sum(r["clean_accuracy"] for r in values) / len(values)}
+        out = {"clean": sum(r.clean_accuracy for r in values) / len(values)}
         for key in self.columns:
-            out[key] = sum(self.value(name, key) for name in self.results) / len(values)
+            out[key] = sum(r.accuracy(key) for r in values) / len(values)
         return out
 
     @property
     def columns(self) -> list[str]:
         """The accuracy columns after `clean`: one per attack setting, then the per-sample worst case."""
-        worst = self.settings and all("worst_case_accuracy" in r for r in self.results.values())
+        worst = self.settings and all(r.worst_case_accuracy is not None for r in self.results.values())
         return self.attack_keys + ([WORST_CASE] if worst else [])
 
     def value(self, dataset: str, column: str) -> float:
-        result = self.results[dataset]
-        return result["worst_case_accuracy"] if column == WORST_CASE else result["robust_accuracy"][column]
+        """The accuracy of `dataset` in `column` (an attack setting's key or the worst case)."""
+        return self.results[dataset].accuracy(column)
 
     def to_markdown(self) -> str:
         """A Markdown table: one row per dataset plus the mean, accuracy in percent, after how it was obtained."""
@@ -105,17 +127,13 @@ class Report:
             ),  # fmt: skip
             "",
             *self._prompt_lines(),
-            *[
-                f"Data: {name}: {r['official_difference']}."
-                for name, r in self.results.items()
-                if r.get("official_difference")
-            ],  # fmt: skip
+            *[f"Data: {name}: {r.official_difference}." for name, r in self.results.items() if r.official_difference],
             "| dataset | samples | clean | " + " | ".join(keys) + " |",
             "|---|---:|---:|" + "---:|" * len(keys),
         ]
         for name, r in self.results.items():
             cells = " | ".join(f"{100 * self.value(name, k):.2f}" for k in keys)
-            lines.append(f"| {name} | {r['samples']} | {100 * r['clean_accuracy']:.2f} | {cells} |")
+            lines.append(f"| {name} | {r.samples} | {100 * r.clean_accuracy:.2f} | {cells} |")
         if len(self.results) > 1:
             mean = self.summary()
             cells = " | ".join(f"{100 * mean[k]:.2f}" for k in keys)
@@ -124,7 +142,7 @@ class Report:
 
     def _prompt_lines(self) -> list[str]:
         """The prompts of results that do not come from a named protocol (a trainer's own eval sets)."""
-        custom = {tuple(r["templates"]) for r in self.results.values() if r.get("protocol") == "custom"}
+        custom = {tuple(r.templates) for r in self.results.values() if r.protocol == CUSTOM_PROTOCOL}
         if not custom:
             return []
         return ["Prompts of the custom eval sets: " + "; ".join(" / ".join(f"`{t}`" for t in c) for c in custom), ""]
@@ -148,7 +166,7 @@ class Report:
             with open(path, encoding="utf-8") as f:
                 values = json.load(f)
         except json.JSONDecodeError as error:
-            raise ValueError(
+            raise InputError(
                 f"{path} is not a readable report ({error.msg} at line {error.lineno}); the file may be truncated: "
                 "rerun `pmg-aft eval` with the same --output_dir to rewrite it (finished datasets are kept)."
             ) from error
@@ -156,6 +174,8 @@ class Report:
         norm = values.pop("norm", "linf")
         if "max_samples" in values:
             values["max_eval_samples"] = values.pop("max_samples")
+        if values.get("protocol") == "paper" and not values.get("protocol_record"):
+            values["protocol_record"] = dict(LEGACY_PAPER)
         values["settings"] = [{"norm": norm, **s} for s in values.get("settings", [])]
         return cls(**values)
 
@@ -168,7 +188,7 @@ class Report:
         names = list(self.results)
         if not names:
             return []
-        series = [("clean", [self.results[n]["clean_accuracy"] for n in names])]
+        series = [("clean", [self.results[n].clean_accuracy for n in names])]
         series += [(k, [self.value(n, k) for n in names]) for k in self.columns]
         colours = colormaps["tab10" if len(series) <= 10 else "tab20"].colors
         width = 0.8 / len(series)

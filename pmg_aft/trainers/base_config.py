@@ -12,8 +12,11 @@ from typing import ClassVar
 from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy
 
-from ..attacks import AttackSetting, PixelValue, parse_pixel_value
+from ..attack_settings import AttackGrid, AttackSetting
 from ..constants import CLIP_MEAN, CLIP_STD, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS, NORMS
+from ..errors import InputError
+from ..parsing import check_field_types
+from ..pixels import LogitScale, PixelValue
 from ..prompts import check_template
 
 logger = logging.getLogger(__name__)
@@ -71,8 +74,10 @@ class RobustCLIPConfig(TrainingArguments):
     on the command line and in YAML files.
     """
 
-    # Whether the method attacks in training (the clean baseline does not: its train_* fields go unchecked and
-    # stay off its card).
+    # What the method needs, in one place (the trainer, the job and the card read these): labels and class texts (FARE
+    # needs neither), a training attack (the clean baseline runs none: its train_* fields go unchecked and stay off
+    # its card) and, per run, a frozen reference model ([`uses_reference`]).
+    uses_labels: ClassVar[bool] = True
     uses_training_attack: ClassVar[bool] = True
 
     # Training attack.
@@ -98,8 +103,8 @@ class RobustCLIPConfig(TrainingArguments):
         default=True, metadata={"help": "Start PGD from a uniform random point in the eps-ball (training and eval)."}
     )
     # Zero-shot head.
-    logit_scale: str = field(
-        default="100",
+    logit_scale: LogitScale = field(
+        default=LogitScale("100"),
         metadata={
             "help": "Scale s of the cosine logits in training and attacks: a number (1 for PMG-AFT, 100 for "
             "TeCoA, TGA-ZSR and FARE's evaluation) or `model` for the checkpoint's own exp(logit_scale)."
@@ -209,53 +214,62 @@ class RobustCLIPConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # values from a config file, from Python or from flags, typed once
+        self._check_attacks()
+        self._check_head_and_data()
+        self._check_trainer_options()
+        super().__post_init__()
+        if self.torch_compile and not self.dataloader_drop_last:
+            # A last partial batch would recompile every compiled graph for its shape, every epoch.
+            logger.info("torch_compile: dataloader_drop_last set to True, so every batch has one static shape.")
+            self.dataloader_drop_last = True
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the method needs the frozen reference model with these arguments."""
+        return False
+
+    def _check_attacks(self) -> None:
         if self.attack_norm not in NORMS:
-            raise ValueError(f"attack_norm={self.attack_norm!r} is not one of {NORMS}.")
-        for name in ("train_eps", "train_step_size", "eval_eps", "eval_step_size"):
-            setattr(self, name, PixelValue(getattr(self, name)))
+            raise InputError(f"attack_norm={self.attack_norm!r} is not one of {NORMS}.")
         for name in ("train_steps", "eval_attack_steps"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.uses_training_attack:
             self.train_attack_setting()  # validates budgets (and warns about 0-255 units), steps and momentum
-        self.eval_attack_setting()
-        self.logit_scale = str(self.logit_scale)
-        self.resolved_logit_scale()  # validates
+        self.eval_attack_grid()
+
+    def _check_head_and_data(self) -> None:
         for name in ("image_mean", "image_std"):
-            value = [float(v) for v in getattr(self, name)]
-            if len(value) != 3:
-                raise ValueError(f"{name} needs 3 values (R, G, B), got {value}.")
-            setattr(self, name, value)
+            if len(getattr(self, name)) != 3:
+                raise InputError(f"{name} needs 3 values (R, G, B), got {getattr(self, name)}.")
         if any(s <= 0 for s in self.image_std):
-            raise ValueError(f"image_std must be positive, got {self.image_std}.")
+            raise InputError(f"image_std must be positive, got {self.image_std}.")
         check_template(self.prompt_template)
         if not 0 < self.crop_pct <= 1:
-            raise ValueError(f"crop_pct={self.crop_pct} must be in (0, 1]: the crop's share of the resized image.")
+            raise InputError(f"crop_pct={self.crop_pct} must be in (0, 1]: the crop's share of the resized image.")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
+            raise InputError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
         if self.preprocess_on_device and self.interpolation != "bilinear" and not self.native_resolution:
-            raise ValueError(
+            raise InputError(
                 f"preprocess_on_device resizes bilinearly (within 1/255 of PIL); interpolation={self.interpolation!r} "
                 "needs the host path: set preprocess_on_device false."
             )
+
+    def _check_trainer_options(self) -> None:
         if self.push_to_hub and self.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
-            raise ValueError(
+            raise InputError(
                 f"hub_strategy={self.hub_strategy!r} would upload optimizer and scheduler states, which are pickle "
                 "files; use hub_strategy='every_save' or 'end' (weights, processor and card, as safetensors/JSON)."
             )
         if self.remove_unused_columns:
-            raise ValueError(
+            raise InputError(
                 "remove_unused_columns=True would drop the image column before the collator sees it; leave it False."
             )
         if self.load_best_model_at_end and self.metric_for_best_model is None:
             # evaluate() returns no loss; Trainer's default "loss" would fail at the first evaluation.
             self.metric_for_best_model = "robust_accuracy"
             self.greater_is_better = True
-        super().__post_init__()
-        if self.torch_compile and not self.dataloader_drop_last:
-            # A last partial batch would recompile every compiled graph for its shape, every epoch.
-            logger.info("torch_compile: dataloader_drop_last set to True, so every batch has one static shape.")
-            self.dataloader_drop_last = True
 
     @classmethod
     def unused_fields(cls) -> tuple[str, ...]:
@@ -270,26 +284,12 @@ class RobustCLIPConfig(TrainingArguments):
 
     def train_attack_setting(self) -> AttackSetting:
         """The training attack: PGD with the `train_*` budget, returning the final iterate (as the papers)."""
-        return AttackSetting(
-            "pgd", self.train_eps, self.train_steps, self.train_step_size, self.attack_norm, self.attack_random_start,
-            first_success=False, momentum=self.train_attack_momentum,
-        )  # fmt: skip
+        return AttackSetting(attack="pgd", eps=self.train_eps, steps=self.train_steps, step_size=self.train_step_size,
+                             norm=self.attack_norm, random_start=self.attack_random_start, first_success=False,
+                             momentum=self.train_attack_momentum)  # fmt: skip
 
-    def eval_attack_setting(self) -> AttackSetting:
-        """The attack of `evaluate()`: PGD with the `eval_*` budget, each sample's first success kept."""
-        return AttackSetting("pgd", self.eval_eps, self.eval_attack_steps, self.eval_step_size, self.attack_norm,
-                             self.attack_random_start, first_success=True)  # fmt: skip
-
-    def resolved_logit_scale(self) -> float | None:
-        """The logit scale as a float, or `None` for the model's own `exp(logit_scale)`."""
-        if str(self.logit_scale).strip().lower() == "model":
-            return None
-        try:
-            value = parse_pixel_value(self.logit_scale, "logit_scale")
-        except ValueError:
-            raise ValueError(
-                f"logit_scale={self.logit_scale!r} is neither a number (1 for PMG-AFT, 100 for TeCoA) nor 'model'."
-            ) from None
-        if value <= 0:
-            raise ValueError(f"logit_scale must be positive, got {value}.")
-        return value
+    def eval_attack_grid(self) -> AttackGrid:
+        """The attacks of `evaluate()`: PGD with the `eval_*` budget, each sample's first success kept."""
+        return AttackGrid(attacks=("pgd",), eps=(self.eval_eps,), steps=(self.eval_attack_steps,),
+                          step_size=self.eval_step_size, norm=self.attack_norm, random_start=self.attack_random_start,
+                          first_success=True)  # fmt: skip

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..hub import MethodInfo
 from ..losses import clean_loss
+from ..methods import MethodInfo
 from .base_trainer import RobustCLIPTrainer
 from .clean_config import CleanFinetuneConfig
 

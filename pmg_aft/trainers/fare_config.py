@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from ..attacks import PixelValue
+from ..pixels import LogitScale, PixelValue
 from .base_config import RobustCLIPConfig, cite
 
 SOURCE = "the official train/adversarial_training_clip.py with its README command for FARE^4"
@@ -37,6 +38,8 @@ class FAREConfig(RobustCLIPConfig):
     already uses the full learning rate.
     """
 
+    uses_labels: ClassVar[bool] = False  # unsupervised: the train set needs only an image column
+
     train_eps: PixelValue = field(
         default=PixelValue(4 / 255),
         metadata={"help": f"Training budget: 4/255 ({SOURCE}); FARE^2 uses 2/255."},
@@ -49,8 +52,8 @@ class FAREConfig(RobustCLIPConfig):
             "differs from plain sign-PGD where a gradient entry is exactly 0."
         },
     )
-    logit_scale: str = field(
-        default="100",
+    logit_scale: LogitScale = field(
+        default=LogitScale("100"),
         metadata={"help": "Only used by evaluate(): FARE's loss has no logits; its evaluation uses s = 100."},
     )
     crop_pct: float = field(
@@ -68,3 +71,7 @@ class FAREConfig(RobustCLIPConfig):
     per_device_train_batch_size: int = field(
         default=128, metadata={"help": f"Batch 128 ({SOURCE}); global: divide by the process count."}
     )
+
+    @property
+    def uses_reference(self) -> bool:
+        return True  # the frozen pre-trained encoder E_0 anchors both the attack and the loss

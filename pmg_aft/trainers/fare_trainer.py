@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..hub import MethodInfo, Paper
+from ..errors import InputError
 from ..losses import fare_loss, squared_distance
-from ..zeroshot import ImageEncoder
+from ..methods import MethodInfo, Paper
 from .base_trainer import RobustCLIPTrainer
 from .fare_config import FAREConfig
 
@@ -44,27 +44,20 @@ class FARETrainer(RobustCLIPTrainer):
         paper=FARE_PAPER,
         tags=("adversarial-robustness", "adversarial-training", "fare"),
     )
-    uses_labels = False
 
     @classmethod
     def check_arguments(cls, args: FAREConfig, ref_model) -> None:
         if not args.attack_random_start and ref_model is None:
-            raise ValueError(
+            raise InputError(
                 "FARE needs attack_random_start=True when the reference is a copy of the model: its objective "
                 "||E_t(x+d) - E_0(x)||^2 has a zero gradient at d = 0 while the model equals the reference, so PGD "
                 "without a random start never moves."
             )
 
-    @classmethod
-    def uses_reference(cls, args: FAREConfig) -> bool:
-        return True
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Maximise, then minimise, `||E_t(x') - E_0(x)||^2` (a batch mean)."""
         images = inputs["pixel_values"]
-        mean, std = self.args.image_mean, self.args.image_std
-        target = ImageEncoder(self.accelerator.unwrap_model(self.model), mean, std)
-        reference = ImageEncoder(self.accelerator.unwrap_model(self.ref_model), mean, std)
+        target, reference = self.image_encoder(), self.image_encoder(reference=True)
         with self.accelerator.autocast():
             with torch.no_grad():
                 anchor = reference.encode_images(images, normalize=False).float()

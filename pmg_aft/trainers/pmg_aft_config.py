@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import InputError
+from ..pixels import LogitScale
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite, readme_attack
 
 KL_DIRECTIONS = ("official", "early")
@@ -59,8 +61,8 @@ class PMGAFTConfig(RobustCLIPConfig):
             "choices": list(KL_DIRECTIONS),
         },
     )
-    logit_scale: str = field(
-        default="1",
+    logit_scale: LogitScale = field(
+        default=LogitScale("1"),
         metadata={
             "help": "Scale s of the cosine logits: 1, as the official code (it re-normalises the scaled text "
             "embeddings, which removes exp(logit_scale)) in training, the training attack and evaluation."
@@ -85,9 +87,13 @@ class PMGAFTConfig(RobustCLIPConfig):
         },
     )
 
+    @property
+    def uses_reference(self) -> bool:
+        return self.alpha > 0  # the guidance term KL(p_0(x') || p_t(x'))
+
     def __post_init__(self) -> None:
+        super().__post_init__()  # types every field first
         if self.kl_direction not in KL_DIRECTIONS:
-            raise ValueError(f"kl_direction={self.kl_direction!r} is not one of {KL_DIRECTIONS}.")
+            raise InputError(f"kl_direction={self.kl_direction!r} is not one of {KL_DIRECTIONS}.")
         if self.alpha < 0 or self.beta < 0:
-            raise ValueError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")
-        super().__post_init__()
+            raise InputError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")

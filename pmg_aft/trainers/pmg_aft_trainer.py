@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..hub import MethodInfo, Paper
 from ..losses import pmg_aft_loss
+from ..methods import MethodInfo, Paper
 from .base_trainer import RobustCLIPTrainer
 from .pmg_aft_config import PMGAFTConfig
 
@@ -44,10 +44,6 @@ class PMGAFTTrainer(RobustCLIPTrainer):
         paper=PMG_AFT_PAPER,
         tags=("adversarial-robustness", "adversarial-training", "pmg-aft"),
     )
-
-    @classmethod
-    def uses_reference(cls, args: PMGAFTConfig) -> bool:
-        return args.alpha > 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Attack the current model, then the PMG-AFT loss on the batch (a batch mean)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..pixels import LogitScale
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite, readme_attack
 
 CODE = "finetuning.py (official TeCoA code)"
@@ -33,8 +34,8 @@ class TeCoAConfig(RobustCLIPConfig):
     learning rate is 1e-5, as in the TGA-ZSR re-run of TeCoA (the code's default of 1e-7 is not what its runs use).
     """
 
-    logit_scale: str = field(
-        default="100",
+    logit_scale: LogitScale = field(
+        default=LogitScale("100"),
         metadata={
             "help": "Scale s of the cosine logits: the official code uses the model's exp(logit_scale), 100 for "
             "the OpenAI CLIP checkpoints (clamped at ln 100 after every step)."

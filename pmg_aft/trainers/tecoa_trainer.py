@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..hub import MethodInfo, Paper
 from ..losses import tecoa_loss
+from ..methods import MethodInfo, Paper
 from .base_trainer import RobustCLIPTrainer
 from .tecoa_config import TeCoAConfig
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import InputError
+from ..pixels import LogitScale
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
 
 CODE = "TGA-ZSR.py (official code)"
@@ -46,8 +48,8 @@ class TGAZSRConfig(RobustCLIPConfig):
         default=0.05,
         metadata={"help": "Weight of the model constraint term mean ||A_t(x) - A_0(x)||_2 (official `--Beta` 0.05)."},
     )
-    logit_scale: str = field(
-        default="100",
+    logit_scale: LogitScale = field(
+        default=LogitScale("100"),
         metadata={
             "help": "Scale s of the cosine logits: the official code multiplies by the model's exp(logit_scale), 100 "
             "for the OpenAI CLIP checkpoints (clamped at ln 100 after every step)."
@@ -60,7 +62,11 @@ class TGAZSRConfig(RobustCLIPConfig):
         default=128, metadata={"help": "TGA-ZSR.py's batch of 128 (global: divide by the process count)."}
     )
 
+    @property
+    def uses_reference(self) -> bool:
+        return True  # the frozen model's attention maps A_0(x)
+
     def __post_init__(self) -> None:
+        super().__post_init__()  # types every field first
         if self.alpha < 0 or self.beta < 0:
-            raise ValueError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")
-        super().__post_init__()
+            raise InputError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")

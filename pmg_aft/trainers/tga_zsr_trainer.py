@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..hub import MethodInfo, Paper
 from ..losses import text_guided_attention, tga_zsr_loss
-from ..zeroshot import token_embeddings
+from ..methods import MethodInfo, Paper
 from .base_trainer import RobustCLIPTrainer
 from .tga_zsr_config import TGAZSRConfig
 
@@ -47,28 +46,21 @@ class TGAZSRTrainer(RobustCLIPTrainer):
         tags=("adversarial-robustness", "adversarial-training", "tga-zsr"),
     )
 
-    @classmethod
-    def uses_reference(cls, args: TGAZSRConfig) -> bool:
-        return True
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Attack the current model, then cross-entropy plus the two attention terms (batch means)."""
         args = self.args
         images, labels = inputs["pixel_values"], inputs["labels"]
-        target = self.classifier()
-        clip = self.accelerator.unwrap_model(self.model)
-        reference = self.accelerator.unwrap_model(self.ref_model)
-        size = clip.config.vision_config.image_size
-        text = target.class_embeddings[labels]  # each sample's class prompt embedding (unit norm)
+        target, reference = self.classifier(), self.image_encoder(reference=True)
+        size = target.image_size
+        text = target.class_embedding(labels)  # each sample's class prompt embedding (unit norm)
         with self.accelerator.autocast():
             adv_images = self.attack(target, images, labels)
             out = self.forward_images(model, target.preprocess(torch.cat([adv_images, images])))
-            tokens = token_embeddings(clip, out.vision_model_output.last_hidden_state)
+            tokens = target.project_tokens(out.vision_model_output.last_hidden_state)
             adv_logits = target.logits_from_embeddings(out.image_embeds[: len(images)])
             attention = text_guided_attention(tokens, torch.cat([text, text]), size)
             with torch.no_grad():
-                hidden = self.vision_tower(reference)(pixel_values=target.preprocess(images)).last_hidden_state
-                ref_attention = text_guided_attention(token_embeddings(reference, hidden), text, size)
+                ref_attention = text_guided_attention(reference.token_embeddings(images), text, size)
         terms = tga_zsr_loss(adv_logits, labels, attention[: len(images)], attention[len(images) :], ref_attention,
                              alpha=args.alpha, beta=args.beta)  # fmt: skip
         self.log_metric("ce", terms.ce)

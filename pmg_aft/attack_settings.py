@@ -1,0 +1,191 @@
+"""`AttackSetting`, one attack's settings and the one key format of results, and `AttackGrid`, the attack options
+that protocols, the evaluation suite, the `pmg-aft` commands and the trainers' evaluation all hold."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .constants import ATTACKS, AUTOATTACK_VARIANTS, NORMS
+from .errors import InputError
+from .pixels import Names, PixelValue, PixelValues, StepCounts, check_budget
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackSetting:
+    r"""One attack's settings: the record that training, the evaluation engine, reports and cards share.
+
+    Args:
+        attack (`str`): `"pgd"` (cross-entropy), `"cw"` (CW margin loss, the same PGD loop) or `"autoattack"`.
+        eps (`float`): budget in [0, 1] pixel units (L2: of the whole image).
+        steps (`int`, *optional*): PGD/CW steps; `None` for AutoAttack.
+        step_size (`float`, *optional*): PGD/CW step in pixel units; `None` for AutoAttack.
+        norm (`str`): `"linf"` or `"l2"`.
+        random_start (`bool`): start from a uniform random point of the eps-ball instead of the image.
+        first_success (`bool`): keep each sample's first successful perturbation (evaluation: more steps never
+            raise robust accuracy); `False` returns the final iterate, as training attacks do.
+        momentum (`float`): the step-direction momentum of FARE's attack (0 = plain PGD).
+        variant (`str`): for AutoAttack, which attacks run: `"standard"`, `"apgd-ce+apgd-dlr"` (TGA-ZSR's) or
+            `"apgd-ce+apgd-t"` (FARE's / RobustBench's); see `pmg_aft.evaluation.autoattack_plan`.
+
+    `key` names the setting everywhere (metrics, reports, model cards): `pgd-10@1/255` for PGD-10 at eps 1/255 from
+    the image, first success kept; flags follow the step count: `rs` random start, `last` final iterate, `m0.9`
+    momentum, `step0.5/255` a step size other than 1/255; `-l2` after the attack name for the L2 threat model, whose
+    budget is written as a plain number; `autoattack` is followed by its variant unless standard
+    (`autoattack-apgd-ce+apgd-t@4/255`). Results are found by this key, never parsed back from it.
+    """
+
+    attack: str = "pgd"
+    eps: float = 1 / 255
+    steps: int | None = 10
+    step_size: float | None = 1 / 255
+    norm: str = "linf"
+    random_start: bool = False
+    first_success: bool = True
+    momentum: float = 0.0
+    variant: str = "standard"
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise InputError(f"Unknown attack {self.attack!r}; choose from {ATTACKS}.")
+        if self.norm not in NORMS:
+            raise InputError(f"norm={self.norm!r} is not one of {NORMS}.")
+        object.__setattr__(self, "eps", check_budget("eps", self.eps, self.norm, stacklevel=5))
+        if self.attack == "autoattack":
+            if self.variant not in AUTOATTACK_VARIANTS:
+                raise InputError(f"Unknown AutoAttack variant {self.variant!r}; choose from {AUTOATTACK_VARIANTS}.")
+            # AutoAttack brings its own steps, step sizes, restarts and success rule.
+            for name, value in (("steps", None), ("step_size", None), ("random_start", False),
+                                ("first_success", True), ("momentum", 0.0)):  # fmt: skip
+                object.__setattr__(self, name, value)
+            return
+        object.__setattr__(self, "variant", "standard")
+        if self.steps is None or int(self.steps) < 0:
+            raise InputError(f"{self.attack} needs steps >= 0, got {self.steps}.")
+        object.__setattr__(self, "steps", int(self.steps))
+        step = 1 / 255 if self.step_size is None else self.step_size
+        object.__setattr__(self, "step_size", check_budget("step_size", step, self.norm, stacklevel=5))
+        if not 0 <= self.momentum < 1:
+            raise InputError(f"momentum must be in [0, 1), got {self.momentum}.")
+        if self.steps > 0 and self.step_size == 0:
+            raise InputError(
+                f"{self.attack}: step_size is 0 with {self.steps} steps, so the attack would never move; give a step "
+                "size (e.g. 1/255) or steps 0 for no attack."
+            )
+        if self.steps > 0 and self.eps == 0:
+            warnings.warn(
+                f"{self.attack}: eps is 0 with {self.steps} steps, so the adversarial images are the clean ones; "
+                "give a budget (e.g. 1/255) or steps 0 for no attack.",
+                stacklevel=5,
+            )
+
+    @property
+    def label(self) -> str:
+        """Everything of the key but the budget: the attack's name in an accuracy-versus-eps curve."""
+        name = self.attack + ("-l2" if self.norm == "l2" else "")
+        if self.attack == "autoattack":
+            return name if self.variant == "standard" else f"{name}-{self.variant}"
+        flags = [str(self.steps)]
+        flags += ["rs"] if self.random_start else []
+        flags += [] if self.first_success else ["last"]
+        flags += [f"m{self.momentum:g}"] if self.momentum else []
+        if self.norm == "l2" or abs(self.step_size - 1 / 255) > 1e-12:
+            flags.append(f"step{self.format_pixels(self.step_size)}")
+        return f"{name}-{'-'.join(flags)}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.label}@{self.format_pixels(self.eps)}"
+
+    def format_pixels(self, value: float) -> str:
+        """A pixel quantity as written in keys: `1/255` under L-inf, a plain number under L2."""
+        return f"{value * 255:g}/255" if self.norm == "linf" else f"{value:g}"
+
+    def describe(self) -> str:
+        """A sentence for tables and cards, e.g. `PGD-10 (L-inf, eps 1/255, step 1/255, ...)`."""
+        norm = "L-inf" if self.norm == "linf" else "L2"
+        if self.attack == "autoattack":
+            return f"AutoAttack {self.variant} ({norm}, eps {self.format_pixels(self.eps)})"
+        start = "uniform random start" if self.random_start else "start at the image"
+        rule = "first success kept" if self.first_success else "final iterate"
+        extra = f", momentum {self.momentum:g}" if self.momentum else ""
+        loss = "CW margin loss" if self.attack == "cw" else "cross-entropy"
+        return (
+            f"{self.attack.upper()}-{self.steps} ({norm}, eps {self.format_pixels(self.eps)}, step "
+            f"{self.format_pixels(self.step_size)}, {loss}, {start}, {rule}{extra})"
+        )
+
+    def pgd_kwargs(self) -> dict:
+        """The keyword arguments of [`pgd`] for this setting (PGD and CW only)."""
+        if self.attack == "autoattack":
+            raise InputError("AutoAttack is not a PGD setting; run it through pmg_aft.evaluation.")
+        return dict(eps=self.eps, step_size=self.step_size, steps=self.steps, norm=self.norm,
+                    random_start=self.random_start, loss="cw" if self.attack == "cw" else "ce",
+                    first_success=self.first_success, momentum=self.momentum)  # fmt: skip
+
+    def to_dict(self) -> dict:
+        """JSON form, with the key (ignored by [`from_dict`])."""
+        return asdict(self) | {"key": self.key}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AttackSetting:
+        return cls(**{k: v for k, v in values.items() if k != "key"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackGrid:
+    r"""The attacks an evaluation runs: every attack at every budget and step count, with one step size, threat
+    model, start and success rule; AutoAttack (of `autoattack`'s variant) once per budget.
+
+    A [`Protocol`] holds one, `pmg-aft eval` and `compare` take each field as a flag that overrides the protocol's,
+    and a trainer's `evaluate()` runs the one its `eval_*` arguments make. The defaults are the `pmg_aft` protocol's.
+    Lists accept comma-separated strings (`"1/255,4/255"`, `"10,100"`, `"pgd,cw"`), as on the command line.
+    """
+
+    attacks: Names = field(default=Names(("pgd",)), metadata={"help": "Comma-separated: pgd, cw, autoattack."})
+    eps: PixelValues = field(
+        default=PixelValues((1 / 255,)),
+        metadata={"help": "Comma-separated budgets in [0, 1] pixel units, e.g. 1/255,4/255."},
+    )
+    steps: StepCounts = field(
+        default=StepCounts((10,)), metadata={"help": "PGD/CW steps, comma-separated, e.g. 10,100."}
+    )
+    step_size: PixelValue = field(default=PixelValue(1 / 255), metadata={"help": "PGD/CW step size, e.g. 1/255."})
+    norm: str = field(default="linf", metadata={"help": "Threat model.", "choices": list(NORMS)})
+    random_start: bool = field(default=True, metadata={"help": "PGD/CW start at a random point of the ball."})
+    first_success: bool = field(
+        default=False,
+        metadata={"help": "Keep each sample's first success (true) or count the final iterate (false)."},
+    )
+    autoattack: str = field(
+        default="standard", metadata={"help": "AutoAttack variant.", "choices": list(AUTOATTACK_VARIANTS)}
+    )
+
+    def __post_init__(self) -> None:
+        for name, kind in (("attacks", Names), ("eps", PixelValues), ("steps", StepCounts)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        object.__setattr__(self, "step_size", PixelValue(self.step_size))
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        if unknown:
+            raise InputError(f"Unknown attack(s) {unknown}; choose from {ATTACKS}.")
+        for name, allowed in (("norm", NORMS), ("autoattack", AUTOATTACK_VARIANTS)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name}={getattr(self, name)!r} is not one of {allowed}.")
+        self.settings()  # validates budgets (and warns about 0-255 units), steps and step size
+
+    def settings(self) -> list[AttackSetting]:
+        """Every (attack, eps, steps) combination as an [`AttackSetting`]; AutoAttack once per eps."""
+        return [
+            AttackSetting(attack=attack, eps=eps, steps=steps, step_size=self.step_size, norm=self.norm,
+                          random_start=self.random_start, first_success=self.first_success, variant=self.autoattack)
+            for attack in self.attacks
+            for eps in self.eps
+            for steps in ([None] if attack == "autoattack" else self.steps)
+        ]  # fmt: skip
+
+    def override(self, **changes) -> AttackGrid:
+        """This grid with the given fields changed (`None` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

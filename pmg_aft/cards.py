@@ -1,0 +1,207 @@
+"""Model cards with robust-accuracy tables: the `model-index` from a [`Report`], the method and its paper from the
+trainer's [`MethodInfo`] (saved beside the weights in `pmg_aft.json`). A checkpoint without it (a converted or
+third-party one) gets a card that claims no training method."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .constants import RUN_INFO_FILE
+from .evaluation.report import Report
+from .methods import MethodInfo
+
+BASE_TAGS = ["clip", "zero-shot-image-classification"]
+# The report files a checkpoint is published with; the plots are shown in its card.
+REPORT_FILES = ("accuracy.png", "accuracy_vs_eps.png", "report.json", "report.md")
+
+
+def eval_results(report: Report) -> list[EvalResult]:
+    """`model-index` entries: clean and robust accuracy (in %) per dataset, named with the protocol, the logit scale
+    (which changes what an attack sees) and the attack settings."""
+    results = []
+    head = f"{report.protocol} protocol, logit scale {report.logit_scale:g}"
+    head += f", overridden: {' '.join(report.overrides)}" if report.overrides else ""
+    for name, result in report.results.items():
+        common = dict(
+            task_type="zero-shot-image-classification",
+            dataset_type=result.hub_id or name,
+            dataset_name=name,
+            dataset_split=result.split,
+            dataset_revision=result.revision,
+        )
+        results.append(
+            EvalResult(
+                metric_type="accuracy",
+                metric_name=f"clean accuracy ({head})",
+                metric_value=round(100 * result.clean_accuracy, 2),
+                **common,
+            )  # fmt: skip
+        )
+        for setting in report.settings:
+            results.append(
+                EvalResult(
+                    metric_type="accuracy",
+                    metric_name=f"robust accuracy ({setting.key}, {setting.norm}, {head})",
+                    metric_value=round(100 * result.robust_accuracy[setting.key], 2),
+                    metric_config=setting.key,
+                    **common,
+                )
+            )
+        if result.worst_case_accuracy is not None and report.settings:
+            attacks = " + ".join(report.attack_keys)
+            results.append(
+                EvalResult(
+                    metric_type="accuracy",
+                    metric_name=f"worst-case robust accuracy (per sample over {attacks} and every iterate, {head})",
+                    metric_value=round(100 * result.worst_case_accuracy, 2),
+                    metric_config="worst-case",
+                    **common,
+                )
+            )
+    return results
+
+
+def build_model_card(
+    repo_id: str,
+    report: Report | None = None,
+    base_model: str | None = None,
+    recipe: dict | None = None,
+    train_dataset: str | None = None,
+    license: str = "mit",
+    plots: list[str] | tuple[str, ...] = (),
+    method: MethodInfo | None = None,
+) -> ModelCard:
+    """A model card for a (robust) CLIP checkpoint.
+
+    Args:
+        repo_id (`str`): the Hub repository, e.g. `org/pmg-aft-vitb32`.
+        report (`Report`, *optional*): evaluation results for the `model-index` and the table.
+        base_model (`str`, *optional*): the checkpoint it was fine-tuned from.
+        recipe (`dict`, *optional*): the training settings worth a row each (the trainer's `recipe()`).
+        train_dataset (`str`, *optional*): the training dataset's Hub id.
+        license (`str`): the licence of the weights (OpenAI CLIP's is MIT).
+        plots (`Sequence[str]`): image files shipped beside the card (shown in it).
+        method (`MethodInfo`, *optional*): the training method; its name, description, tags and paper go in the
+            card. Without it the card claims no training method.
+    """
+    data = ModelCardData(
+        license=license,
+        library_name="transformers",
+        pipeline_tag="zero-shot-image-classification",
+        base_model=base_model,
+        datasets=[train_dataset] if train_dataset else None,
+        tags=BASE_TAGS + list(method.tags if method else ()),
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results(report) if report and report.results else None,
+    )
+    sections = [f"# {repo_id.split('/')[-1]}", _summary(method, base_model), _usage(repo_id)]
+    if report and report.results:
+        sections.append("## Zero-shot accuracy\n\n" + _evaluation_text(report) + "\n\n" + report.to_markdown())
+        sections += [f"![{os.path.splitext(p)[0]}]({p})" for p in plots]
+        if report.warnings:
+            sections.append("Sanity warnings from the evaluation:\n\n" + "\n".join(f"- {w}" for w in report.warnings))
+    if recipe:
+        rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in recipe.items())
+        sections.append("## Training recipe\n\n| setting | value |\n|---|---|\n" + rows)
+    if method and method.paper:
+        paper = method.paper
+        sections.append(
+            f"## Citation\n\n{method.name}: [{paper.title}]({paper.url}), {paper.authors}, {paper.venue}.\n\n"
+            f"```bibtex\n{paper.bibtex}\n```"
+        )
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+def _summary(method: MethodInfo | None, base_model: str | None) -> str:
+    base = f" from [`{base_model}`](https://huggingface.co/{base_model})" if base_model else ""
+    plain = "It is a plain `CLIPModel`: no custom code is needed."
+    if method is None:
+        return f"A CLIP model{base}, evaluated with the `pmg_aft` toolkit. {plain}"
+    cite = f" ([{method.paper.short}]({method.paper.url}))" if method.paper else ""
+    return (
+        f"A CLIP model whose image encoder was fine-tuned{base} with {method.name}{cite} using the `pmg_aft` "
+        f"toolkit: {method.description} The text tower is unchanged. {plain}"
+    )
+
+
+def _usage(repo_id: str) -> str:
+    return f"""## Usage
+
+```python
+import torch
+from PIL import Image
+from transformers import CLIPModel, CLIPProcessor
+
+model = CLIPModel.from_pretrained("{repo_id}")
+processor = CLIPProcessor.from_pretrained("{repo_id}")  # normalises with the statistics used in training
+image = Image.open("cat.jpg")
+inputs = processor(text=["This is a photo of a cat", "This is a photo of a dog"], images=image,
+                   return_tensors="pt", padding=True)
+with torch.no_grad():
+    probs = model(**inputs).logits_per_image.softmax(dim=-1)
+```"""
+
+
+def _evaluation_text(report: Report) -> str:
+    overridden = (
+        f" The protocol's {', '.join(report.overrides)} were overridden, so these are not the named protocol's "
+        "figures." if report.overrides else ""
+    )  # fmt: skip
+    description = f" {report.description}" if report.description else ""
+    return (
+        f"Top-1 accuracy (%) {samples_text(report)}, logit scale {report.logit_scale:g}, normalisation mean "
+        f"{report.image_mean} / std {report.image_std}.{description}{overridden} Evaluated with pmg_aft "
+        f"{report.pmg_aft_version} on {report.created}."
+    )
+
+
+def samples_text(report: Report) -> str:
+    """How the evaluated samples of each dataset were chosen, exactly: all of them, the first N, or a seeded random
+    sample of N."""
+    ways = {(r.max_eval_samples, r.sample_seed) for r in report.results.values() if r.max_eval_samples is not None}
+    if not ways and report.max_eval_samples is not None:  # reports of 0.1 record the cap only for the whole report
+        ways = {(report.max_eval_samples, None)}
+    if not ways:
+        return "on full test sets"
+    if len(ways) > 1:
+        return "on subsets of some datasets, as the table's `samples` column says (report.json: each cap and seed)"
+    cap, seed = ways.pop()
+    if seed is None:
+        return f"on the first {cap} test samples of each dataset (at most)"
+    return f"on a random sample of {cap} test samples of each dataset (at most; seed {seed}, kept in dataset order)"
+
+
+def checkpoint_card(
+    model_dir: str,
+    repo_id: str,
+    report: Report | None = None,
+    report_dir: str | None = None,
+    base_model: str | None = None,
+    license: str = "mit",
+    method: MethodInfo | None = None,
+    recipe: dict | None = None,
+) -> tuple[ModelCard, MethodInfo | None]:
+    """The model card of a checkpoint folder with `report` (and the plots in `report_dir`), as [`push`] uploads it,
+    and the method it names. The method, recipe, base model and training data come from the folder's
+    `pmg_aft.json`; `method`, `recipe` and `base_model` override it."""
+    info = read_run_info(model_dir)
+    method = method or (MethodInfo.from_dict(info["method"]) if info.get("method") else None)
+    plots = [
+        n for n in REPORT_FILES if n.endswith(".png") and report_dir and os.path.exists(os.path.join(report_dir, n))
+    ]
+    card = build_model_card(repo_id, report, base_model or info.get("base_model"), recipe or info.get("recipe"),
+                            info.get("train_dataset"), license=license, plots=plots, method=method)  # fmt: skip
+    return card, method
+
+
+def read_run_info(model_dir: str) -> dict:
+    """What a trainer recorded beside a checkpoint (`pmg_aft.json`: method, recipe, base model, training data, class
+    names); `{}` for a folder without it."""
+    path = os.path.join(model_dir, RUN_INFO_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

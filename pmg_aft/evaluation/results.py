@@ -1,0 +1,67 @@
+"""`DatasetResult`: what the engine measured on one eval set, and how the data was obtained."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+# The column of the per-sample worst case over every attack and iterate, beside the per-attack ones.
+WORST_CASE = "worst case"
+
+
+@dataclass(kw_only=True)
+class DatasetResult:
+    r"""Clean and robust zero-shot accuracy on one eval set, with the provenance of its data.
+
+    Written by the evaluation engine, read by [`Report`], model cards, sanity checks, `pmg-aft compare` and the
+    fine-tuning job; saved in `report.json` and `results/<dataset>.json` as its plain fields.
+
+    Args:
+        dataset (`str`): the eval set's name.
+        samples (`int`): how many samples were evaluated (each counted once over all processes).
+        clean_accuracy (`float`): top-1 accuracy on the clean images.
+        robust_accuracy (`dict[str, float]`): top-1 accuracy under each attack, keyed by `AttackSetting.key`.
+        worst_case_accuracy (`float`, *optional*): the share of samples that survive every attack and every iterate.
+        num_classes (`int`, *optional*): the classes of the zero-shot head.
+        hub_id, split, revision (`str`, *optional*): where the data comes from.
+        protocol (`str`, *optional*): the protocol of the class texts (`custom` for an eval set's own).
+        templates (`list[str]`): the prompt templates.
+        max_eval_samples (`int`, *optional*), sample_seed (`int`, *optional*): the cap the data was cut to, and the
+            seed of its random sample (`None`: the first rows).
+        official_difference (`str`, *optional*): how the data differs from the official evaluation's.
+        data_digest (`str`, *optional*): a hash of the data ([`EvalSet.digest`]): a result is reused only for it.
+        autoattack_attacks (`dict[str, list[str]]`): per AutoAttack setting, the attacks that ran.
+        gradient_health (`dict`, *optional*): the shares of zero and non-finite input gradients.
+        seconds (`float`): the time the evaluation took.
+    """
+
+    dataset: str
+    samples: int
+    clean_accuracy: float
+    robust_accuracy: dict[str, float]
+    worst_case_accuracy: float | None = None
+    num_classes: int | None = None
+    hub_id: str | None = None
+    split: str | None = None
+    revision: str | None = None
+    protocol: str | None = None
+    templates: list[str] = field(default_factory=list)
+    max_eval_samples: int | None = None
+    sample_seed: int | None = None
+    official_difference: str | None = None
+    data_digest: str | None = None
+    autoattack_attacks: dict[str, list[str]] = field(default_factory=dict)
+    gradient_health: dict | None = None
+    seconds: float = 0.0
+
+    def accuracy(self, column: str) -> float:
+        """The accuracy in a report column: an attack setting's key, or [`WORST_CASE`]."""
+        return self.worst_case_accuracy if column == WORST_CASE else self.robust_accuracy[column]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, dataset: str | None = None) -> DatasetResult:
+        """A result from its saved form (reports of earlier releases lack some fields; `dataset` names it then)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{"dataset": dataset, **{k: v for k, v in values.items() if k in known}})

@@ -1,0 +1,183 @@
+"""Argument parsing the way TRL's `TrlParser` does it: `HfArgumentParser` over dataclasses, a `--config` YAML/JSON
+file as defaults that flags override, and values typed once, in the dataclasses' `__post_init__`
+([`check_field_types`])."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+import types
+import typing
+from dataclasses import Field, field, fields
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from .errors import InputError, MissingInputError, as_input_error
+from .pixels import LogitScale, Names, PixelValue, PixelValues, StepCounts, parse_pixel_value
+
+# Types that parse their own values (fractions, comma-separated lists, `model`): built from the value as it is.
+PARSED_TYPES = (PixelValue, PixelValues, StepCounts, Names, LogitScale)
+TRAINING_ARGUMENTS = frozenset(f.name for f in fields(TrainingArguments))
+
+
+class FieldTypeError(InputError):
+    """A value of the wrong type for a field (`field` names it)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+class UnknownFlagsError(InputError):
+    """Flags (or config-file keys) that no argument group has."""
+
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _kind(hint):
+    """The one type a field holds besides `None`, or `None` when it may hold several (then it is left alone)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        kinds = [k for k in typing.get_args(hint) if k is not type(None)]
+        return kinds[0] if len(kinds) == 1 else None
+    return hint
+
+
+def _number(name: str, value, cast: type):
+    """`value` as an int or float: numbers, and numbers written as text (`1e-5`, which YAML reads as a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise FieldTypeError(name, f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    try:
+        number = float(value)
+    except ValueError:
+        raise FieldTypeError(name, f"{name} must be a number, got {value!r}.") from None
+    if cast is int and not number.is_integer():
+        raise FieldTypeError(name, f"{name} must be a whole number, got {value!r}.")
+    return value if type(value) is cast else cast(number)
+
+
+def typed_value(cls: type, name: str, value):
+    """`value` checked and converted to the type of `cls`'s field `name`: a number where a number is expected (pixel
+    fractions such as `1/255` only for pixel fields), true/false for flags, a list of numbers for lists, ... Values
+    of fields that take several types, and `None`, are returned as they are."""
+    kind = _kind(_hints(cls).get(name))
+    if value is None or kind is None:
+        return value
+    if kind in PARSED_TYPES:
+        if type(value) is kind:
+            return value
+        if isinstance(value, (list, tuple, dict, bool)) and kind in (PixelValue, LogitScale):
+            raise FieldTypeError(name, f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+        try:
+            return kind(parse_pixel_value(value, name)) if kind is PixelValue else kind(value)
+        except InputError as error:
+            raise FieldTypeError(name, str(error)) from error
+    if kind in (int, float):
+        return _number(name, value, kind)
+    if kind is bool and not isinstance(value, bool):
+        raise FieldTypeError(name, f"{name} must be true or false, got {value!r}.")
+    if kind is str and isinstance(value, (list, dict)) and name not in TRAINING_ARGUMENTS:  # fsdp takes a list too
+        raise FieldTypeError(name, f"{name} must be a single value, got {value!r}.")
+    if typing.get_origin(kind) is list and typing.get_args(kind)[:1] == (float,):
+        if not isinstance(value, (list, tuple)):
+            raise FieldTypeError(name, f"{name} must be a list of numbers, e.g. [0.485, 0.456, 0.406]; got {value!r}.")
+        return [_number(name, v, float) for v in value]
+    return value
+
+
+def check_field_types(obj) -> None:
+    """Convert every field of the dataclass `obj` to its declared type ([`typed_value`]), in place: called first in
+    `__post_init__`, so values from a config file, from Python and from flags are typed the same way, once."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        typed = typed_value(type(obj), f.name, value)
+        if typed is not value:
+            setattr(obj, f.name, typed)
+
+
+def optional_fields(cls: type, names: typing.Iterable[str] | None = None) -> list[tuple[str, object, Field]]:
+    """`make_dataclass` field specs for `cls`'s fields `names` (default: all), each optional with default `None` and
+    the field's help: the flags that override a record's fields, declared once, on the record. Values of the types
+    that parse themselves (`1/255,4/255`, `10,100`) stay text here: the record parses them, once, and names the
+    flag in its message."""
+    hints, wanted = _hints(cls), set(names) if names is not None else None
+    specs = []
+    for f in fields(cls):
+        if wanted is None or f.name in wanted:
+            kind = _kind(hints[f.name])
+            kind = str if kind in PARSED_TYPES else kind
+            specs.append((f.name, kind | None, field(default=None, metadata=dict(f.metadata))))
+    return specs
+
+
+def read_config_file(path: str) -> dict:
+    """The argument values of a YAML or JSON file (a mapping of argument names to values)."""
+    if not os.path.isfile(path):
+        raise MissingInputError(f"--config {path}: no such file.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from error
+    if not isinstance(values, dict):
+        raise InputError(f"{path} must hold a mapping of argument names to values.")
+    return values
+
+
+class ArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` that reads `-1/255` and `-1e-5` as values, takes no abbreviated flags (`--repo` is not
+    `--report_dir`), and parses with a config file's values as defaults ([`parse`])."""
+
+    def __init__(self, dataclass_types, **kwargs) -> None:
+        super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
+        # argparse takes only -1 and -0.5 for negative numbers, so `--train_eps -1/255` would read the value as an
+        # unknown option; this is the pattern argparse itself uses from Python 3.13 on, plus fractions.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
+    def set_choices(self, dest: str, choices: list) -> None:
+        """Restrict the flag of field `dest` to `choices` (known only when parsing, as the registered methods)."""
+        for action in self._actions:
+            if action.dest == dest:
+                action.choices = choices
+                action.help = f"{action.help} One of: {', '.join(map(str, choices))}."
+
+    def parse(
+        self, argv: list[str], defaults: dict | None = None, source: str | None = None, hint=None, context: str = ""
+    ) -> tuple:
+        """The argument dataclasses from `argv`, with `defaults` (a config file's values, from `source`) under the
+        flags. Each dataclass is built once, from the values given, so its `__post_init__` types them all.
+
+        Raises:
+            [`UnknownFlagsError`]: for flags or keys no group has (`hint(names)` adds what they may mean, `context`
+                says whose they are not, e.g. `" for method tecoa"`).
+            [`InputError`]: for values the dataclasses reject (a `ValueError` of their checks).
+        """
+        defaults = dict(defaults or {})
+        hint = hint or (lambda names: "")
+        known = {f.name for group in self.dataclass_types for f in fields(group)}
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            raise UnknownFlagsError(f"unknown keys in {source}{context}: {unknown}{hint(unknown)}.")
+        if any(arg in ("-h", "--help") for arg in argv):
+            self.set_defaults(**defaults)
+            self.parse_args(argv)  # prints the help, with the file's values as defaults, and exits
+        # Only the flags given land in the namespace, so the file's values are not overwritten by field defaults.
+        for action in self._actions:
+            if action.dest in known:
+                action.default = argparse.SUPPRESS
+                action.required = action.required and action.dest not in defaults
+        namespace, rest = self.parse_known_args(argv)
+        flags = sorted({arg.split("=", 1)[0][2:].replace("-", "_") for arg in rest if arg.startswith("--")})
+        if rest:
+            raise UnknownFlagsError(f"unknown flags{context}: {flags or rest}{hint(flags)}.")
+        given = {k: v for k, v in vars(namespace).items() if k in known}  # not the job's own --config
+        try:
+            with as_input_error():
+                return self.parse_dict({**defaults, **given})
+        except FieldTypeError as error:
+            raise InputError(f"{source}: {error}" if source and error.field in defaults else str(error)) from error

@@ -1,0 +1,106 @@
+"""The zero-shot heads and image encoders a trainer's methods attack and train through, built once per run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.clip.modeling_clip import CLIPOutput
+
+from ..zeroshot import ImageEncoder, ZeroShotClassifier, build_class_embeddings
+
+
+class Heads:
+    r"""The cached heads of one run: [`ZeroShotClassifier`]s and [`ImageEncoder`]s of the target and the frozen
+    reference model, with the run's normalisation and logit scale, running the vision tower compiled under
+    `torch_compile`.
+
+    The text tower is frozen, so class text embeddings are computed once per (text model, class names, templates)
+    and stay valid for the whole run. A head is rebuilt only if its model object or device changed (FSDP and
+    DeepSpeed place the model in `train()`); so no step copies tensors to the device or embeds a prompt again.
+
+    Args:
+        tokenizer (`CLIPTokenizer`): tokenises the prompts.
+        image_mean, image_std (`Sequence[float]`): the normalisation inside every head.
+        logit_scale (`float`, *optional*): the scale s of the classifiers; `None` is each model's own.
+        compile (`dict`, *optional*): `torch.compile` keyword arguments for the vision towers; `None` runs them
+            eagerly.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+        logit_scale: float | None,
+        compile: dict | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.image_mean, self.image_std, self.logit_scale = list(image_mean), list(image_std), logit_scale
+        self.compile = compile
+        self._embeddings: dict[tuple, torch.Tensor] = {}
+        self._heads: dict[tuple, nn.Module] = {}
+        self._towers: dict[int, nn.Module] = {}
+
+    @classmethod
+    def for_run(cls, tokenizer, args) -> Heads:
+        """The heads of a run with these arguments: its normalisation, logit scale and `torch_compile` options."""
+        compile = None
+        if args.torch_compile:
+            compile = dict(backend=args.torch_compile_backend, mode=args.torch_compile_mode)
+        return cls(tokenizer, args.image_mean, args.image_std, args.logit_scale.value, compile)
+
+    def vision_tower(self, model: nn.Module) -> nn.Module:
+        """`model.vision_model`, compiled with static shapes under `torch_compile` (the attack's and the frozen
+        model's forwards run through it; `Trainer` compiles the target's own forward)."""
+        if self.compile is None:
+            return model.vision_model
+        if id(model) not in self._towers:
+            self._towers[id(model)] = torch.compile(model.vision_model, dynamic=False, **self.compile)
+        return self._towers[id(model)]
+
+    def encoder(self, model: nn.Module) -> ImageEncoder:
+        """The image side of `model` on pixels in [0, 1] (FARE's embeddings, TGA-ZSR's reference tokens)."""
+        key = ("encoder", id(model), model.visual_projection.weight.device)
+        if key not in self._heads:
+            self._heads[key] = ImageEncoder(model, self.image_mean, self.image_std,
+                                            vision_model=self.vision_tower(model))  # fmt: skip
+        return self._heads[key]
+
+    def classifier(
+        self, model: nn.Module, names: Sequence[str], templates: Sequence[str], text_model: nn.Module | None = None
+    ) -> ZeroShotClassifier:
+        """The zero-shot head of `model` over `names` (already cleaned), its class embeddings from `text_model`'s text
+        tower (default: `model`'s; a reference copied from the target has none) averaged over `templates`."""
+        text_model = model if text_model is None else text_model
+        names, templates = tuple(names), tuple(templates)
+        embeddings = (id(text_model), names, templates)
+        if embeddings not in self._embeddings:
+            self._embeddings[embeddings] = build_class_embeddings(text_model, self.tokenizer, names, templates)
+        key = ("classifier", id(model), model.visual_projection.weight.device, *embeddings)
+        if key not in self._heads:
+            self._heads[key] = ZeroShotClassifier(
+                model,
+                class_embeddings=self._embeddings[embeddings],
+                image_mean=self.image_mean,
+                image_std=self.image_std,
+                logit_scale=self.logit_scale,
+                vision_model=self.vision_tower(model),
+            )
+        return self._heads[key]
+
+    def vision_forward(self, model: nn.Module, pixel_values: torch.Tensor) -> CLIPOutput:
+        """`CLIPModel.forward`'s image outputs for normalised pixels, from the vision tower alone (compiled under
+        `torch_compile`): `image_embeds` (unit norm, float32) and `vision_model_output` (`last_hidden_state`, and
+        `pooler_output`: the projected embedding, as transformers 5 returns it)."""
+        vision = self.vision_tower(model)(pixel_values=pixel_values)
+        projected = model.visual_projection(vision.pooler_output).float()  # float32, as accelerate returns it
+        return CLIPOutput(
+            image_embeds=F.normalize(projected, dim=-1),
+            vision_model_output=BaseModelOutputWithPooling(
+                last_hidden_state=vision.last_hidden_state, pooler_output=projected
+            ),
+        )
