@@ -77,34 +77,30 @@ def pgd(
 
     Random start (uniform in the L-inf ball, or uniform radius in a random direction for L2), then `steps` times a
     signed (L-inf) or normalised (L2) gradient step, projection onto the eps-ball and onto [0, 1]. Gradients are taken
-    with `torch.autograd.grad` with respect to the perturbation only, so no parameter gradient is accumulated and no
-    DDP hook fires. The per-sample losses are summed, so every sample's gradient is independent of the batch size;
-    under fp16 autocast the sum is also scaled so that input gradients do not underflow (see `_gradient`).
+    with `torch.autograd.grad` with respect to the perturbation only (no parameter gradient, no DDP hook), of the
+    per-sample losses' sum (each sample's gradient is independent of the batch), scaled under fp16 autocast so that
+    input gradients do not underflow (`_gradient`).
 
     Args:
         classifier (`Callable`): maps images in [0, 1] to logits, e.g. a [`ZeroShotClassifier`].
         images (`torch.Tensor`): `(batch, channels, height, width)` in [0, 1].
         labels (`torch.LongTensor`): `(batch,)` true classes (or, with a custom `loss`, any targets).
-        eps, step_size (`float`): budget and step in [0, 1] pixel units (1/255 is one grey level); for `l2`, of the
-            whole image.
+        eps, step_size (`float`): budget and step in [0, 1] pixel units (1/255 is one grey level; L2: of the image).
         steps (`int`): number of gradient steps; 0 returns the (random) starting point.
         norm (`str`): `"linf"` or `"l2"`.
         random_start (`bool`): start from a random point of the ball rather than the image.
         loss (`str` or `Callable`): `"ce"` (cross-entropy), `"cw"` (margin loss), or a function `(outputs, targets) ->
             per-sample loss` to maximise (FARE passes the reference embeddings and an encoder as `classifier`).
         first_success (`bool`): keep each sample's first misclassified iterate (evaluation: more steps never raise
-            robust accuracy); otherwise the final iterate, as training attacks use. The samples already fooled
-            leave the batch: each step forwards only those still classified correctly.
-        momentum (`float`): FARE's step direction, `v = normalise(momentum * v + normalise(grad))` (normalise = sign
-            under L-inf), the step following `v`; under L-inf it differs from plain sign-PGD only where a gradient
-            entry is exactly 0. 0 is plain PGD.
-        start (`torch.Tensor`, *optional*): the random start's noise, uniform in [-1, 1] and shaped like `images`
-            (L-inf; scaled by `eps`), e.g. drawn per sample for results independent of the batching.
+            robust accuracy), forwarding only the samples still classified correctly; otherwise the final iterate,
+            as training attacks use.
+        momentum (`float`): FARE's step direction, `v = normalise(momentum * v + normalise(grad))` (sign under
+            L-inf, where it differs from plain PGD only at exactly-zero gradient entries); 0 is plain PGD.
+        start (`torch.Tensor`, *optional*): the L-inf random start's noise, uniform in [-1, 1], shaped like `images`
+            (scaled by `eps`), e.g. drawn per sample so results do not depend on the batching.
         return_survivors (`bool`): also return, per sample, whether every iterate the attack evaluated (the start and
-            each step before the last) was still classified correctly: with the final iterate's prediction, the
-            per-sample worst case over the whole run.
-        check_range (`bool`): raise unless `images` are in [0, 1]; the check waits for the device, so callers whose
-            images are in range by construction (the trainers) skip it.
+            each step before the last) was still classified correctly: with the final iterate, the worst case.
+        check_range (`bool`): raise unless `images` are in [0, 1] (a host sync; the trainers' batches are in range).
 
     Returns:
         `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images` (and, with
@@ -113,8 +109,16 @@ def pgd(
     eps, step_size = _check_arguments(images, labels, eps, step_size, steps, norm, loss, first_success,
                                       return_survivors, momentum, check_range)  # fmt: skip
     x, labels = images.detach(), labels.detach()
-    objective = loss if callable(loss) else _attack_loss(loss)
     delta = _random_start(x, eps, norm, start) if random_start and eps > 0 else torch.zeros_like(x)
+    objective = loss if callable(loss) else _attack_loss(loss)
+    delta, survivors = _iterate(classifier, objective, x, labels, delta, int(steps), eps, step_size, norm, momentum,
+                                first_success, return_survivors)  # fmt: skip
+    return ((x + delta).detach(), survivors) if return_survivors else (x + delta).detach()
+
+
+def _iterate(classifier, objective, x, labels, delta, steps, eps, step_size, norm, momentum, first_success,
+             track) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """PGD's steps from `delta`; the final perturbation, and per sample whether every iterate survived (`track`)."""
     survivors = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     velocity = torch.zeros_like(x) if momentum else None
     rows = torch.arange(x.shape[0], device=x.device)  # the samples still attacked (all, without first_success)
@@ -126,12 +130,12 @@ def pgd(
         whole[rows] = part
         return whole
 
-    for _ in range(int(steps)):
+    for _ in range(steps):
         xs, ds, ys = (x, delta, labels) if len(rows) == len(x) else (x[rows], delta[rows], labels[rows])
         grad, logits = _gradient(classifier, objective, xs, ds, ys)
         with torch.no_grad():
-            correct = logits.argmax(-1) == ys if (return_survivors or first_success) else None
-            if return_survivors:
+            correct = logits.argmax(-1) == ys if (track or first_success) else None
+            if track:
                 survivors[rows] &= correct
             move = _direction(grad, norm)
             if velocity is not None:  # FARE's rule: the velocity is kept normalised
@@ -145,7 +149,7 @@ def pgd(
                 rows = rows[correct]  # a host sync per step: the price of not forwarding fooled samples
                 if len(rows) == 0:
                     break
-    return ((x + delta).detach(), survivors) if return_survivors else (x + delta).detach()
+    return delta, survivors
 
 
 def _check_arguments(images, labels, eps, step_size, steps, norm, loss, first_success, return_survivors, momentum,

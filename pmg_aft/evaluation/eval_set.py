@@ -194,16 +194,7 @@ def benchmark_eval_set(
     bench = get_benchmark(name)
     revision, split = None, bench.split
     if dataset is None:
-        splits = list(bench.whole_set_splits) if record.whole_sets and bench.whole_set_splits else [None]
-        cap = None if len(splits) > 1 else max_eval_samples  # a union is sampled below, once whole
-        parts = [
-            load_benchmark(bench.name, part, benchmark_data_dir=benchmark_data_dir, max_samples=cap,
-                           on_bad_image=on_bad_image, sample_seed=record.sample_seed)
-            for part in splits
-        ]  # fmt: skip
-        dataset = parts[0] if len(parts) == 1 else rgb_images(concatenate_datasets(parts))
-        split = "+".join(splits) if len(splits) > 1 else split
-        revision = None if benchmark_data_dir or bench.hub_id is None else pinned_revision(bench.name)
+        dataset, split, revision = _load(bench, record, benchmark_data_dir, max_eval_samples, on_bad_image)
     names = dataset.features["label"].names
     texts, templates = bench.texts(record.texts, names)
     if None in texts:
@@ -226,6 +217,22 @@ def benchmark_eval_set(
         official_difference=bench.official_difference,
     )
     return eval_set.take(max_eval_samples, record.sample_seed)  # a single split is cut already: this records it
+
+
+def _load(bench, record: Protocol, benchmark_data_dir, max_eval_samples, on_bad_image):
+    """A benchmark's evaluated data under `record` (the union of its splits where the protocol takes the whole set),
+    with the split it names and the revision it claims (none for a local copy)."""
+    splits = list(bench.whole_set_splits) if record.whole_sets and bench.whole_set_splits else [None]
+    cap = None if len(splits) > 1 else max_eval_samples  # a union is sampled by the caller, once whole
+    parts = [
+        load_benchmark(bench.name, part, benchmark_data_dir=benchmark_data_dir, max_samples=cap,
+                       on_bad_image=on_bad_image, sample_seed=record.sample_seed)
+        for part in splits
+    ]  # fmt: skip
+    dataset = parts[0] if len(parts) == 1 else rgb_images(concatenate_datasets(parts))
+    split = "+".join(splits) if len(splits) > 1 else bench.split
+    revision = None if benchmark_data_dir or bench.hub_id is None else pinned_revision(bench.name)
+    return dataset, split, revision
 
 
 def as_eval_set(name: str, data, protocol: str | Protocol = "pmg_aft", **defaults: Any) -> EvalSet:

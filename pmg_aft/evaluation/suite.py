@@ -74,15 +74,8 @@ def evaluate_robustness(
     names = list(datasets) if datasets is not None else benchmark_names(benchmarks)
     with output_lock(output_dir, accelerator), frozen_for_attacks(model, accelerator) as model:
         for name in names:
-            if datasets is not None:
-                eval_set = as_eval_set(name, datasets[name], record, crop_pct=record.crop_pct,
-                                       interpolation=record.interpolation)  # fmt: skip
-                eval_set = eval_set.take(record.max_eval_samples, record.sample_seed)
-            else:
-                with accelerator.main_process_first():
-                    eval_set = benchmark_eval_set(name, record, benchmark_data_dir=benchmark_data_dir,
-                                                  max_eval_samples=record.max_eval_samples,
-                                                  on_bad_image=on_bad_image)  # fmt: skip
+            data = datasets[name] if datasets is not None else None
+            eval_set = suite_eval_set(name, record, data, benchmark_data_dir, on_bad_image, accelerator)
             report.results[name] = cached_result(output_dir, name, report, eval_set, accelerator) or run_dataset(
                 model, processor, name, eval_set, report, loader, accelerator, output_dir
             )
@@ -92,6 +85,17 @@ def evaluate_robustness(
         if output_dir and accelerator.is_main_process:
             report.save(output_dir)
     return report
+
+
+def suite_eval_set(name: str, record: Protocol, data, benchmark_data_dir, on_bad_image: str, accelerator) -> EvalSet:
+    """The eval set `name` under the protocol: `data` given by the caller ([`as_eval_set`], cut to the protocol's
+    sample), else the registered benchmark, loaded by the main process first (the others then read its cache)."""
+    if data is not None:
+        eval_set = as_eval_set(name, data, record, crop_pct=record.crop_pct, interpolation=record.interpolation)
+        return eval_set.take(record.max_eval_samples, record.sample_seed)
+    with accelerator.main_process_first():
+        return benchmark_eval_set(name, record, benchmark_data_dir=benchmark_data_dir,
+                                  max_eval_samples=record.max_eval_samples, on_bad_image=on_bad_image)  # fmt: skip
 
 
 def run_dataset(model, processor, name: str, eval_set: EvalSet, report: Report, loader: EvalLoader, accelerator,

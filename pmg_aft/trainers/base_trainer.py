@@ -2,13 +2,12 @@
 
 Each method subclasses it with a small `compute_loss` (see `pmg_aft_trainer.py` and its siblings). The base freezes all
 but the image tower, holds the frozen reference model, runs the training attack and evaluates through the evaluation
-engine; its data checks ([`training_data`]), cached heads ([`heads`]), evaluation metrics ([`eval_metrics`]) and
-checkpoints, cards and uploads ([`saving`]) live in their own modules.
+engine; its data checks ([`training_data`]), models ([`models`]), cached heads ([`heads`]), evaluation metrics
+([`eval_metrics`]) and checkpoints, cards and uploads ([`saving`]) live in their own modules.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import defaultdict
@@ -20,24 +19,22 @@ from accelerate.utils import is_compiled_module
 from torch import nn
 from transformers import CLIPModel, Trainer
 from transformers.models.clip.modeling_clip import CLIPOutput
-from transformers.trainer_utils import HubStrategy
 
 from ..attacks import Objective, pgd
 from ..data import preprocess_on_device
 from ..errors import InputError
 from ..evaluation import EvalLoader, Report, evaluate_dataset
-from ..hub import upload_checkpoint
 from ..methods import MethodInfo
 from ..zeroshot import ImageEncoder, ZeroShotClassifier, check_clip_model, clip_processor
 from .base_config import RobustCLIPConfig
 from .eval_metrics import eval_metrics, eval_sets, trainer_report
 from .heads import Heads
 from .models import freeze_all_but_vision, reference_model
-from .saving import recipe_of, save_checkpoint, trainer_card
+from .saving import SavingMixin
 from .training_data import prepare_training_data
 
 
-class RobustCLIPTrainer(Trainer):
+class RobustCLIPTrainer(SavingMixin, Trainer):
     r"""Base trainer for robust fine-tuning of a `transformers.CLIPModel`'s image tower.
 
     Only `vision_model` and `visual_projection` train; the text tower and `logit_scale` are frozen, so class text
@@ -268,72 +265,3 @@ class RobustCLIPTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
-
-    # ---- model card, Hub and saving --------------------------------------------------------------------------
-
-    def recipe(self) -> dict:
-        """The settings a model card shows ([`recipe_of`]), without the fields the method does not use."""
-        return recipe_of(type(self.args), json.loads(self.args.to_json_string()))
-
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
-                          license: str | None = None, finetuned_from: str | None = None,
-                          dataset: str | list[str] | None = None, **kwargs: Any) -> None:  # fmt: skip
-        """Write `README.md` in `output_dir`: the method and its paper, usage, the recipe, and the last evaluation's
-        clean and robust accuracy in the `model-index`, so `push_to_hub` publishes a card with the table.
-
-        Accepts the arguments `Trainer.push_to_hub` passes on (`license`, `finetuned_from`, `dataset`, ...).
-        """
-        if not self.is_world_process_zero():
-            return
-        repo_id = (getattr(self, "hub_model_id", None) or self.args.hub_model_id or model_name
-                   or os.path.basename(os.path.abspath(self.args.output_dir)))  # fmt: skip
-        card = trainer_card(repo_id, self.report, self.method_info, self.recipe(),
-                                   finetuned_from or self.base_model, dataset_name or dataset or self.train_dataset_id,
-                                   license)  # fmt: skip
-        card.save(os.path.join(self.args.output_dir, "README.md"))
-
-    def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
-                    revision: str | None = None, private: bool | None = None, **kwargs: Any):  # fmt: skip
-        """Save the model, write the card, and upload what may be published (safetensors weights, configs, processor,
-        card, the last evaluation's report files; never pickles) from a staging folder, committing as "{method}
-        fine-tuned CLIP" unless a message is given. `kwargs` go to [`create_model_card`]. Always blocks."""
-        if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=private)
-        self.save_model(_internal_call=True)
-        if not self.is_world_process_zero():
-            return None
-        kwargs.setdefault("model_name", self.hub_model_id.split("/")[-1])
-        self.create_model_card(**kwargs)
-        report_dir = self.save_report()
-        message = commit_message or self.method_info.commit_message
-        token, revision = token or self.args.hub_token, revision or self.args.hub_revision
-        return upload_checkpoint(self.hub_model_id, self.args.output_dir, message, report_dir=report_dir, token=token,
-                                 revision=revision)  # fmt: skip
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # Trainer's version writes training_args.bin (a pickle) and uploads the whole output folder.
-        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
-            return
-        upload_checkpoint(self.hub_model_id, checkpoint_folder,
-                          f"{self.method_info.name}: training in progress, step {self.state.global_step}",
-                          token=self.args.hub_token, revision=self.args.hub_revision)  # fmt: skip
-
-    def save_report(self, output_dir: str | None = None) -> str | None:
-        """Write the last evaluation's report (JSON, Markdown, plots) to `output_dir` (default: `output_dir/eval`)
-        on the main process; return the folder (`None` before any evaluation)."""
-        if self.report is None or not self.is_world_process_zero():
-            return None
-        folder = output_dir or os.path.join(self.args.output_dir, "eval")
-        self.report.save(folder)
-        return folder
-
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Save the checkpoint as safetensors with its processor, the training arguments as JSON and `pmg_aft.json`
-        ([`save_checkpoint`])."""
-        if not self.args.should_save:
-            return
-        info = {"method": self.method_info.to_dict(), "recipe": self.recipe(), "base_model": self.base_model,
-                "train_dataset": self.train_dataset_id, "class_names": self.class_names}  # fmt: skip
-        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        save_checkpoint(output_dir if output_dir is not None else self.args.output_dir, model,
-                               self.processing_class, self.args, info, state_dict)  # fmt: skip

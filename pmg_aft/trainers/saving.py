@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import fields
+from typing import Any
 
-from huggingface_hub import ModelCard
 from transformers import TrainingArguments
+from transformers.trainer_utils import HubStrategy
 
 from ..cards import build_model_card
 from ..constants import RUN_INFO_FILE
-from ..evaluation import Report
-from ..methods import MethodInfo
+from ..hub import upload_checkpoint
 from .base_config import PIXEL_FIELDS, RobustCLIPConfig
 
 # Optimisation settings a model card's recipe table shows beside the method's own fields.
@@ -49,17 +49,74 @@ def save_checkpoint(output_dir: str, model, processor, args: RobustCLIPConfig, i
         json.dump(info, f, indent=1)
 
 
-def trainer_card(
-    repo_id: str,
-    report: Report | None,
-    method: MethodInfo,
-    recipe: dict,
-    base_model: str | None,
-    dataset: str | list[str] | None,
-    license: str | None,
-) -> ModelCard:
-    """The card of a run's checkpoint: the method and its paper, usage, the recipe, and the last evaluation's clean
-    and robust accuracy in the `model-index`. `dataset` may be the list `Trainer.push_to_hub` passes on."""
-    dataset = dataset[0] if isinstance(dataset, (list, tuple)) and dataset else dataset
-    return build_model_card(repo_id, report, base_model, recipe, dataset or None, license=license or "mit",
-                            method=method)  # fmt: skip
+class SavingMixin:
+    """What a [`RobustCLIPTrainer`] writes and publishes, overriding `Trainer`'s: `_save` (safetensors, JSON, never a
+    pickle), `create_model_card`, `push_to_hub` and checkpoint pushes (from a staging folder of publishable files),
+    and the evaluation report beside them."""
+
+    def recipe(self) -> dict:
+        """The settings a model card shows ([`recipe_of`]), without the fields the method does not use."""
+        return recipe_of(type(self.args), json.loads(self.args.to_json_string()))
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          license: str | None = None, finetuned_from: str | None = None,
+                          dataset: str | list[str] | None = None, **kwargs: Any) -> None:  # fmt: skip
+        """Write `README.md` in `output_dir`: the method and its paper, usage, the recipe, and the last evaluation's
+        clean and robust accuracy in the `model-index`, so `push_to_hub` publishes a card with the table.
+
+        Accepts the arguments `Trainer.push_to_hub` passes on (`license`, `finetuned_from`, `dataset` may be a list).
+        """
+        if not self.is_world_process_zero():
+            return
+        repo_id = (getattr(self, "hub_model_id", None) or self.args.hub_model_id or model_name
+                   or os.path.basename(os.path.abspath(self.args.output_dir)))  # fmt: skip
+        dataset = dataset[0] if isinstance(dataset, (list, tuple)) and dataset else dataset
+        card = build_model_card(repo_id, self.report, finetuned_from or self.base_model, self.recipe(),
+                                dataset_name or dataset or self.train_dataset_id, license=license or "mit",
+                                method=self.method_info)  # fmt: skip
+        card.save(os.path.join(self.args.output_dir, "README.md"))
+
+    def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
+                    revision: str | None = None, private: bool | None = None, **kwargs: Any):  # fmt: skip
+        """Save the model, write the card, and upload what may be published (safetensors weights, configs, processor,
+        card, the last evaluation's report files; never pickles) from a staging folder, committing as "{method}
+        fine-tuned CLIP" unless a message is given. `kwargs` go to [`create_model_card`]. Always blocks."""
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        kwargs.setdefault("model_name", self.hub_model_id.split("/")[-1])
+        self.create_model_card(**kwargs)
+        report_dir = self.save_report()
+        message = commit_message or self.method_info.commit_message
+        token, revision = token or self.args.hub_token, revision or self.args.hub_revision
+        return upload_checkpoint(self.hub_model_id, self.args.output_dir, message, report_dir=report_dir, token=token,
+                                 revision=revision)  # fmt: skip
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # Trainer's version writes training_args.bin (a pickle) and uploads the whole output folder.
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        upload_checkpoint(self.hub_model_id, checkpoint_folder,
+                          f"{self.method_info.name}: training in progress, step {self.state.global_step}",
+                          token=self.args.hub_token, revision=self.args.hub_revision)  # fmt: skip
+
+    def save_report(self, output_dir: str | None = None) -> str | None:
+        """Write the last evaluation's report (JSON, Markdown, plots) to `output_dir` (default: `output_dir/eval`)
+        on the main process; return the folder (`None` before any evaluation)."""
+        if self.report is None or not self.is_world_process_zero():
+            return None
+        folder = output_dir or os.path.join(self.args.output_dir, "eval")
+        self.report.save(folder)
+        return folder
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Save the checkpoint ([`save_checkpoint`]) with what its card needs in `pmg_aft.json`."""
+        if not self.args.should_save:
+            return
+        info = {"method": self.method_info.to_dict(), "recipe": self.recipe(), "base_model": self.base_model,
+                "train_dataset": self.train_dataset_id, "class_names": self.class_names}  # fmt: skip
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        save_checkpoint(output_dir if output_dir is not None else self.args.output_dir, model, self.processing_class,
+                        self.args, info, state_dict)  # fmt: skip
