@@ -35,3 +35,18 @@ def test_the_card_recipe_leaves_out_the_attack_it_never_ran(model, make_trainer)
     attack = ("train_eps", "train_step_size", "train_steps", "train_attack_momentum")
     assert all(name in robust for name in attack) and not any(name in clean for name in attack)
     assert "learning_rate" in clean and "eval_eps" in clean  # the rest of the recipe stays
+
+
+def test_the_clean_baseline_builds_no_training_attack(model, tokenizer, train_set, tmp_path):
+    # Was: CleanFinetuneTrainer(model, CleanFinetuneConfig(train_step_size=0, ...)) raised "pgd: step_size is 0 with 2
+    # steps" for an attack the clean baseline never runs.
+    from pmg_aft import CleanFinetuneTrainer
+
+    config = CleanFinetuneConfig(output_dir=str(tmp_path), train_step_size=0, use_cpu=True, max_steps=1,
+                                 per_device_train_batch_size=8, report_to="none", save_strategy="no")  # fmt: skip
+    trainer = CleanFinetuneTrainer(model, config, train_dataset=train_set, processing_class=tokenizer)
+    assert trainer.train_attack_setting is None and not config.uses_training_attack and not config.uses_reference
+    with pytest.raises(ValueError, match="clean fine-tuning runs no training attack"):
+        trainer.attack(trainer.classifier(), torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
+    trainer.train()
+    assert trainer.state.global_step == 1

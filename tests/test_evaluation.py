@@ -246,3 +246,23 @@ def test_loader_workers_give_the_same_results(model, processor, test_set):
                                   loader=EvalLoader(batch_size=16, num_workers=2, pin_memory=False))  # fmt: skip
     assert workers.results["patches"].robust_accuracy == alone.results["patches"].robust_accuracy
     assert workers.results["patches"].clean_accuracy == alone.results["patches"].clean_accuracy
+
+
+def test_results_are_typed_and_read_back_from_their_json(model, processor, test_set, tmp_path):
+    report = evaluate_robustness(model, processor, deterministic(steps=1), datasets={"a": test_set.select(range(8))},
+                                 output_dir=str(tmp_path))  # fmt: skip
+    result = report.results["a"]
+    assert isinstance(result, DatasetResult) and result.samples == 8 and result.dataset == "a"
+    assert Report.load(str(tmp_path)).results["a"] == result
+    saved = json.loads((tmp_path / "results" / "a.json").read_text())["result"]
+    assert DatasetResult.from_dict(saved, "a") == result and set(saved) == set(result.to_dict())
+    # A result of an earlier release, without most fields, is still a result.
+    old = DatasetResult.from_dict({"clean_accuracy": 0.5, "samples": 100, "robust_accuracy": {"k": 0.25}}, "c")
+    assert (old.dataset, old.worst_case_accuracy, old.templates) == ("c", None, [])
+
+
+def test_the_suite_takes_keywords_after_the_protocol(model, processor, test_set):
+    with pytest.raises(TypeError):
+        evaluate_robustness(model, processor, "pmg_aft", "cifar10")  # benchmarks= must be named
+    with pytest.raises(ValueError, match="--per_device_eval_batch_size 0: give a batch size >= 1"):
+        EvalLoader(batch_size=0)

@@ -108,3 +108,23 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert config.optim == "adamw_torch" and config.learning_rate == 1e-5 and config.weight_decay == 1e-4
     assert config.warmup_steps == 1400 and config.max_steps == 20000 and config.per_device_train_batch_size == 128
     assert config.lr_scheduler_type == "cosine" and config.max_grad_norm == 0
+
+
+def test_the_encoders_are_built_once_for_the_run(model, tokenizer, train_set, make_trainer, monkeypatch):
+    # Was: two ImageEncoders (and new mean/std tensors on the device) per step, and never the compiled tower.
+    from pmg_aft.trainers import heads
+
+    built = []
+
+    class Counting(ImageEncoder):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(heads, "ImageEncoder", Counting)
+    trainer = make_trainer("fare", model, max_steps=3)
+    trainer.train()
+    assert len(built) == 2  # the target's and the reference's, for all three steps
+    assert trainer.image_encoder() is trainer.image_encoder() and trainer.image_encoder(reference=True).model is (
+        trainer.ref_model
+    )

@@ -145,3 +145,18 @@ def test_every_example_config_parses_into_its_methods_config(name, method, tmp_p
     script_args, _, config = parse_args(["--config", path, "--fp16", "false", "--use_cpu", "true", "--eval_strategy",
                                          "no", "--output_dir", str(tmp_path)])  # fmt: skip
     assert script_args.method == method and type(config) is TRAINERS[method].config_class
+
+
+def test_the_tiny_default_is_pre_trained_once_per_process(monkeypatch):
+    from pmg_aft import tiny
+
+    calls = []
+    original = tiny.pretrain_tiny_clip
+    monkeypatch.setattr(tiny, "pretrain_tiny_clip", lambda *a, **k: calls.append(1) or original(*a, **k))
+    first, second = tiny.pretrained_tiny_clip(seed=11, steps=2), tiny.pretrained_tiny_clip(seed=11, steps=2)
+    assert len(calls) == 1 and first is not second  # one pre-training, a fresh copy each
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+    with torch.no_grad():
+        first.visual_projection.weight.add_(1.0)
+    assert not torch.equal(first.visual_projection.weight, tiny.pretrained_tiny_clip(11, 2).visual_projection.weight)

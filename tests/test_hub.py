@@ -4,7 +4,7 @@ import pytest
 from datasets import DatasetDict
 from huggingface_hub import ModelCard
 
-from pmg_aft import TRAINERS, AttackSetting, DatasetResult, EvalSet, Report, cli
+from pmg_aft import TRAINERS, AttackSetting, DatasetResult, EvalSet, Report, cli, get_protocol
 from pmg_aft.cards import build_model_card
 from pmg_aft.hub import push
 
@@ -273,3 +273,19 @@ def test_eval_of_a_local_checkpoint_writes_the_card_push_uploads(checkpoint, tmp
     assert written.data.eval_results and "colour-patches" in written.text
     push(checkpoint, os.path.basename(checkpoint), report_dir=out)
     assert ModelCard.load(FakeApi.card).text == written.text
+
+
+def test_cards_say_exactly_how_samples_were_chosen_and_what_the_figures_compare_with(model, make_trainer, test_set):
+    eval_set = EvalSet.from_dataset("patches", test_set).take(10, sample_seed=3)
+    trainer = make_trainer("tecoa", model, eval_dataset={"patches": eval_set}, eval_attack_steps=1)
+    trainer.evaluate()
+    trainer.create_model_card()
+    card = ModelCard.load(os.path.join(trainer.args.output_dir, "README.md"))
+    assert "on a random sample of 10 test samples of each dataset (at most; seed 3, kept in dataset order)" in (
+        card.text
+    )
+    assert "the first 10" not in card.text
+    report = sample_report()
+    report.protocol_record = get_protocol("pmg_aft").to_dict()
+    text = build_model_card("org/robust-clip", report).text
+    assert get_protocol("pmg_aft").comparable_with in text and get_protocol("pmg_aft").description in text

@@ -80,10 +80,18 @@ def test_the_package_has_no_import_cycle():
 
 def test_constants_is_a_leaf_and_evaluation_does_not_know_trainers():
     graph = import_graph()
-    assert graph["pmg_aft.constants"] == set()
+    assert graph["pmg_aft.constants"] == set() and graph["pmg_aft.errors"] == set()
+    below_trainers = ("pmg_aft.evaluation", "pmg_aft.data", "pmg_aft.hub", "pmg_aft.cards", "pmg_aft.methods",
+                      "pmg_aft.attack", "pmg_aft.pixels", "pmg_aft.parsing", "pmg_aft.zeroshot")  # fmt: skip
     for name, targets in graph.items():
-        if name.startswith(("pmg_aft.evaluation", "pmg_aft.data", "pmg_aft.hub")):
+        if name.startswith(below_trainers):
             assert not any(t.startswith("pmg_aft.trainers") for t in targets), name
+    # The method-specific files depend on the shared ones, never on each other.
+    methods = [n for n in graph if n.startswith("pmg_aft.trainers.") and n.endswith(("_config", "_trainer"))]
+    for name in methods:
+        own = name.rsplit("_", 1)[0]
+        others = [t for t in graph[name] if t in methods and not t.startswith(own) and "base_" not in t]
+        assert not others, (name, others)
 
 
 def python_files_in_tests():

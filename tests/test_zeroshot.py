@@ -69,3 +69,14 @@ def test_shared_class_embeddings_and_errors(model, tokenizer):
     with pytest.raises(TypeError, match="CLIPModel"):
         ZeroShotClassifier(torch.nn.Linear(2, 2), tokenizer, ["red"])
     assert isinstance(model, CLIPModel)
+
+
+def test_the_heads_defaults_are_the_shared_configs(model, tokenizer, tmp_path):
+    """A classifier built with no options has RobustCLIPConfig's head: CLIP's mean/std and logit scale 100."""
+    from pmg_aft import RobustCLIPConfig
+
+    config = RobustCLIPConfig(output_dir=str(tmp_path))
+    clf = ZeroShotClassifier(model, tokenizer, ["red", "blue"])
+    assert clf.image_mean.flatten().tolist() == pytest.approx(config.image_mean)
+    assert clf.image_std.flatten().tolist() == pytest.approx(config.image_std)
+    assert clf.logit_scale == config.logit_scale.value == 100.0

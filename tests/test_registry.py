@@ -1,0 +1,110 @@
+"""A new method is one Config/Trainer pair and one registry entry: defined here, registered, trained through the job
+with `--method`, named in its help, its hints and its checkpoint's card."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+import torch.nn.functional as F
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, TRAINERS, RobustCLIPConfig, RobustCLIPTrainer, clip_processor
+from pmg_aft.cli import main as cli
+from pmg_aft.cli import usage
+from pmg_aft.finetune import main, parse_args
+from pmg_aft.methods import MethodInfo
+from pmg_aft.trainers import register_method
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
+
+
+@dataclass
+class WeightedCEConfig(RobustCLIPConfig):
+    """Cross-entropy on PGD images, times a weight: a method of this test only."""
+
+    weight: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy."})
+
+
+class WeightedCETrainer(RobustCLIPTrainer):
+    config_class = WeightedCEConfig
+    method_info = MethodInfo(key="weighted_ce", name="weighted CE", description="cross-entropy on PGD images.",
+                             tags=("adversarial-training",))  # fmt: skip
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        images, labels = inputs["pixel_values"], inputs["labels"]
+        target = self.classifier()
+        with self.accelerator.autocast():
+            adv = self.attack(target, images, labels)
+            logits = target.logits_from_embeddings(self.image_embeddings(model, target.preprocess(adv)))
+        loss = self.args.weight * F.cross_entropy(logits, labels)
+        self.log_metric("weighted_ce", loss)
+        return loss
+
+
+@pytest.fixture
+def registered():
+    assert register_method(WeightedCETrainer) is WeightedCETrainer
+    yield WeightedCETrainer
+    del TRAINERS["weighted_ce"]  # the other tests see the five methods only
+
+
+@pytest.fixture
+def checkpoint(model, tokenizer, tmp_path):
+    path = tmp_path / "clip"
+    model.save_pretrained(str(path))
+    clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD).save_pretrained(str(path))
+    return str(path)
+
+
+def test_a_method_defined_here_trains_through_the_job(registered, checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    before = load_file(os.path.join(checkpoint, "model.safetensors"))
+    main(["--config", CONFIG, "--method", "weighted_ce", "--weight", "2", "--model_name_or_path", checkpoint,
+          "--output_dir", str(out), "--max_steps", "2", "--eval_attack_steps", "1", "--save_strategy", "no",
+          "--logging_steps", "1", "--disable_tqdm", "true"])  # fmt: skip
+    assert "weighted CE: zero-shot accuracy" in capsys.readouterr().out
+    after = load_file(str(out / "model.safetensors"))
+    assert not torch.equal(after["visual_projection.weight"], before["visual_projection.weight"])  # it trained
+    assert torch.equal(after["text_projection.weight"], before["text_projection.weight"])  # the text side did not
+    info = json.loads((out / "pmg_aft.json").read_text())
+    assert info["method"]["key"] == "weighted_ce" and info["recipe"]["weight"] == 2.0
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any("weighted_ce" in entry for entry in history)  # its own logged term
+    # The checkpoint's card, as `pmg-aft push` would publish it, names the method.
+    assert cli(["eval", "--model_name_or_path", str(out), "--benchmarks", "colour-patches", "--steps", "1",
+                "--max_eval_samples", "8", "--output_dir", str(tmp_path / "eval")]) == 0  # fmt: skip
+    assert "fine-tuned with weighted CE" in ModelCard.load(str(tmp_path / "eval" / "README.md")).text
+
+
+def test_every_list_of_methods_comes_from_the_registry(registered, capsys):
+    _, _, config = parse_args(["--method", "weighted_ce", "--weight", "3", "--output_dir", "x"])
+    assert type(config) is WeightedCEConfig and config.weight == 3.0
+    assert "weighted_ce" in usage()
+    with pytest.raises(SystemExit, match=r"weight is a field of weighted_ce, not of this method"):
+        parse_args(["--method", "tecoa", "--weight", "3", "--output_dir", "x"])
+    with pytest.raises(SystemExit):
+        parse_args(["--method", "weighted_ce", "--help"])
+    assert "One of: pmg_aft, tecoa, fare, tga_zsr, clean, weighted_ce." in " ".join(capsys.readouterr().out.split())
+
+
+def test_register_method_refuses_what_is_not_a_method():
+    with pytest.raises(TypeError, match="not a method's trainer"):
+        register_method(RobustCLIPTrainer)  # the shared base has no method_info
+
+    class NoConfig(RobustCLIPTrainer):
+        method_info = MethodInfo(key="no_config", name="no config", description="none.")
+
+    with pytest.raises(TypeError, match="own RobustCLIPConfig subclass"):
+        register_method(NoConfig)
+
+    class Impostor(WeightedCETrainer):
+        method_info = MethodInfo(key="pmg_aft", name="not PMG-AFT", description="none.")
+
+    with pytest.raises(TypeError, match="The method 'pmg_aft' is PMGAFTTrainer's"):
+        register_method(Impostor)
+    assert "no_config" not in TRAINERS and TRAINERS["pmg_aft"].__name__ == "PMGAFTTrainer"
