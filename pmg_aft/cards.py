@@ -150,10 +150,9 @@ def _evaluation_text(report: Report) -> str:
         f" The protocol's {', '.join(report.overrides)} were overridden, so these are not the named protocol's "
         "figures." if report.overrides else ""
     )  # fmt: skip
-    description = f" {report.description}" if report.description else ""
-    return (
+    return (  # what the protocol is and compares with opens the table below ([`Report.description`])
         f"Top-1 accuracy (%) {samples_text(report)}, logit scale {report.logit_scale:g}, normalisation mean "
-        f"{report.image_mean} / std {report.image_std}.{description}{overridden} Evaluated with pmg_aft "
+        f"{report.image_mean} / std {report.image_std}.{overridden} Evaluated with pmg_aft "
         f"{report.pmg_aft_version} on {report.created}."
     )
 

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from pmg_aft import TRAINERS
+from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, TRAINERS, clip_processor
 from pmg_aft.data import ImageClassificationCollator
 from pmg_aft.tiny import colour_patches, pretrain_tiny_clip, tiny_clip, tiny_tokenizer
 
@@ -36,6 +36,15 @@ def pretrained(tokenizer):
 def model(pretrained):
     """A fresh copy of the pre-trained tiny CLIP (clean accuracy well above chance, little robustness)."""
     return copy.deepcopy(pretrained)
+
+
+@pytest.fixture
+def checkpoint(model, tokenizer, tmp_path):
+    """The tiny pre-trained CLIP saved as a user's checkpoint folder (weights, config, processor)."""
+    path = tmp_path / "clip"
+    model.save_pretrained(str(path))
+    clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD).save_pretrained(str(path))
+    return str(path)
 
 
 @pytest.fixture

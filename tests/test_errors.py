@@ -6,20 +6,12 @@ import os
 
 import pytest
 
-from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, InputError, clip_processor
+from pmg_aft import InputError
 from pmg_aft.cli import main as cli
 from pmg_aft.errors import MissingInputError, UnknownNameError, UploadError, exit_on_input_error
 from pmg_aft.finetune import main
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
-
-
-@pytest.fixture
-def checkpoint(model, tokenizer, tmp_path):
-    path = tmp_path / "clip"
-    model.save_pretrained(str(path))
-    clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD).save_pretrained(str(path))
-    return str(path)
 
 
 def test_the_input_error_family_is_what_callers_already_catch():

@@ -48,15 +48,6 @@ QUICK = dict(
 )  # fmt: skip
 
 
-@pytest.fixture
-def checkpoint(model, tokenizer, tmp_path):
-    """The tiny pre-trained CLIP saved as a user's checkpoint folder (weights, config, processor)."""
-    path = tmp_path / "clip"
-    model.save_pretrained(str(path))
-    clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD).save_pretrained(str(path))
-    return str(path)
-
-
 def train_args(out, checkpoint, *extra: str) -> list[str]:
     """The demo config on a saved checkpoint (no pre-training in the test), a few steps, a cheap eval attack."""
     return ["--config", CONFIG, "--output_dir", str(out), "--model_name_or_path", checkpoint, "--max_steps", "2",

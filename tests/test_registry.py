@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, TRAINERS, RobustCLIPConfig, RobustCLIPTrainer, clip_processor
+from pmg_aft import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
 from pmg_aft.cli import main as cli
 from pmg_aft.cli import usage
 from pmg_aft.finetune import main, parse_args
@@ -51,14 +51,6 @@ def registered():
     assert register_method(WeightedCETrainer) is WeightedCETrainer
     yield WeightedCETrainer
     del TRAINERS["weighted_ce"]  # the other tests see the five methods only
-
-
-@pytest.fixture
-def checkpoint(model, tokenizer, tmp_path):
-    path = tmp_path / "clip"
-    model.save_pretrained(str(path))
-    clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD).save_pretrained(str(path))
-    return str(path)
 
 
 def test_a_method_defined_here_trains_through_the_job(registered, checkpoint, tmp_path, capsys):

@@ -115,7 +115,7 @@ class Report:
         lines = [
             f"Protocol `{self.protocol}`{overridden} (logit scale {self.logit_scale:g}, normalisation mean "
             f"{[round(v, 4) for v in self.image_mean]}, precision {precision}), model `{self.model}`. "
-            f"{record.get('description', '')}",
+            f"{self.description}",
             "",
             "Attacks:",
             "",

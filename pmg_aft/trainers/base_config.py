@@ -68,8 +68,8 @@ class RobustCLIPConfig(TrainingArguments):
     r"""Arguments shared by every robust fine-tuning method of a `CLIPModel`: the training and evaluation attacks,
     the zero-shot head and the data columns, on top of `transformers.TrainingArguments`.
 
-    Use a method's own config ([`PMGAFTConfig`], [`TeCoAConfig`], [`FAREConfig`], [`TGAZSRConfig`],
-    [`CleanFinetuneConfig`]): each defaults to that method's official recipe. Pixel quantities (`train_eps`,
+    Use a method's own config (`pmg_aft.TRAINERS[name].config_class`, e.g. [`PMGAFTConfig`]): each defaults to that
+    method's official recipe. Every field is typed once, in `__post_init__`; pixel quantities (`train_eps`,
     `train_step_size`, `eval_eps`, `eval_step_size`) are in [0, 1] pixel units and accept fractions such as `1/255`
     on the command line and in YAML files.
     """
