@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from .constants import ATTACKS, AUTOATTACK_VARIANTS, NORMS
 from .errors import InputError
-from .pixels import Names, PixelValue, PixelValues, StepCounts, check_budget
+from .pixels import Names, PixelValue, PixelValues, StepCounts, check_budget, parse_pixel_value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +50,7 @@ class AttackSetting:
             raise InputError(f"Unknown attack {self.attack!r}; choose from {ATTACKS}.")
         if self.norm not in NORMS:
             raise InputError(f"norm={self.norm!r} is not one of {NORMS}.")
-        object.__setattr__(self, "eps", check_budget("eps", self.eps, self.norm, stacklevel=5))
+        object.__setattr__(self, "eps", check_budget("eps", self.eps, self.norm, stacklevel=4))
         if self.attack == "autoattack":
             if self.variant not in AUTOATTACK_VARIANTS:
                 raise InputError(f"Unknown AutoAttack variant {self.variant!r}; choose from {AUTOATTACK_VARIANTS}.")
@@ -64,7 +64,7 @@ class AttackSetting:
             raise InputError(f"{self.attack} needs steps >= 0, got {self.steps}.")
         object.__setattr__(self, "steps", int(self.steps))
         step = 1 / 255 if self.step_size is None else self.step_size
-        object.__setattr__(self, "step_size", check_budget("step_size", step, self.norm, stacklevel=5))
+        object.__setattr__(self, "step_size", check_budget("step_size", step, self.norm, stacklevel=4))
         if not 0 <= self.momentum < 1:
             raise InputError(f"momentum must be in [0, 1), got {self.momentum}.")
         if self.steps > 0 and self.step_size == 0:
@@ -76,7 +76,7 @@ class AttackSetting:
             warnings.warn(
                 f"{self.attack}: eps is 0 with {self.steps} steps, so the adversarial images are the clean ones; "
                 "give a budget (e.g. 1/255) or steps 0 for no attack.",
-                stacklevel=5,
+                stacklevel=4,
             )
 
     @property
@@ -162,16 +162,14 @@ class AttackGrid:
     )
 
     def __post_init__(self) -> None:
-        for name, kind in (("attacks", Names), ("eps", PixelValues), ("steps", StepCounts)):
-            object.__setattr__(self, name, kind(getattr(self, name)))
-        object.__setattr__(self, "step_size", PixelValue(self.step_size))
+        object.__setattr__(self, "attacks", Names(self.attacks))
+        object.__setattr__(self, "eps", PixelValues(self.eps, "eps"))
+        object.__setattr__(self, "steps", StepCounts(self.steps))
+        object.__setattr__(self, "step_size", PixelValue(parse_pixel_value(self.step_size, "step_size")))
         unknown = [a for a in self.attacks if a not in ATTACKS]
-        if unknown:
+        if unknown:  # every unknown name at once; each setting checks the rest
             raise InputError(f"Unknown attack(s) {unknown}; choose from {ATTACKS}.")
-        for name, allowed in (("norm", NORMS), ("autoattack", AUTOATTACK_VARIANTS)):
-            if getattr(self, name) not in allowed:
-                raise InputError(f"{name}={getattr(self, name)!r} is not one of {allowed}.")
-        self.settings()  # validates budgets (and warns about 0-255 units), steps and step size
+        self.settings()  # validates the norm, the AutoAttack variant, budgets (and 0-255 units), steps, step size
 
     def settings(self) -> list[AttackSetting]:
         """Every (attack, eps, steps) combination as an [`AttackSetting`]; AutoAttack once per eps."""
@@ -188,4 +186,7 @@ class AttackGrid:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Plain values (tuples of str, float and int), as reports record them."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(attacks=tuple(self.attacks), eps=tuple(self.eps), steps=tuple(self.steps))
+        return values | {"step_size": float(self.step_size)}

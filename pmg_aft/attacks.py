@@ -107,7 +107,7 @@ def pgd(
         `return_survivors`, a boolean `(batch,)` tensor).
     """
     eps, step_size = _check_arguments(images, labels, eps, step_size, steps, norm, loss, first_success,
-                                      return_survivors, momentum, check_range)  # fmt: skip
+                                      return_survivors, momentum, check_range, start)  # fmt: skip
     x, labels = images.detach(), labels.detach()
     delta = _random_start(x, eps, norm, start) if random_start and eps > 0 else torch.zeros_like(x)
     objective = loss if callable(loss) else _attack_loss(loss)
@@ -153,7 +153,7 @@ def _iterate(classifier, objective, x, labels, delta, steps, eps, step_size, nor
 
 
 def _check_arguments(images, labels, eps, step_size, steps, norm, loss, first_success, return_survivors, momentum,
-                     check_range) -> tuple[float, float]:  # fmt: skip
+                     check_range, start) -> tuple[float, float]:  # fmt: skip
     """Raise for arguments pgd cannot run with; return the checked budget and step size."""
     if norm not in NORMS:
         raise InputError(f"norm={norm!r} is not one of {NORMS}.")
@@ -167,6 +167,8 @@ def _check_arguments(images, labels, eps, step_size, steps, norm, loss, first_su
         raise InputError(f"momentum must be in [0, 1), got {momentum}.")
     if images.shape[0] != labels.shape[0]:
         raise InputError(f"{images.shape[0]} images but {labels.shape[0]} labels (targets).")
+    if start is not None and (norm != "linf" or start.shape != images.shape):
+        raise InputError(f"start must be L-inf noise shaped like the images {tuple(images.shape)}.")
     if check_range and images.numel() and (images.min() < 0 or images.max() > 1):
         raise InputError(
             f"Images must be in [0, 1] before normalisation, got values in [{images.min():.3f}, {images.max():.3f}]. "
@@ -177,8 +179,6 @@ def _check_arguments(images, labels, eps, step_size, steps, norm, loss, first_su
 
 def _random_start(x: torch.Tensor, eps: float, norm: str, start: torch.Tensor | None) -> torch.Tensor:
     """A uniform point of the L-inf ball (from `start`'s noise if given) or of the L2 ball, kept in [0, 1]."""
-    if start is not None and (norm != "linf" or start.shape != x.shape):
-        raise InputError(f"start must be L-inf noise shaped like the images {tuple(x.shape)}.")
     if norm == "linf":
         delta = start.to(x.dtype) * eps if start is not None else torch.empty_like(x).uniform_(-eps, eps)
     else:

@@ -17,7 +17,7 @@ from .constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PROTOCO
 from .convert import convert_openai_checkpoint
 from .data import BENCHMARKS
 from .data.download import download_benchmarks
-from .errors import InputError, show_traceback
+from .errors import InputError, MissingInputError, show_traceback
 from .evaluation import PROTOCOL_RECORDS, EvalLoader, compare, evaluate_robustness, get_protocol
 from .evaluation.protocols import OVERRIDABLE, Protocol
 from .evaluation.suite import benchmark_names
@@ -79,8 +79,8 @@ class SuiteArguments(ProtocolOverrides):
         # Every value checked here, naming its flag, rather than after the model has loaded.
         overrides = {f.name: getattr(self, f.name) for f in fields(ProtocolOverrides)}
         self.protocol_record = get_protocol(self.protocol).override(**overrides)
-        self.loader = EvalLoader(batch_size=self.per_device_eval_batch_size, num_workers=self.dataloader_num_workers)
         self.benchmark_names = benchmark_names(self.benchmarks)  # an unknown name lists the valid ones
+        self.loader = EvalLoader(batch_size=self.per_device_eval_batch_size, num_workers=self.dataloader_num_workers)
         if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):
             raise InputError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
 
@@ -128,6 +128,12 @@ class ConvertArguments:
             "choices": ["base", "imagenet", "clip"],
         },
     )
+
+    def __post_init__(self) -> None:
+        if not os.path.isfile(self.checkpoint):  # before the base model is loaded
+            raise MissingInputError(
+                f"{self.checkpoint}: no such checkpoint file; pass a .pt/.pth/.tar or .safetensors file."
+            )
 
 
 def renamed(names: list[str]) -> str:

@@ -12,7 +12,7 @@ import re
 import torch
 from transformers import CLIPModel
 
-from .errors import InputError
+from .errors import InputError, MissingInputError
 from .zeroshot import check_clip_model
 
 WRAPPERS = ("vision_encoder_state_dict", "state_dict", "model", "model_state_dict")
@@ -23,6 +23,8 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
 
     Unwraps `{"vision_encoder_state_dict": ...}`, `{"state_dict": ...}` and `{"model": ...}` and strips `module.`.
     """
+    if not os.path.isfile(path):
+        raise MissingInputError(f"{path}: no such checkpoint file; pass a .pt/.pth/.tar or .safetensors file.")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 

@@ -39,6 +39,12 @@ class UploadError(InputError, RuntimeError):
     exit_status = 1
 
 
+class DownloadError(InputError, RuntimeError):
+    """A download from the Hub cannot be made (network, gating, a token); exit status 1, as for uploads."""
+
+    exit_status = 1
+
+
 def show_traceback() -> bool:
     """Whether `PMG_AFT_TRACEBACK=1` asks for tracebacks of input errors too."""
     return bool(os.environ.get(TRACEBACK_VARIABLE))

@@ -148,16 +148,19 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
     The method (`--method`, else the file's `method:`, else `pmg_aft`) decides which config class parses the rest.
     """
     with exit_on_input_error():
-        first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-        first.add_argument("--config")
+        first = argparse.ArgumentParser(prog="pmg-aft train", add_help=False, allow_abbrev=False)
+        first.add_argument("--config", nargs="?", const="")
         first.add_argument("--method")
         known, _ = first.parse_known_args(argv)
+        if known.config == "":
+            raise InputError("--config needs a YAML or JSON file.")
         values = read_config_file(known.config) if known.config is not None else {}
+        values.pop("config", None)  # a file names no other file
         method = known.method or values.get("method") or DEFAULT_METHOD
         if method not in TRAINERS:
             raise UnknownNameError(f"unknown method {method!r}; choose one of {', '.join(TRAINERS)}.")
         parser = ArgumentParser((ScriptArguments, DataArguments, TRAINERS[method].config_class), prog="pmg-aft train")
-        parser.add_argument("--config", help="A YAML or JSON file of argument values; flags override them.")
+        parser.add_argument("--config", nargs="?", help="A YAML or JSON file of argument values; flags override them.")
         parser.set_choices("method", list(TRAINERS))  # the registry now, methods registered after import included
         return parser.parse(argv, values, source=known.config, hint=_hint, context=f" for method {method}")
 

@@ -52,21 +52,31 @@ def _number(name: str, value, cast: type):
     """`value` as an int or float: numbers, and numbers written as text (`1e-5`, which YAML reads as a string)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise FieldTypeError(name, f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    if type(value) is cast or (cast is float and type(value) is int):  # 1000 stays 1000 where a float may be
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value) if cast is int else float(value)  # whole numbers exactly, however large (a seed)
     try:
         number = float(value)
     except ValueError:
         raise FieldTypeError(name, f"{name} must be a number, got {value!r}.") from None
     if cast is int and not number.is_integer():
         raise FieldTypeError(name, f"{name} must be a whole number, got {value!r}.")
-    return value if type(value) is cast else cast(number)
+    return cast(number)
 
 
 def typed_value(cls: type, name: str, value):
     """`value` checked and converted to the type of `cls`'s field `name`: a number where a number is expected (pixel
     fractions such as `1/255` only for pixel fields), true/false for flags, a list of numbers for lists, ... Values
-    of fields that take several types, and `None`, are returned as they are."""
-    kind = _kind(_hints(cls).get(name))
-    if value is None or kind is None:
+    of fields that take several types are returned as they are, and so is `None` where the field allows it."""
+    hint = _hints(cls).get(name)
+    kind = _kind(hint)
+    if kind is None:
+        return value
+    if value is None:
+        spec = cls.__dataclass_fields__[name]
+        if kind is hint and spec.default is not None and kind in (*PARSED_TYPES, int, float, bool):
+            raise FieldTypeError(name, f"{name} needs a value, got null (None).")
         return value
     if kind in PARSED_TYPES:
         if type(value) is kind:
@@ -110,6 +120,8 @@ def optional_fields(cls: type, names: typing.Iterable[str] | None = None) -> lis
     for f in fields(cls):
         if wanted is None or f.name in wanted:
             kind = _kind(hints[f.name])
+            if kind is None:  # a field of several types has no single flag type
+                continue
             kind = str if kind in PARSED_TYPES else kind
             specs.append((f.name, kind | None, field(default=None, metadata=dict(f.metadata))))
     return specs

@@ -20,7 +20,7 @@ def parse_pixel_value(value: float | int | str, name: str = "value") -> float:
         `float`: the value in [0, 1] pixel units.
     """
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number such as 1/255, got a boolean.")
+        raise InputError(f"{name} must be a number such as 1/255, got a boolean.")
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
@@ -40,25 +40,30 @@ class PixelValue(float):
 
 
 def _items(value: str | float | Iterable) -> list:
-    """The items of a comma-separated string, a single value or a sequence."""
+    """The items of a comma-separated string, a single value or a sequence (read once: it may be a generator)."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, dict):
+        raise InputError(f"expected a value or a list of values, got a mapping {value!r}.")
     return list(value) if isinstance(value, Iterable) else [value]
 
 
 class PixelValues(tuple):
-    """A tuple of [`PixelValue`]s, from a sequence or a comma-separated string (`1/255,4/255`): attack budgets."""
+    """A tuple of [`PixelValue`]s, from a sequence or a comma-separated string (`1/255,4/255`): attack budgets.
+    `name` is the option's, for messages."""
 
-    def __new__(cls, values: str | float | Iterable = ()) -> PixelValues:
-        return super().__new__(cls, (PixelValue(v) for v in _items(values)))
+    def __new__(cls, values: str | float | Iterable = (), name: str = "eps") -> PixelValues:
+        return super().__new__(cls, (float(v) if isinstance(v, PixelValue) else parse_pixel_value(v, name)
+                                     for v in _items(values)))  # fmt: skip
 
 
 class StepCounts(tuple):
     """A tuple of whole step counts >= 0, from a sequence or a comma-separated string (`10,100`)."""
 
     def __new__(cls, values: str | int | Iterable = ()) -> StepCounts:
-        counts, shown = [], f"--steps {values}" if isinstance(values, str) else f"steps={list(_items(values))}"
-        for value in _items(values):
+        items = _items(values)
+        counts, shown = [], f"--steps {values}" if isinstance(values, str) else f"steps={items}"
+        for value in items:
             text = str(value).strip()
             if isinstance(value, bool) or not (text.isdigit() or (isinstance(value, float) and value.is_integer())):
                 raise InputError(f"{shown}: give whole numbers >= 0, comma-separated (e.g. 10,100).")
@@ -82,7 +87,7 @@ class LogitScale(str):
     def __new__(cls, value: str | float | int = "100") -> LogitScale:
         if isinstance(value, bool):
             raise InputError(f"logit_scale={value!r} is neither a number (1 for PMG-AFT, 100 for TeCoA) nor 'model'.")
-        text = str(value).strip()
+        text = str(value).strip()  # saved as given (`100`, `100.0`, `model`)
         if text.lower() == "model":
             scale = None
         else:
@@ -94,8 +99,7 @@ class LogitScale(str):
                 ) from None
             if not scale > 0:
                 raise InputError(f"logit_scale must be positive, got {scale:g}.")
-            text = f"{scale:g}"
-        self = super().__new__(cls, "model" if scale is None else text)
+        self = super().__new__(cls, text)
         self.value = scale
         return self
 

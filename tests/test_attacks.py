@@ -189,3 +189,11 @@ def test_first_success_forwards_only_the_samples_still_classified_correctly(clas
     assert (ours == theirs).float().mean() >= 0.97
     # First success kept: a sample counts as robust exactly when its returned image is still classified correctly.
     assert torch.equal(survived, ours == y)
+
+
+def test_a_misshapen_start_is_refused_whatever_the_start(classifier, batch):
+    x, y = batch["pixel_values"], batch["labels"]
+    for random_start in (True, False):
+        with pytest.raises(ValueError, match="start must be L-inf noise shaped like the images"):
+            pgd(classifier, x, y, eps=1 / 255, step_size=1 / 255, steps=1, random_start=random_start,
+                start=torch.zeros(1, 3, 2, 2))  # fmt: skip

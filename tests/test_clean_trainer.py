@@ -46,7 +46,7 @@ def test_the_clean_baseline_builds_no_training_attack(model, tokenizer, train_se
                                  per_device_train_batch_size=8, report_to="none", save_strategy="no")  # fmt: skip
     trainer = CleanFinetuneTrainer(model, config, train_dataset=train_set, processing_class=tokenizer)
     assert trainer.train_attack_setting is None and not config.uses_training_attack and not config.uses_reference
-    with pytest.raises(ValueError, match="clean fine-tuning runs no training attack"):
+    with pytest.raises(RuntimeError, match="clean fine-tuning runs no training attack"):
         trainer.attack(trainer.classifier(), torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
     trainer.train()
     assert trainer.state.global_step == 1

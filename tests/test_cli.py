@@ -51,11 +51,11 @@ def test_download_errors_say_what_and_how(monkeypatch, capsys):
 
     monkeypatch.setattr("pmg_aft.data.download.HfApi", Offline)
     monkeypatch.setattr("pmg_aft.data.download.get_token", lambda: None)
-    # One handler for every command's bad input: one line on stderr and exit status 2.
-    assert cli.main(["datasets", "download", "imagenet"]) == 2  # said before anything is fetched
+    # One handler for every command's input errors: one line on stderr; a download that cannot be made exits 1.
+    assert cli.main(["datasets", "download", "imagenet"]) == 1  # said before anything is fetched
     err = capsys.readouterr().err
     assert re.search(r"^pmg-aft: imagenet \(ILSVRC/imagenet-1k\) is gated .*accept its terms.*HF_TOKEN", err), err
-    assert cli.main(["datasets", "download", "cifar10"]) == 2
+    assert cli.main(["datasets", "download", "cifar10"]) == 1
     assert re.search(r"^pmg-aft: could not download cifar10 .*no network", capsys.readouterr().err)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
 from pmg_aft import InputError
 from pmg_aft.cli import main as cli
-from pmg_aft.errors import MissingInputError, UnknownNameError, UploadError, exit_on_input_error
+from pmg_aft.errors import DownloadError, MissingInputError, UnknownNameError, UploadError, exit_on_input_error
 from pmg_aft.finetune import main
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
@@ -18,6 +19,7 @@ def test_the_input_error_family_is_what_callers_already_catch():
     assert issubclass(InputError, ValueError)
     assert issubclass(UnknownNameError, KeyError) and str(UnknownNameError("no 'x' here")) == "no 'x' here"
     assert issubclass(MissingInputError, FileNotFoundError) and issubclass(UploadError, RuntimeError)
+    assert DownloadError.exit_status == 1
     assert InputError.exit_status == 2 and UploadError.exit_status == 1  # the input was fine; the upload was not
     with pytest.raises(SystemExit, match="^pmg-aft: bad value$"):
         with exit_on_input_error():
@@ -52,3 +54,11 @@ def test_the_commands_answer_input_errors_with_their_exit_status(checkpoint, tmp
     assert err.startswith("pmg-aft: Unknown benchmark 'x'") and len(err.strip().splitlines()) == 1
     assert cli(["compare", "--models", "nameless", "--output_dir", str(tmp_path)]) == 2
     assert "--models takes name=path pairs" in capsys.readouterr().err
+
+
+def test_missing_files_are_one_line(checkpoint, tmp_path, capsys):
+    assert cli(["push", "--model_dir", checkpoint, "--hub_model_id", "org/x", "--report_dir", str(tmp_path)]) == 2
+    assert re.search(r"^pmg-aft: .*report.json: no such report", capsys.readouterr().err)
+    command = ["convert", "--checkpoint", str(tmp_path / "nope.pt"), "--base_model", checkpoint, "--output_dir", "o"]
+    assert cli(command) == 2
+    assert re.search(r"^pmg-aft: .*nope.pt: no such checkpoint file", capsys.readouterr().err, re.MULTILINE)

@@ -143,6 +143,8 @@ def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["results"]["a"]["samples"] == 48 and data["settings"][0]["steps"] == 2
     assert data["settings"][0]["key"] == "pgd-2@1/255" and saved.settings == report.settings
+    record = data["protocol_record"]  # the effective protocol, its attack grid in plain values
+    assert (record["steps"], record["attacks"], record["eps"]) == ([2], ["pgd"], [1 / 255, 2 / 255])
     assert "- `pgd-2@2/255`: PGD-2 (L-inf, eps 2/255, step 1/255, cross-entropy, start at the image" in table
 
 

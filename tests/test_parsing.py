@@ -89,3 +89,22 @@ def test_override_flags_are_generated_from_the_record():
         assert spec.default is None and spec.metadata["help"] == AttackGrid.__dataclass_fields__[name].metadata["help"]
     kinds = {name: kind for name, kind, _ in specs}
     assert kinds["eps"] == str | None and kinds["random_start"] == bool | None  # the record parses the text, once
+
+
+def test_values_are_kept_as_written_where_they_are_already_right(tmp_path):
+    config = PMGAFTConfig(output_dir=str(tmp_path), logit_scale="100.0")
+    saved = json.loads(config.to_json_string())
+    assert saved["warmup_steps"] == 1000 and type(saved["warmup_steps"]) is int  # not 1000.0 in the files
+    assert saved["logit_scale"] == "100.0" and config.logit_scale.value == 100.0
+    assert PMGAFTConfig(output_dir=str(tmp_path), seed="123456789012345678901").seed == 123456789012345678901
+
+
+def test_null_and_missing_values_are_one_line(tmp_path):
+    (tmp_path / "c.yaml").write_text("logit_scale: null\n")
+    with pytest.raises(SystemExit, match=r"^pmg-aft: .*c.yaml: logit_scale needs a value, got null"):
+        parse_args(["--output_dir", "x", "--config", str(tmp_path / "c.yaml")])
+    with pytest.raises(SystemExit, match=r"^pmg-aft: --config needs a YAML or JSON file\.$"):
+        parse_args(["--output_dir", "x", "--config"])
+    # The method's own checks come before the shared ones, as they always did.
+    with pytest.raises(ValueError, match="alpha and beta must be >= 0"):
+        PMGAFTConfig(output_dir=str(tmp_path), alpha=-1, train_eps=2)

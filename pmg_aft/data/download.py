@@ -8,7 +8,7 @@ import os
 
 from huggingface_hub import HfApi, get_token
 
-from ..errors import InputError
+from ..errors import DownloadError
 from .loading import hub_split_files, unavailable_message
 from .registry import BENCHMARKS, get_benchmark, revisions_file
 
@@ -23,7 +23,7 @@ def download_benchmarks(names: list[str], revision: str | None = None, lock: str
         if bench.hub_id is None:
             continue  # generated, nothing to download
         if bench.gated and not get_token():  # say so before anything is downloaded
-            raise InputError(unavailable_message(bench, gated=True))
+            raise DownloadError(unavailable_message(bench, gated=True))
         try:
             sha = HfApi().dataset_info(bench.hub_id, revision=revision or bench.revision).sha
             for split in bench.hub_splits:  # only these splits' files
@@ -31,7 +31,7 @@ def download_benchmarks(names: list[str], revision: str | None = None, lock: str
                 hub_split_files(bench, split, sha)  # the split's files into the cache; loads read them offline
         except Exception as error:  # network, gating, missing revision: say which and how to fix
             hint = " It is gated: accept its terms on the Hub and set HF_TOKEN." if bench.gated else ""
-            raise InputError(f"could not download {bench.name} ({bench.hub_id}): {error}.{hint}") from error
+            raise DownloadError(f"could not download {bench.name} ({bench.hub_id}): {error}.{hint}") from error
         resolved[bench.name] = sha
     lock = lock or revisions_file()
     recorded = {}

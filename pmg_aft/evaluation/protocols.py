@@ -132,9 +132,11 @@ class Protocol:
         return [float(v) for v in image_processor.image_mean], [float(v) for v in image_processor.image_std]
 
     def to_dict(self) -> dict:
-        """Every field, the attack grid's among them (the flat form reports record)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "attack"}
-        return {**values, **self.attack.to_dict()}
+        """Every field, the attack grid's in its place (the flat form reports record)."""
+        values = {}
+        for f in fields(self):
+            values.update(self.attack.to_dict() if f.name == "attack" else {f.name: getattr(self, f.name)})
+        return values
 
 
 PMG_AFT = Protocol(

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..attack_settings import AttackSetting
 from ..constants import CUSTOM_PROTOCOL, __version__
-from ..errors import InputError
+from ..errors import InputError, MissingInputError
 from .results import WORST_CASE, DatasetResult
 
 REPORT_FILE = "report.json"
@@ -162,6 +162,8 @@ class Report:
         """Load a report from its JSON file or the folder holding it."""
         if os.path.isdir(path):
             path = os.path.join(path, REPORT_FILE)
+        if not os.path.isfile(path):
+            raise MissingInputError(f"{path}: no such report; pass a `pmg-aft eval` output folder or its report.json.")
         try:
             with open(path, encoding="utf-8") as f:
                 values = json.load(f)

@@ -34,12 +34,8 @@ class DatasetResult:
         seconds (`float`): the time the evaluation took.
     """
 
+    # In the order of the saved files' keys.
     dataset: str
-    samples: int
-    clean_accuracy: float
-    robust_accuracy: dict[str, float]
-    worst_case_accuracy: float | None = None
-    num_classes: int | None = None
     hub_id: str | None = None
     split: str | None = None
     revision: str | None = None
@@ -49,6 +45,11 @@ class DatasetResult:
     sample_seed: int | None = None
     official_difference: str | None = None
     data_digest: str | None = None
+    samples: int
+    num_classes: int | None = None
+    clean_accuracy: float
+    robust_accuracy: dict[str, float]
+    worst_case_accuracy: float | None = None
     autoattack_attacks: dict[str, list[str]] = field(default_factory=dict)
     gradient_health: dict | None = None
     seconds: float = 0.0

@@ -70,13 +70,13 @@ def evaluate_robustness(
     record = get_protocol(protocol)
     accelerator = accelerator or Accelerator()  # reuses an existing state (a Trainer's, a launcher's)
     loader = loader or EvalLoader()
-    report = new_report(model, processor, record, accelerator, model_id or "", seed)
     names = list(datasets) if datasets is not None else benchmark_names(benchmarks)
+    report = new_report(model, processor, record, accelerator, model_id or "", seed)
     with output_lock(output_dir, accelerator), frozen_for_attacks(model, accelerator) as model:
         for name in names:
             data = datasets[name] if datasets is not None else None
             eval_set = suite_eval_set(name, record, data, benchmark_data_dir, on_bad_image, accelerator)
-            report.results[name] = cached_result(output_dir, name, report, eval_set, accelerator) or run_dataset(
+            report.results[name] = cached_result(output_dir, name, report, eval_set) or run_dataset(
                 model, processor, name, eval_set, report, loader, accelerator, output_dir
             )
         report.warnings = sanity_warnings(report)
@@ -138,7 +138,7 @@ def new_report(model, processor, record: Protocol, accelerator, model_id: str, s
     )
 
 
-def cached_result(output_dir: str | None, name: str, report: Report, eval_set: EvalSet, accelerator):
+def cached_result(output_dir: str | None, name: str, report: Report, eval_set: EvalSet):
     """The saved result of `name` if it holds the report's settings on this data (the main process decides)."""
     digest = eval_set.digest()  # on every process, from the same data: nothing to wait for if it fails
     cached = [load_result(output_dir, name, report.fingerprint(), digest)]

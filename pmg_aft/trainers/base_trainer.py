@@ -31,7 +31,7 @@ from .eval_metrics import eval_metrics, eval_sets, trainer_report
 from .heads import Heads
 from .models import freeze_all_but_vision, reference_model
 from .saving import SavingMixin
-from .training_data import prepare_training_data
+from .training_data import check_training_data, training_inputs
 
 
 class RobustCLIPTrainer(SavingMixin, Trainer):
@@ -80,13 +80,15 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         args = self._checked_arguments(model, args, ref_model)
         name = getattr(model.config, "_name_or_path", "") or ""
         self.base_model = name if name.count("/") == 1 and not os.path.exists(name) else None  # a Hub id
-        image_size = model.config.vision_config.image_size
-        data = prepare_training_data(args, train_dataset, eval_dataset, class_names, data_collator, image_size)
-        self.class_names, self.train_dataset_id, self.image_size = data.class_names, data.dataset_id, image_size
+        self.image_size = model.config.vision_config.image_size
+        # Recorded for the model card: the Hub id the training set was loaded from, if datasets knows it.
+        self.train_dataset_id = getattr(getattr(train_dataset, "info", None), "dataset_name", None)
+        self.class_names = check_training_data(args, train_dataset, eval_dataset, class_names)
         freeze_all_but_vision(model)
         ref_model, self._ref_is_copy = reference_model(model, args, ref_model, self.method_info.name)
         processor = clip_processor(processing_class, model, args.image_mean, args.image_std)
-        super().__init__(model=model, args=args, data_collator=data.data_collator, train_dataset=data.train_dataset,
+        train_dataset, data_collator = training_inputs(args, train_dataset, data_collator, self.image_size)
+        super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processor, callbacks=callbacks,
                          optimizers=optimizers, **kwargs)  # fmt: skip
         if self.args.n_gpu > 1:
@@ -100,9 +102,10 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         self.model_accepts_loss_kwargs = False
         self.train_attack_setting = args.train_attack_setting() if args.uses_training_attack else None
         self.eval_attack_grid = args.eval_attack_grid()
+        self.eval_settings = self.eval_attack_grid.settings()  # built (and their budgets checked) once
         # Never a submodule of the trained model (so never saved); placed (and cast) by accelerate, without DDP.
         self.ref_model = None if ref_model is None else self.accelerator.prepare_model(ref_model, evaluation_mode=True)
-        self.heads = Heads.for_run(processor.tokenizer, args)
+        self.heads = Heads(processor.tokenizer, args)
         self.report: Report | None = None  # the last evaluate()'s results
         self.reports: list[Report] = []  # every evaluate()'s, in order
         self.report_steps: list[int] = []  # the training step each of them was made at
@@ -160,7 +163,7 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         `loss` is `pgd`'s: `"ce"`, or a function of (outputs, targets) such as FARE's embedding distance.
         """
         if self.train_attack_setting is None:
-            raise InputError(f"{self.method_info.name} runs no training attack.")
+            raise RuntimeError(f"{self.method_info.name} runs no training attack.")
         # The batches come from the collators, in [0, 1]: pgd's range check (a host sync) is skipped.
         kwargs = self.train_attack_setting.pgd_kwargs() | {"loss": loss, "check_range": False}
         return pgd(classifier, images, targets, **kwargs)
@@ -240,7 +243,7 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         precision = (self.accelerator.mixed_precision or "no") if args.eval_mixed_precision else "no"
         loader = EvalLoader(batch_size=args.eval_batch_size, num_workers=args.dataloader_num_workers,
                             pin_memory=args.dataloader_pin_memory)  # fmt: skip
-        settings, model, start = self.eval_attack_grid.settings(), self.unwrapped(), time.time()
+        settings, model, start = self.eval_settings, self.unwrapped(), time.time()
         was_training = model.training
         model.eval()
         try:
@@ -258,7 +261,7 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
             }
         finally:
             model.train(was_training)
-        self.report = trainer_report(results, args, model, precision, settings)
+        self.report = trainer_report(results, args, model, precision, self.eval_attack_grid, settings)
         self.reports.append(self.report)
         self.report_steps.append(self.state.global_step)
         metrics = eval_metrics(self.report, single, metric_key_prefix, time.time() - start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..attack_settings import AttackGrid
 from ..constants import TRAINER_PROTOCOL
 from ..errors import InputError, UnknownNameError
 from ..evaluation import EvalSet, Report, as_eval_set, sanity_warnings
@@ -45,7 +46,7 @@ def eval_sets(data, trainer_sets, defaults: dict) -> tuple[dict[str, EvalSet], b
 
 
 def trainer_report(
-    results: dict[str, DatasetResult], args: RobustCLIPConfig, model, precision: str, settings: list
+    results: dict[str, DatasetResult], args: RobustCLIPConfig, model, precision: str, grid: AttackGrid, settings: list
 ) -> Report:
     """The [`Report`] of a trainer's evaluation: the `trainer` protocol, the training head's logit scale and
     normalisation, the eval attack; with its sanity warnings."""
@@ -63,7 +64,7 @@ def trainer_report(
         mixed_precision=precision,
         seed=args.seed,
         results=results,
-        protocol_record={**TRAINER_RECORD, **args.eval_attack_grid().to_dict(), "mixed_precision": precision},
+        protocol_record={**TRAINER_RECORD, **grid.to_dict(), "mixed_precision": precision},
     )
     report.warnings = sanity_warnings(report)
     return report

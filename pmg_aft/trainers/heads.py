@@ -20,53 +20,38 @@ class Heads:
 
     The text tower is frozen, so class text embeddings are computed once per (text model, class names, templates)
     and stay valid for the whole run. A head is rebuilt only if its model object or device changed (FSDP and
-    DeepSpeed place the model in `train()`); so no step copies tensors to the device or embeds a prompt again.
+    DeepSpeed place the model in `train()`); so no step copies tensors to the device or embeds a prompt again. Every
+    cache entry keeps the models of its key alive, so an id in a key is never another model's.
 
     Args:
         tokenizer (`CLIPTokenizer`): tokenises the prompts.
-        image_mean, image_std (`Sequence[float]`): the normalisation inside every head.
-        logit_scale (`float`, *optional*): the scale s of the classifiers; `None` is each model's own.
-        compile (`dict`, *optional*): `torch.compile` keyword arguments for the vision towers; `None` runs them
-            eagerly.
+        args ([`RobustCLIPConfig`]): the run's arguments, read when a head is built: the normalisation, the logit
+            scale (`None`: each model's own) and the `torch_compile` options of the vision towers.
     """
 
-    def __init__(
-        self,
-        tokenizer,
-        image_mean: Sequence[float],
-        image_std: Sequence[float],
-        logit_scale: float | None,
-        compile: dict | None = None,
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.image_mean, self.image_std, self.logit_scale = list(image_mean), list(image_std), logit_scale
-        self.compile = compile
-        self._embeddings: dict[tuple, torch.Tensor] = {}
+    def __init__(self, tokenizer, args) -> None:
+        self.tokenizer, self.args = tokenizer, args
+        self._embeddings: dict[tuple, tuple[nn.Module, torch.Tensor]] = {}
         self._heads: dict[tuple, nn.Module] = {}
-        self._towers: dict[int, nn.Module] = {}
-
-    @classmethod
-    def for_run(cls, tokenizer, args) -> Heads:
-        """The heads of a run with these arguments: its normalisation, logit scale and `torch_compile` options."""
-        compile = None
-        if args.torch_compile:
-            compile = dict(backend=args.torch_compile_backend, mode=args.torch_compile_mode)
-        return cls(tokenizer, args.image_mean, args.image_std, args.logit_scale.value, compile)
+        self._towers: dict[int, tuple[nn.Module, nn.Module]] = {}
 
     def vision_tower(self, model: nn.Module) -> nn.Module:
         """`model.vision_model`, compiled with static shapes under `torch_compile` (the attack's and the frozen
         model's forwards run through it; `Trainer` compiles the target's own forward)."""
-        if self.compile is None:
+        args = self.args
+        if not args.torch_compile:
             return model.vision_model
         if id(model) not in self._towers:
-            self._towers[id(model)] = torch.compile(model.vision_model, dynamic=False, **self.compile)
-        return self._towers[id(model)]
+            compiled = torch.compile(model.vision_model, backend=args.torch_compile_backend,
+                                     mode=args.torch_compile_mode, dynamic=False)  # fmt: skip
+            self._towers[id(model)] = (model, compiled)
+        return self._towers[id(model)][1]
 
     def encoder(self, model: nn.Module) -> ImageEncoder:
         """The image side of `model` on pixels in [0, 1] (FARE's embeddings, TGA-ZSR's reference tokens)."""
         key = ("encoder", id(model), model.visual_projection.weight.device)
         if key not in self._heads:
-            self._heads[key] = ImageEncoder(model, self.image_mean, self.image_std,
+            self._heads[key] = ImageEncoder(model, self.args.image_mean, self.args.image_std,
                                             vision_model=self.vision_tower(model))  # fmt: skip
         return self._heads[key]
 
@@ -79,15 +64,16 @@ class Heads:
         names, templates = tuple(names), tuple(templates)
         embeddings = (id(text_model), names, templates)
         if embeddings not in self._embeddings:
-            self._embeddings[embeddings] = build_class_embeddings(text_model, self.tokenizer, names, templates)
+            computed = build_class_embeddings(text_model, self.tokenizer, names, templates)
+            self._embeddings[embeddings] = (text_model, computed)
         key = ("classifier", id(model), model.visual_projection.weight.device, *embeddings)
         if key not in self._heads:
             self._heads[key] = ZeroShotClassifier(
                 model,
-                class_embeddings=self._embeddings[embeddings],
-                image_mean=self.image_mean,
-                image_std=self.image_std,
-                logit_scale=self.logit_scale,
+                class_embeddings=self._embeddings[embeddings][1],
+                image_mean=self.args.image_mean,
+                image_std=self.args.image_std,
+                logit_scale=self.args.logit_scale.value,
                 vision_model=self.vision_tower(model),
             )
         return self._heads[key]

@@ -39,7 +39,7 @@ def reference_model(model: CLIPModel, args: RobustCLIPConfig, ref_model: CLIPMod
     now (which shares the target's class embeddings); and whether it is that copy."""
     if not args.uses_reference:
         if ref_model is not None:
-            warnings.warn(f"{method} uses no reference model: ref_model is ignored.", stacklevel=4)
+            warnings.warn(f"{method} uses no reference model: ref_model is ignored.", stacklevel=3)
         return None, False
     if ref_model is None:
         return copy_without_text_tower(model).requires_grad_(False).eval(), True

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import InputError
+from ..parsing import check_field_types
 from ..pixels import LogitScale
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite, readme_attack
 
@@ -92,8 +93,9 @@ class PMGAFTConfig(RobustCLIPConfig):
         return self.alpha > 0  # the guidance term KL(p_0(x') || p_t(x'))
 
     def __post_init__(self) -> None:
-        super().__post_init__()  # types every field first
+        check_field_types(self)  # typed before the method's own checks, which come first
         if self.kl_direction not in KL_DIRECTIONS:
             raise InputError(f"kl_direction={self.kl_direction!r} is not one of {KL_DIRECTIONS}.")
         if self.alpha < 0 or self.beta < 0:
             raise InputError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")
+        super().__post_init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from ..parsing import check_field_types
 from ..pixels import LogitScale
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
 
@@ -67,6 +68,7 @@ class TGAZSRConfig(RobustCLIPConfig):
         return True  # the frozen model's attention maps A_0(x)
 
     def __post_init__(self) -> None:
-        super().__post_init__()  # types every field first
+        check_field_types(self)  # typed before the method's own checks, which come first
         if self.alpha < 0 or self.beta < 0:
             raise InputError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")
+        super().__post_init__()

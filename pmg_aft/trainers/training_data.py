@@ -1,10 +1,9 @@
-"""A trainer's data, checked before any compute is spent: the datasets' columns and labels, the training class
-names, and the collator (or the decode-once path, [`DecodedImages`])."""
+"""A trainer's data, checked before any compute is spent (the datasets' columns and labels, the training class names),
+and what the `Trainer` reads (the collator, or the decode-once path, [`DecodedImages`])."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from ..data import (
     DecodedCollator,
@@ -19,17 +18,6 @@ from ..data import (
 from ..errors import InputError
 from ..prompts import clean_class_name
 from .base_config import RobustCLIPConfig
-
-
-@dataclass
-class TrainingData:
-    """What a trainer trains on: the (checked, possibly decoded) train set, its cleaned class names in label order
-    (`None` for a method without labels and none given), the collator, and the Hub id the set came from."""
-
-    train_dataset: object
-    class_names: list[str] | None
-    data_collator: Callable
-    dataset_id: str | None
 
 
 def training_class_names(args: RobustCLIPConfig, train_dataset, class_names: Sequence[str] | None) -> list[str] | None:
@@ -50,22 +38,21 @@ def training_class_names(args: RobustCLIPConfig, train_dataset, class_names: Seq
     return names
 
 
-def prepare_training_data(
-    args: RobustCLIPConfig,
-    train_dataset,
-    eval_dataset,
-    class_names: Sequence[str] | None,
-    data_collator: Callable | None,
-    image_size: int,
-) -> TrainingData:
-    """Check the datasets and build what the trainer needs from them (see [`TrainingData`])."""
+def check_training_data(args: RobustCLIPConfig, train_dataset, eval_dataset, class_names) -> list[str] | None:
+    """Check the datasets' columns and labels before anything else runs; return the training class names, cleaned
+    for the prompt, in label order (`None` for a method without labels and none given)."""
     columns = (args.image_column, args.label_column) if args.uses_labels else (args.image_column,)
     check_dataset(train_dataset, "train_dataset", columns)
     check_dataset(eval_dataset, "eval_dataset")
     names = training_class_names(args, train_dataset, class_names)
     if train_dataset is not None and names is not None:
         check_labels(train_dataset, "train_dataset", args.label_column, len(names))
-    dataset_id = getattr(getattr(train_dataset, "info", None), "dataset_name", None)
+    return names
+
+
+def training_inputs(args: RobustCLIPConfig, train_dataset, data_collator: Callable | None, image_size: int):
+    """The train set and collator the `Trainer` reads: every image decoded once into memory with
+    `preprocess_on_device` ([`DecodedImages`]), else the host collator ([`ImageClassificationCollator`])."""
     if args.preprocess_on_device and train_dataset is not None:
         label_column = args.label_column if args.uses_labels else None
         train_dataset = DecodedImages(train_dataset, args.image_column, label_column, name="train_dataset")
@@ -80,4 +67,4 @@ def prepare_training_data(
             require_labels=args.uses_labels,
             crop_pct=args.crop_pct,
         )
-    return TrainingData(train_dataset, names, data_collator, dataset_id)
+    return train_dataset, data_collator
