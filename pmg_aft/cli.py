@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from accelerate import PartialState
 
 from .attack_settings import AttackGrid
-from .checkpoint_card import checkpoint_method, write_checkpoint_card
+from .checkpoint_info import checkpoint_method, write_checkpoint_card
 from .checkpoints import load_clip
 from .constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PROTOCOLS, RENAMED_OPTIONS
 from .convert import convert_openai_checkpoint
@@ -54,7 +54,7 @@ ProtocolOverrides = make_dataclass(
 @dataclass(kw_only=True)
 class SuiteArguments(ProtocolOverrides):
     """The evaluation-suite options shared by `pmg-aft eval` and `pmg-aft compare`: the protocol, any of its fields
-    to override, and how the data is read. `protocol_record` and `loader` are what they make, checked."""
+    to override, and how the data is read. `effective_protocol` and `loader` are what they make, checked."""
 
     output_dir: str = field(metadata={"help": "Report folder; a rerun resumes finished datasets."})
     benchmarks: str = field(
@@ -78,7 +78,7 @@ class SuiteArguments(ProtocolOverrides):
     def __post_init__(self) -> None:
         # Every value checked here, naming its flag, rather than after the model has loaded.
         overrides = {f.name: getattr(self, f.name) for f in fields(ProtocolOverrides)}
-        self.protocol_record = get_protocol(self.protocol).override(**overrides)
+        self.effective_protocol = get_protocol(self.protocol).override(**overrides)
         self.benchmark_names = benchmark_names(self.benchmarks)  # an unknown name lists the valid ones
         self.loader = EvalLoader(batch_size=self.per_device_eval_batch_size, num_workers=self.dataloader_num_workers)
         if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):
@@ -86,7 +86,7 @@ class SuiteArguments(ProtocolOverrides):
 
     def suite_kwargs(self) -> dict:
         """`evaluate_robustness` keyword arguments."""
-        return dict(protocol=self.protocol_record, benchmarks=self.benchmark_names, loader=self.loader,
+        return dict(protocol=self.effective_protocol, benchmarks=self.benchmark_names, loader=self.loader,
                     benchmark_data_dir=self.benchmark_data_dir, seed=self.seed)  # fmt: skip
 
 
