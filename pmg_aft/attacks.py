@@ -31,21 +31,27 @@ def _attack_loss(name: str) -> Objective:
 FP16_ATTACK_SCALE = 2.0**12
 
 
-def _gradient(classifier, objective, x, delta, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of the summed attack loss with respect to `delta`, and the logits at `x + delta`.
+REDUCTIONS = ("sum", "mean")
+
+
+def _gradient(classifier, objective, x, delta, labels, reduction="sum", loss_scaling=True):
+    """Gradient of the attack loss (summed, or the batch mean) with respect to `delta`, and the logits at
+    `x + delta`.
 
     Under fp16 autocast the backward pass runs in fp16, where input gradients (often ~1e-5 and smaller for robust
     models) underflow to 0 and `sign(0)` stalls the attack. As with loss scaling, the objective is multiplied by a
-    constant first (sign and L2-normalised steps do not depend on it); on overflow the scale is lowered.
+    constant first (sign and L2-normalised steps do not depend on it); on overflow the scale is lowered. Without
+    `loss_scaling` the backward is left unscaled, as the official evaluations run it.
     """
     device_type = x.device.type
     fp16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
-    scale = FP16_ATTACK_SCALE if fp16 else 1.0
+    scale = FP16_ATTACK_SCALE if fp16 and loss_scaling else 1.0
     while True:
         delta = delta.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = classifier(x + delta)
-            value = objective(logits, labels).float().sum()
+            losses = objective(logits, labels).float()
+            value = losses.sum() if reduction == "sum" else losses.mean()
             (grad,) = torch.autograd.grad(value * scale, delta)
         if scale == 1.0 or torch.isfinite(grad).all():
             return grad, logits.detach()
@@ -72,6 +78,9 @@ def pgd(
     start: torch.Tensor | None = None,
     return_survivors: bool = False,
     check_range: bool = True,
+    reduction: str = "sum",
+    loss_scaling: bool = True,
+    gradient_stats: dict | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Untargeted PGD that maximises `loss` of `classifier` around `images`.
 
@@ -101,6 +110,11 @@ def pgd(
         return_survivors (`bool`): also return, per sample, whether every iterate the attack evaluated (the start and
             each step before the last) was still classified correctly: with the final iterate, the worst case.
         check_range (`bool`): raise unless `images` are in [0, 1] (a host sync; the trainers' batches are in range).
+        reduction (`str`): `"sum"` of the per-sample losses (each sample's gradient is independent of the batch) or
+            `"mean"`, the batch mean of the official evaluations (with `loss_scaling=False`, their numerics).
+        loss_scaling (`bool`): scale the objective under fp16 autocast so that input gradients do not underflow.
+        gradient_stats (`dict`, *optional*): if given, `entries` and `zero_entries` of the first step's input
+            gradient are added to it (a blind, underflowed attack shows as zero entries).
 
     Returns:
         `torch.Tensor`: adversarial images, detached, in [0, 1] and within `eps` of `images` (and, with
@@ -108,17 +122,30 @@ def pgd(
     """
     eps, step_size = _check_arguments(images, labels, eps, step_size, steps, norm, loss, first_success,
                                       return_survivors, momentum, check_range, start)  # fmt: skip
+    if reduction not in REDUCTIONS:
+        raise InputError(f"reduction={reduction!r} is not one of {REDUCTIONS}.")
     x, labels = images.detach(), labels.detach()
     delta = _random_start(x, eps, norm, start) if random_start and eps > 0 else torch.zeros_like(x)
     objective = loss if callable(loss) else _attack_loss(loss)
-    delta, survivors = _iterate(classifier, objective, x, labels, delta, int(steps), eps, step_size, norm, momentum,
+    first = [gradient_stats is not None]  # the first step's gradient is counted, once
+
+    def gradient(xs, ds, ys):
+        grad, logits = _gradient(classifier, objective, xs, ds, ys, reduction, loss_scaling)
+        if first[0]:
+            first[0] = False
+            gradient_stats["entries"] = gradient_stats.get("entries", 0) + grad.numel()
+            gradient_stats["zero_entries"] = gradient_stats.get("zero_entries", 0) + int((grad == 0).sum())
+        return grad, logits
+
+    delta, survivors = _iterate(gradient, x, labels, delta, int(steps), eps, step_size, norm, momentum,
                                 first_success, return_survivors)  # fmt: skip
     return ((x + delta).detach(), survivors) if return_survivors else (x + delta).detach()
 
 
-def _iterate(classifier, objective, x, labels, delta, steps, eps, step_size, norm, momentum, first_success,
+def _iterate(gradient, x, labels, delta, steps, eps, step_size, norm, momentum, first_success,
              track) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """PGD's steps from `delta`; the final perturbation, and per sample whether every iterate survived (`track`)."""
+    """PGD's steps from `delta`, with `gradient(x, delta, labels) -> (grad, logits)`; the final perturbation, and per
+    sample whether every iterate survived (`track`)."""
     survivors = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     velocity = torch.zeros_like(x) if momentum else None
     rows = torch.arange(x.shape[0], device=x.device)  # the samples still attacked (all, without first_success)
@@ -132,7 +159,7 @@ def _iterate(classifier, objective, x, labels, delta, steps, eps, step_size, nor
 
     for _ in range(steps):
         xs, ds, ys = (x, delta, labels) if len(rows) == len(x) else (x[rows], delta[rows], labels[rows])
-        grad, logits = _gradient(classifier, objective, xs, ds, ys)
+        grad, logits = gradient(xs, ds, ys)
         with torch.no_grad():
             correct = logits.argmax(-1) == ys if (track or first_success) else None
             if track:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .constants import RUN_INFO_FILE
+from .data import SAMPLE_LISTS
 from .evaluation.report import Report
 from .methods import MethodInfo
 
@@ -152,7 +154,8 @@ def _evaluation_text(report: Report) -> str:
     )  # fmt: skip
     return (  # what the protocol is and compares with opens the table below ([`Report.description`])
         f"Top-1 accuracy (%) {samples_text(report)}, logit scale {report.logit_scale:g}, normalisation mean "
-        f"{report.image_mean} / std {report.image_std}.{overridden} Evaluated with pmg_aft "
+        f"{report.image_mean} / std {report.image_std}, precision {report.mixed_precision}"
+        f"{report.numerics_text}.{overridden} Evaluated with pmg_aft "
         f"{report.pmg_aft_version} on {report.created}."
     )
 
@@ -160,6 +163,11 @@ def _evaluation_text(report: Report) -> str:
 def samples_text(report: Report) -> str:
     """How the evaluated samples of each dataset were chosen, exactly: all of them, the first N, or a seeded random
     sample of N."""
+    listed = sorted({f"{name}: {SAMPLE_LISTS[r.sample_list]}" for name, r in report.results.items() if r.sample_list})
+    if listed:  # a published list of samples for some datasets, the protocol's sample for the others
+        rest = {k: r for k, r in report.results.items() if not r.sample_list}
+        return (f"{samples_text(replace(report, results=rest))} ({'; '.join(listed)})" if rest
+                else f"on published sample lists ({'; '.join(listed)})")  # fmt: skip
     ways = {(r.max_eval_samples, r.sample_seed) for r in report.results.values() if r.max_eval_samples is not None}
     if not ways and report.max_eval_samples is not None:  # reports of 0.1 record the cap only for the whole report
         ways = {(report.max_eval_samples, None)}

@@ -21,7 +21,11 @@ AUTOATTACK_VARIANTS = ("standard", "apgd-ce+apgd-dlr", "apgd-ce+apgd-t")
 
 # Evaluation protocols (records in pmg_aft.evaluation.protocols) and the class texts a protocol can use.
 PROTOCOLS = ("pmg_aft", "tga_zsr", "clip_benchmark")
-TEXT_SOURCES = ("pmg_aft", "clip_benchmark")
+TEXT_SOURCES = ("pmg_aft", "tga_zsr", "clip_benchmark")
+# Readings of an official loader that crashes as written (Caltech-256's): its evident intent, or the code literally.
+NAME_READINGS = ("cleaned", "literal")
+# How attacks compute: sound (per-sample loss sums, fp16 loss scaling, AutoAttack in float32) or as the official codes.
+ATTACK_NUMERICS = ("exact", "official")
 NORMALIZATIONS = ("imagenet", "clip", "model")
 # Precisions of evaluation: float32, TF32 matmuls (CUDA), bf16 or fp16 autocast (CUDA; float32 elsewhere).
 MIXED_PRECISIONS = ("no", "tf32", "bf16", "fp16")

@@ -200,6 +200,8 @@ class ZeroShotClassifier(ImageEncoder):
             e.g. to share them between a target and a frozen model.
         image_size (`int`, *optional*): the resolution the model sees; defaults to the vision config's.
         vision_model (`nn.Module`, *optional*): what runs the vision tower, e.g. a `torch.compile`d version of it.
+        float32_logits (`bool`): compute the logits in float32 even under autocast (default); `False` leaves them to
+            autocast, as the official PMG-AFT and TGA-ZSR evaluations do (`attack_numerics="official"`).
     """
 
     def __init__(
@@ -214,8 +216,10 @@ class ZeroShotClassifier(ImageEncoder):
         class_embeddings: torch.Tensor | None = None,
         image_size: int | None = None,
         vision_model: nn.Module | None = None,
+        float32_logits: bool = True,
     ) -> None:
         super().__init__(model, image_mean, image_std, image_size, vision_model)
+        self.float32_logits = float32_logits
         if class_embeddings is None:
             if class_names is None:
                 raise InputError("Pass class_names (with a tokenizer) or precomputed class_embeddings.")
@@ -245,7 +249,10 @@ class ZeroShotClassifier(ImageEncoder):
         return self.logit_scale
 
     def logits_from_embeddings(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        """Logits from unit-norm image embeddings, computed in float32 so softmax and KL are accurate."""
+        """Logits from unit-norm image embeddings, computed in float32 so softmax and KL are accurate (unless
+        `float32_logits` is off: then under autocast, as the official evaluations compute them)."""
+        if not self.float32_logits:  # fp16 image and text embeddings and an fp16 matmul under fp16 autocast
+            return self.scale() * image_embeddings @ self.class_embeddings.t()
         # Autocast would run this matmul in bf16/fp16 whatever the inputs' dtype: cosines of ~0.3 would then be
         # resolved to ~0.002, against class gaps of ~0.01.
         with torch.autocast(image_embeddings.device.type, enabled=False):

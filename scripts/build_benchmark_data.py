@@ -98,6 +98,32 @@ def official_texts(official: dict, data: dict) -> None:
     assert imagenet["aliases"] == sorted(imagenet["aliases"])  # both lists follow the sorted WordNet ids
 
 
+def clip_benchmark_texts(bench: dict, data: dict) -> None:
+    """Add `clip_benchmark`: CLIP_benchmark's own class-name strings where they are not the registry's names (which
+    have underscores replaced and duplicates resolved), verbatim and in the registry's label order."""
+    cifar100 = [("crab" if n == "cra" else n) for n in data["cifar100"]["aliases"]]  # torchvision's names
+    assert sum("_" in n for n in cifar100) == 9, cifar100
+    verbatim = {"cifar100": cifar100, "flowers102": bench["flowers"], "pets": bench["pets"],
+                "caltech101": bench["caltech101"], "imagenet": bench["imagenet1k"]}  # fmt: skip
+    for name, names in verbatim.items():
+        assert len(names) == len(data[name]["names"]), name
+        data[name]["clip_benchmark"] = {"names": list(names)}
+    # CLIP_benchmark's ImageNet list says 'missile' and 'sunglasses' twice, as FARE's IMAGENET_CLASSNAMES does.
+    imagenet = data["imagenet"]["clip_benchmark"]["names"]
+    assert imagenet[657] == imagenet[744] == "missile" and imagenet[836] == imagenet[837] == "sunglasses"
+    assert data["caltech101"]["clip_benchmark"]["names"][0] == "background"  # 102-way, as wds/vtab/caltech101
+
+
+def tga_zsr_texts(data: dict) -> None:
+    """Where TGA-ZSR at 5f2b31c differs from PMG-AFT: its Caltech101 class sets no prompt template, so
+    `get_text_prompts_val` falls back to 'This is a photo of a {}' (utils.py); its Caltech-256 loader strips '-101'
+    and runs, so it has only the cleaned names. Its names equal PMG-AFT's for both, and for Stanford Cars."""
+    data["caltech101"]["tga_zsr"] = {"names": data["caltech101"]["pmg_aft"]["names"],
+                                     "templates": ["This is a photo of a {}"]}  # fmt: skip
+    data["caltech256"]["tga_zsr"] = {"names": data["caltech256"]["pmg_aft"]["names"],
+                                     "templates": data["caltech256"]["pmg_aft"]["templates"]}  # fmt: skip
+
+
 def main(shared: Path) -> None:
     official = json.loads((shared / "official_pmg_aft_eval.json").read_text())["datasets"]
     fusion = json.loads((shared / "fusion_bench_classnames.json").read_text())
@@ -153,6 +179,13 @@ def main(shared: Path) -> None:
         entry["templates"] = [t.replace("{c}", "{}") for t in templates[entry["templates"]]]
         entry["names"] = [re.sub(r"\s+", " ", n.replace("_", " ")).strip() for n in entry["names"]]
     official_texts(official, data)
+    clip_benchmark_texts(bench, data)
+    # The literal reading of the official Caltech-256 loader (`caltech256_names: literal`): 30 names keep ' 101'.
+    literal = official["caltech256"]["class_names"]
+    assert [n.removesuffix(" 101") for n in literal] == data["caltech256"]["pmg_aft"]["names"]
+    assert sum(n.endswith(" 101") for n in literal) == 30
+    data["caltech256"]["pmg_aft"]["literal_names"] = literal
+    tga_zsr_texts(data)
     # The generated colour patches of the offline demo, a toy benchmark with both kinds of texts.
     colours = list(COLORS)
     data[GENERATED] = {"names": colours, "templates": ["a photo of a {} square.", "a {} square on a grey background."],

@@ -90,7 +90,7 @@ def test_trainer_writes_the_card_from_its_last_evaluation(model, make_trainer, t
     assert values["clean accuracy (trainer protocol, logit scale 1)"] == round(
         100 * metrics["eval_patches_clean_accuracy"], 2
     )
-    assert values["robust accuracy (pgd-2-rs@1/255, linf, trainer protocol, logit scale 1)"] == round(
+    assert values["robust accuracy (pgd-2-rs-last@1/255, linf, trainer protocol, logit scale 1)"] == round(
         100 * metrics["eval_patches_robust_accuracy"], 2
     )
     assert "| `train_eps` | `1/255` |" in card.text and "| `alpha` | `256.0` |" in card.text

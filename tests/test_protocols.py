@@ -14,7 +14,7 @@ from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
 
 from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, clip_processor, pgd
-from pmg_aft.data import BenchmarkUnavailableError, get_benchmark, hub_split_files, load_benchmark, normalize_name
+from pmg_aft.data import BenchmarkUnavailableError, get_benchmark, hub_split_files, load_benchmark
 from pmg_aft.evaluation import (
     PROTOCOL_RECORDS,
     DatasetResult,
@@ -51,7 +51,7 @@ def test_pmg_aft_texts_are_the_official_evaluations(dataset):
         ours = protocol_prompts("pmg_aft", name)
     elif dataset == "caltech256":  # names come from the data; loaded as load_benchmark cleans them
         expected = [template.format(n) for n in facts["tecoa_variant_class_names"]]
-        ours = protocol_prompts("pmg_aft", name, [normalize_name(f) for f in facts["folder_names_label_order"]])
+        ours = protocol_prompts("pmg_aft", name)
     else:
         assert facts["names_certain"]
         expected = [template.format(n) for n in facts["class_names"]]
@@ -59,6 +59,43 @@ def test_pmg_aft_texts_are_the_official_evaluations(dataset):
     assert all(len(texts) == 1 for texts in ours)  # one text per class, no ensembling
     assert Counter(t[0] for t in ours) == Counter(expected)
     assert len(ours) == facts["n_classes"]
+
+
+def records(source):
+    with open(FACTS, encoding="utf-8") as f:
+        return json.load(f)[source]["datasets"]
+
+
+@pytest.mark.parametrize("dataset", sorted(records("tga_zsr")))
+def test_tga_zsr_texts_are_its_codes_where_they_differ_from_pmg_afts(dataset):
+    facts = records("tga_zsr")[dataset]
+    ours = protocol_prompts("tga_zsr", dataset)
+    assert [t for (t,) in ours] == facts["texts"] and len(ours) == facts["n_classes"]
+    if dataset == "caltech101":  # its own dataset file sets no template: the generic one, without a period
+        assert ours[0] == ["This is a photo of a faces"] != protocol_prompts("pmg_aft", dataset)[0]
+    else:  # TGA-ZSR's loader strips ' 101' and runs: no literal reading to choose
+        assert not facts["literal_reading"]
+        with pytest.raises(ValueError, match="no such reading"):
+            get_protocol("tga_zsr").override(caltech256_names="literal")
+
+
+@pytest.mark.parametrize("dataset", sorted(records("clip_benchmark")))
+def test_clip_benchmark_names_are_its_own_verbatim(dataset):
+    """Underscores, duplicates ('missile' twice) and the 102-way Caltech101 with background, as FARE evaluates."""
+    facts = records("clip_benchmark")[dataset]
+    with open(os.path.join(os.path.dirname(FACTS), "..", "..", "pmg_aft", "data", "benchmarks.json")) as f:
+        templates = json.load(f)[dataset]["templates"]
+    ours = protocol_prompts("clip_benchmark", dataset)
+    expected = [[t.format(name) for t in templates] for name in facts["class_names"]]
+    assert Counter(map(tuple, ours)) == Counter(map(tuple, expected)) and len(ours) == len(facts["class_names"])
+    head = get_benchmark(dataset).head("clip_benchmark")
+    if dataset == "imagenet":
+        assert head.texts[657] == head.texts[744] == "missile" and head.texts[836] == head.texts[837] == "sunglasses"
+    if dataset == "cifar100":
+        assert "aquarium_fish" in head.texts and sum("_" in t for t in head.texts) == 9
+    if dataset == "caltech101":
+        assert len(head.classes) == 102 and "background" in head.texts
+        assert len(get_benchmark(dataset).head("pmg_aft").classes) == 101
 
 
 def test_some_official_texts_verbatim():

@@ -17,7 +17,8 @@ from .loading import (
     select_classes,
     take_rows,
 )
-from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, get_benchmark, pinned_revision
+from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, Head, get_benchmark, pinned_revision
+from .sample_lists import SAMPLE_LISTS, robustbench_imagenet_files, select_files
 from .validation import check_class_count, check_dataset, check_labels
 
 __all__ = [
@@ -30,6 +31,10 @@ __all__ = [
     "BadImageError",
     "BenchmarkUnavailableError",
     "Benchmark",
+    "Head",
+    "SAMPLE_LISTS",
+    "robustbench_imagenet_files",
+    "select_files",
     "ImageClassificationCollator",
     "check_dataset",
     "check_images",

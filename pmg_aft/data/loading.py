@@ -383,18 +383,25 @@ def _label_mapping(feature, bench) -> tuple[list[str], dict | None]:
     return [target[i] for i in present], {source: position[i] for source, i in enumerate(indices)}
 
 
-def select_classes(data, names: list[str]):
+def select_classes(data, names: list[str], absent_ok: bool = False):
     """The rows of a dataset in the common schema whose class is one of `names`, relabelled as `ClassLabel(names)`
     (in that order); the image column is not copied. A protocol without some class (the official PMG-AFT
-    evaluation has no Caltech101 background) evaluates the others only."""
+    evaluation has no Caltech101 background) evaluates the others only; with `absent_ok`, `names` may also hold
+    classes the data lacks, which the head keeps (CLIP_benchmark's 102-way Caltech101 over a copy without the
+    background class)."""
     current = data.features["label"].names
     unknown = [n for n in names if n not in current]
-    if unknown:
+    if unknown and not absent_ok:
         raise InputError(f"select_classes: {unknown[:3]} are not classes of the data ({current[:3]}...).")
     if list(names) == list(current):
         return data
     position = {n: i for i, n in enumerate(names)}
     mapping = {i: position[n] for i, n in enumerate(current) if n in position}
+    if not mapping:
+        raise InputError(
+            f"select_classes: none of the data's classes ({current[:3]}...) is in the head ({list(names)[:3]}...); "
+            "is this the right dataset for this benchmark?"
+        )
     plain = data.with_format(None)
     kept = plain.filter(lambda labels: [label in mapping for label in labels], input_columns="label", batched=True)
     return _encode_labels(kept, list(names), mapping, "select_classes").with_transform(_rgb_rows)

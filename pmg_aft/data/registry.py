@@ -13,8 +13,9 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from typing import NamedTuple
 
-from ..constants import TEXT_SOURCES
+from ..constants import NAME_READINGS, TEXT_SOURCES
 from ..errors import InputError, UnknownNameError
 from .generated import GENERATED
 
@@ -22,6 +23,14 @@ from .generated import GENERATED
 @lru_cache(maxsize=1)
 def _lists() -> dict:
     return json.loads(resources.files("pmg_aft.data").joinpath("benchmarks.json").read_text(encoding="utf-8"))
+
+
+class Head(NamedTuple):
+    """A zero-shot head: its classes (registry names, label order), their class-name strings and the templates."""
+
+    classes: list[str]
+    texts: list[str]
+    templates: list[str]
 
 
 @dataclass(frozen=True)
@@ -80,26 +89,31 @@ class Benchmark:
         """Source-side names (Hub label names, folder names, WordNet ids) in the same order as `class_names`."""
         return list(_lists()[self.name].get("aliases", []))
 
-    def texts(self, source: str, label_names: list[str]) -> tuple[list[str | None], list[str]]:
-        """The class-name strings a protocol's prompts use for a dataset labelled with `label_names` (all or some of
-        `class_names`), and their templates; `None` for a class the source's evaluation does not have.
+    def head(self, source: str, reading: str = "cleaned") -> Head:
+        """The zero-shot head a text source's evaluation builds for this dataset: its classes (registry names, in
+        label order; a class that evaluation does not have is left out), their class-name strings and templates.
 
         Args:
             source (`str`): `"pmg_aft"`, the official PMG-AFT evaluation's strings, verbatim (its renaming rules,
-                PCAM's sentences); or `"clip_benchmark"`, CLIP_benchmark's names and template ensemble.
-            label_names (`list[str]`): the dataset's `ClassLabel` names, as `load_benchmark` returns them.
+                PCAM's sentences); `"tga_zsr"`, the official TGA-ZSR evaluation's (PMG-AFT's but where its dataset
+                files differ); or `"clip_benchmark"`, CLIP_benchmark's names and template ensemble.
+            reading (`str`): `"cleaned"`, or `"literal"` for the literal reading of an official loader that crashes
+                as written, where one is recorded (Caltech-256's names keeping " 101"); other datasets have one.
         """
         if source not in TEXT_SOURCES:
             raise InputError(f"Unknown text source {source!r}; choose one of {TEXT_SOURCES}.")
+        if reading not in NAME_READINGS:
+            raise InputError(
+                f"Unknown reading {reading!r} of the official class names; choose one of {NAME_READINGS}."
+            )
         entry = _lists()[self.name]
         if source == "clip_benchmark":
-            return list(label_names), list(entry["templates"])
-        official = entry["pmg_aft"]
-        index = {n: i for i, n in enumerate(self.class_names)}
-        unknown = [n for n in label_names if n not in index]
-        if unknown:
-            raise InputError(f"{self.name}: class(es) {unknown[:3]} are not the registry's; load with load_benchmark.")
-        return [official["names"][index[n]] for n in label_names], list(official["templates"])
+            texts = {"names": entry["names"], "templates": entry["templates"], **entry.get("clip_benchmark", {})}
+        else:
+            texts = entry.get("tga_zsr", entry["pmg_aft"]) if source == "tga_zsr" else entry["pmg_aft"]
+        names = texts["literal_names"] if reading == "literal" and "literal_names" in texts else texts["names"]
+        kept = [(c, n) for c, n in zip(self.class_names, names) if n is not None]
+        return Head([c for c, _ in kept], [n for _, n in kept], list(texts["templates"]))
 
     def hub_split(self, split: str | None) -> str:
         return self.split if split is None else self.splits.get(split, split)

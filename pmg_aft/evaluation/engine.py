@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from ..attack_settings import AttackSetting
 from ..attacks import pgd
-from ..constants import MIXED_PRECISIONS
+from ..constants import ATTACK_NUMERICS, MIXED_PRECISIONS
 from ..errors import InputError
 from ..metrics import robust_accuracy_metric
 from ..zeroshot import ZeroShotClassifier
@@ -34,12 +34,17 @@ PRECISIONS = {"no": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.fl
 assert tuple(PRECISIONS) == MIXED_PRECISIONS
 
 
-def effective_precision(precision: str, device: torch.device) -> str:
+def effective_precision(precision: str, device: torch.device, numerics: str = "exact") -> str:
     """The precision that runs on `device`: `fp16` is CUDA autocast (`torch.cuda.amp.autocast`, a no-op on a CPU,
-    as in the official codes) and `tf32` a CUDA matmul mode, so on other devices both are float32 (`"no"`)."""
+    as in the official codes) and `tf32` a CUDA matmul mode, so on other devices both are float32 (`"no"`). With the
+    `official` attack numerics fp16 autocast runs on a CPU too, so their effect can be measured without CUDA."""
     if precision not in PRECISIONS:
         raise InputError(f"mixed precision {precision!r} is not one of {list(PRECISIONS)}.")
-    return "no" if precision in ("fp16", "tf32") and device.type != "cuda" else precision
+    if numerics not in ATTACK_NUMERICS:
+        raise InputError(f"attack numerics {numerics!r} is not one of {ATTACK_NUMERICS}.")
+    if device.type == "cuda" or (precision == "fp16" and numerics == "official"):
+        return precision
+    return "no" if precision in ("fp16", "tf32") else precision
 
 
 @contextlib.contextmanager
@@ -53,10 +58,10 @@ def tf32_matmuls():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str, numerics: str = "exact"):
     """Autocast for `"bf16"` / `"fp16"`, TF32 matmuls for `"tf32"` (CUDA only, see [`effective_precision`]),
     nothing for `"no"`."""
-    precision = effective_precision(precision, device)
+    precision = effective_precision(precision, device, numerics)
     if precision == "tf32":
         return tf32_matmuls()
     dtype = PRECISIONS[precision]
@@ -138,16 +143,22 @@ def run_attack(
     precision: str = "no",
     seed: int = 0,
     start: torch.Tensor | None = None,
+    numerics: str = "exact",
+    gradient_stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     """Adversarial images for one setting; per sample, whether every iterate before the last was still classified
-    correctly; and for AutoAttack the attacks that ran (`None` otherwise). `start` is PGD's random-start noise."""
-    if setting.attack == "autoattack":  # float32: pyautoattack does not scale its gradients
-        adversarial, used = autoattack(classifier, images, labels, setting.eps, classifier.num_classes, setting.norm,
-                                       seed, setting.variant)  # fmt: skip
+    correctly; and for AutoAttack the attacks that ran (`None` otherwise). `start` is PGD's random-start noise;
+    `numerics` the protocol's `attack_numerics`; `gradient_stats` collects PGD's first-step zero gradients."""
+    official = numerics == "official"
+    if setting.attack == "autoattack":  # exact: float32, as pyautoattack does not scale its gradients
+        with autocast(images.device, precision, numerics) if official else contextlib.nullcontext():
+            adversarial, used = autoattack(classifier, images, labels, setting.eps, classifier.num_classes,
+                                           setting.norm, seed, setting.variant)  # fmt: skip
         return adversarial, torch.ones_like(labels, dtype=torch.bool), used  # its output is already the worst case
-    with autocast(images.device, precision):
+    with autocast(images.device, precision, numerics):
         adversarial, survived = pgd(classifier, images, labels, **setting.pgd_kwargs(), return_survivors=True,
-                                    start=start)  # fmt: skip
+                                    start=start, reduction="mean" if official else "sum", loss_scaling=not official,
+                                    gradient_stats=gradient_stats)  # fmt: skip
     return adversarial, survived, None
 
 
@@ -160,6 +171,7 @@ def evaluate_dataset(
     loader: EvalLoader = EvalLoader(),
     precision: str = "no",
     seed: int = 0,
+    numerics: str = "exact",
 ) -> DatasetResult:
     """Clean accuracy and robust accuracy under each attack setting, on every sample of `eval_set`.
 
@@ -174,6 +186,9 @@ def evaluate_dataset(
         seed (`int`): seeds each sample's random start (with its index in the eval set, so results do not depend on
             the batch size or the process count) and AutoAttack; the caller's random state is left as it was
             (training continues as if nothing had run).
+        numerics (`str`): `"exact"` or `"official"` (the batch-mean loss and unscaled fp16 backward of the official
+            evaluations, AutoAttack under autocast; see [`Protocol`]). The classifier's logits follow its own
+            `float32_logits`.
 
     Returns:
         [`DatasetResult`]: the accuracies (from the `robust_accuracy` metric, [`robust_accuracy_metric`]; the worst
@@ -184,27 +199,41 @@ def evaluate_dataset(
         raise InputError(f"{eval_set.name} has no samples to evaluate.")
     began = time.time()
     rows, attacks_used, health = [], {}, None
+    stats = {s.key: {} for s in settings if s.attack != "autoattack"}
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed + accelerator.process_index)
         for batch in loader.loader(eval_set, classifier.image_size, accelerator):
             images, labels = batch["pixel_values"], batch["labels"]
             if health is None:  # under the attacks' precision, where masking would show
-                with autocast(images.device, precision):
+                with autocast(images.device, precision, numerics):
                     health = gradient_health(classifier, images, labels)
-            row = _attack_batch(classifier, batch, settings, precision, seed, attacks_used)
+            row = _attack_batch(classifier, batch, settings, precision, seed, attacks_used, numerics, stats)
             rows.append(accelerator.gather_for_metrics(row))
     result = _score(torch.cat(rows).cpu(), settings, eval_set, classifier.num_classes)
     result.autoattack_attacks, result.gradient_health = attacks_used, health
+    result.first_step_zero_gradient = _zero_fractions(stats, accelerator)
     result.seconds = round(time.time() - began, 2)
     logger.info("%s: clean %.2f%%, robust %s", eval_set.name, 100 * result.clean_accuracy, result.robust_accuracy)
     return result
 
 
-def _attack_batch(classifier, batch: dict, settings, precision: str, seed: int, attacks_used: dict) -> torch.Tensor:
+def _zero_fractions(stats: dict, accelerator) -> dict[str, float]:
+    """Per PGD/CW setting, the share of first-step input-gradient entries that were exactly 0, over all processes."""
+    fractions = {}
+    for key, counts in stats.items():
+        totals = torch.tensor([counts.get("entries", 0), counts.get("zero_entries", 0)], device=accelerator.device)
+        entries, zeros = accelerator.reduce(totals, reduction="sum").tolist()
+        if entries:
+            fractions[key] = zeros / entries
+    return fractions
+
+
+def _attack_batch(classifier, batch: dict, settings, precision: str, seed: int, attacks_used: dict,
+                  numerics: str = "exact", stats: dict | None = None) -> torch.Tensor:  # fmt: skip
     """One row per sample: its label, clean prediction, each attack's prediction and each attack's survival flag."""
     images, labels = batch["pixel_values"], batch["labels"]
-    with torch.no_grad(), autocast(images.device, precision):
+    with torch.no_grad(), autocast(images.device, precision, numerics):
         predictions = [classifier(images).argmax(-1)]
     survivors = []
     for salt, setting in enumerate(settings):
@@ -212,12 +241,13 @@ def _attack_batch(classifier, batch: dict, settings, precision: str, seed: int, 
         if setting.random_start and setting.norm == "linf" and setting.attack != "autoattack":
             start = start_noise(batch["indices"], tuple(images.shape[1:]), seed, salt, images.device)
         adversarial, survived, used = run_attack(classifier, images, labels, setting, precision=precision, seed=seed,
-                                                 start=start)  # fmt: skip
+                                                 start=start, numerics=numerics,
+                                                 gradient_stats=(stats or {}).get(setting.key))  # fmt: skip
         if used is not None:
             attacks_used[setting.key] = used
-        # AutoAttack's images are judged in the precision it ran in (float32).
-        judged = "no" if setting.attack == "autoattack" else precision
-        with torch.no_grad(), autocast(images.device, judged):
+        # AutoAttack's images are judged in the precision it ran in (float32 with the exact numerics).
+        judged = "no" if setting.attack == "autoattack" and numerics == "exact" else precision
+        with torch.no_grad(), autocast(images.device, judged, numerics):
             predictions.append(classifier(adversarial).argmax(-1))
         survivors.append(survived)
     return torch.stack([labels, *predictions, *[s.long() for s in survivors]], dim=1)

@@ -13,6 +13,7 @@ from datasets import concatenate_datasets
 from ..constants import CUSTOM_PROTOCOL, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS
 from ..data import (
     BENCHMARKS,
+    SAMPLE_LISTS,
     ImageClassificationCollator,
     check_class_count,
     dataset_class_names,
@@ -21,7 +22,9 @@ from ..data import (
     pinned_revision,
     resolve_class_names,
     rgb_images,
+    robustbench_imagenet_files,
     select_classes,
+    select_files,
     take_rows,
 )
 from ..errors import InputError
@@ -50,6 +53,9 @@ class EvalSet:
         max_eval_samples (`int`, *optional*): the cap the data was cut to, recorded with the results so a report
             never calls a subset a full test set; `sample_seed` says how the rows were drawn (`None`: the first ones).
         official_difference (`str`, *optional*): how the data differs from the official evaluation's, if it does.
+        sample_list (`str`, *optional*): the published list of samples the rows are (`robustbench`), if any.
+        logit_scale (`str`, *optional*): `"model"` where this dataset's logits are scaled by the checkpoint's own
+            exp(logit_scale) whatever the protocol's scale (FARE's ImageNet); `None`: the protocol's.
     """
 
     name: str
@@ -68,6 +74,8 @@ class EvalSet:
     max_eval_samples: int | None = None
     sample_seed: int | None = None
     official_difference: str | None = None
+    sample_list: str | None = None
+    logit_scale: str | None = None
 
     def __post_init__(self) -> None:
         check_class_count(self.class_names, f"Eval set {self.name!r}")
@@ -126,8 +134,8 @@ class EvalSet:
         prompts."""
         return {"hub_id": self.hub_id, "split": self.split, "revision": self.revision, "protocol": self.protocol,
                 "templates": list(self.templates), "max_eval_samples": self.max_eval_samples,
-                "sample_seed": self.sample_seed, "official_difference": self.official_difference,
-                "data_digest": self.digest()}  # fmt: skip
+                "sample_seed": self.sample_seed, "sample_list": self.sample_list,
+                "official_difference": self.official_difference, "data_digest": self.digest()}  # fmt: skip
 
     def digest(self) -> str:
         """A short hash of what is evaluated: the row count, every label, the class texts, the preprocessing and the
@@ -178,7 +186,8 @@ def benchmark_eval_set(
     Args:
         name (`str`): a registry name (`pmg-aft datasets list`).
         protocol (`str` or [`Protocol`]): `"pmg_aft"` (the official PMG-AFT texts, small images at native size),
-            `"tga_zsr"` (the same texts, every image resized to 224) or `"clip_benchmark"` (template ensembles).
+            `"tga_zsr"` (TGA-ZSR's texts, every image resized to 224) or `"clip_benchmark"` (template ensembles;
+            ImageNet: RobustBench's 5,000 images).
         benchmark_data_dir (`str`, *optional*): a folder of local copies, one sub-folder per benchmark; default: the
             Hub at the pinned revision.
         max_eval_samples (`int`, *optional*): N test samples: a random sample drawn with the protocol's
@@ -187,25 +196,30 @@ def benchmark_eval_set(
         dataset (`datasets.Dataset`, *optional*): already loaded in the common schema (`load_benchmark`); then
             nothing is loaded and no revision is claimed.
 
-    Classes the protocol's evaluation does not have (Caltech101's background under `pmg_aft`) are left out, with
-    their rows.
+    The head is the protocol's evaluation's: classes it does not have (Caltech101's background under `pmg_aft`) are
+    left out with their rows, and classes it has stay in the head even where the data lacks them.
     """
     record = get_protocol(protocol)
     bench = get_benchmark(name)
     revision, split = None, bench.split
+    sample_list = "robustbench" if bench.name == "imagenet" and record.imagenet_samples == "robustbench" else None
+    if sample_list is not None:  # the listed rows; a cap only where the caller overrode the protocol's
+        capped = "max_eval_samples" in record.overridden
+        max_eval_samples = max_eval_samples if capped else None
     if dataset is None:
-        dataset, split, revision = _load(bench, record, benchmark_data_dir, max_eval_samples, on_bad_image)
-    names = dataset.features["label"].names
-    texts, templates = bench.texts(record.texts, names)
-    if None in texts:
-        dataset = select_classes(dataset, [n for n, t in zip(names, texts) if t is not None])
-        texts = [t for t in texts if t is not None]
+        cap = None if sample_list else max_eval_samples
+        dataset, split, revision = _load(bench, record, benchmark_data_dir, cap, on_bad_image)
+    if sample_list is not None:
+        dataset = select_files(dataset, robustbench_imagenet_files(), bench.name, SAMPLE_LISTS[sample_list])
+    # The protocol's head: its classes in label order (rows of other classes dropped, absent ones kept).
+    head = bench.head(record.texts, record.caltech256_names)
+    dataset = select_classes(dataset, head.classes, absent_ok=True)
     small = bench.native_resolution
     eval_set = EvalSet(
         bench.name,
         dataset,
-        texts,
-        templates,
+        head.texts,
+        head.templates,
         native_resolution=small and record.native_resolution,
         # Small images a protocol does not keep native go straight to the model's size (TGA-ZSR's Resize(224)).
         crop_pct=1.0 if small else record.crop_pct,
@@ -215,8 +229,11 @@ def benchmark_eval_set(
         split=split,
         revision=revision,
         official_difference=bench.official_difference,
+        sample_list=sample_list,
+        logit_scale="model" if bench.name == "imagenet" and record.imagenet_logit_scale == "model" else None,
     )
-    return eval_set.take(max_eval_samples, record.sample_seed)  # a single split is cut already: this records it
+    # A single split is cut already (this records it); a sample list is cut to its first rows.
+    return eval_set.take(max_eval_samples, None if sample_list else record.sample_seed)
 
 
 def _load(bench, record: Protocol, benchmark_data_dir, max_eval_samples, on_bad_image):

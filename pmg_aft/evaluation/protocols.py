@@ -12,12 +12,14 @@ from dataclasses import dataclass, field, fields, replace
 
 from ..attack_settings import AttackGrid, AttackSetting
 from ..constants import (
+    ATTACK_NUMERICS,
     CLIP_MEAN,
     CLIP_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INTERPOLATIONS,
     MIXED_PRECISIONS,
+    NAME_READINGS,
     NORMALIZATIONS,
     PROTOCOLS,
     TEXT_SOURCES,
@@ -26,12 +28,31 @@ from ..data import get_benchmark
 from ..errors import InputError
 
 PMG_AFT_CODE = "PMG_AFT.py of the official PMG-AFT code (commit a53fdd8)"
-TGA_ZSR_CODE = "TGA-ZSR.py, utils.py, models/model.py and attacks.py of the official TGA-ZSR code"
-FARE_CODE = "chs20/RobustVLM's CLIP_benchmark/clip_benchmark/cli.py and autoattack copy (FARE's evaluation)"
+# TGA-ZSR's later HEAD (663fe57) cannot run: train() uses an undefined logit_scale (TGA-ZSR.py:312-316) and
+# validation calls multiGPU_CLIP(..., args, None) against its 6-parameter signature (:443, models/model.py:36).
+TGA_ZSR_CODE = "TGA-ZSR.py, utils.py, models/model.py and attacks.py of the official TGA-ZSR code (commit 5f2b31c)"
+FARE_CODE = (
+    "chs20/RobustVLM's CLIP_benchmark/clip_benchmark/cli.py, CLIP_eval/clip_robustbench.py and autoattack copy "
+    "(FARE's evaluation, commit 7de10ee) with CLIP_benchmark (commit 48de38c)"
+)
 
 
 # The fields of a protocol that a caller may override (`pmg-aft eval` takes each as a flag), besides the attack grid's.
-OVERRIDABLE = ("max_eval_samples", "logit_scale", "normalization", "mixed_precision")
+OVERRIDABLE = (
+    "max_eval_samples",
+    "logit_scale",
+    "normalization",
+    "mixed_precision",
+    "attack_numerics",
+    "caltech256_names",
+    "imagenet_samples",
+)
+IMAGENET_SAMPLES = ("all", "robustbench")
+SCALE_SOURCES = ("protocol", "model")
+# Fields added after 0.2, with the value 0.2's results were computed under: at that value a field is left out of a
+# report's fingerprint, so results saved by 0.2 are still reused.
+LEGACY_VALUES = {"attack_numerics": "exact", "caltech256_names": "cleaned", "imagenet_samples": "all",
+                 "imagenet_logit_scale": "protocol", "official_batch_size": None}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,8 +63,12 @@ class Protocol:
         name (`str`): `pmg_aft`, `tga_zsr` or `clip_benchmark`.
         description (`str`): what it reproduces.
         comparable_with (`str`): which published figures its numbers compare with (model cards quote it).
-        texts (`str`): the class texts: `"pmg_aft"` (the official PMG-AFT evaluation's strings, one prompt per class)
-            or `"clip_benchmark"` (CLIP_benchmark's names and template ensembles).
+        texts (`str`): the class texts: `"pmg_aft"` (the official PMG-AFT evaluation's strings, one prompt per
+            class), `"tga_zsr"` (the official TGA-ZSR evaluation's: PMG-AFT's, but where its dataset files differ) or
+            `"clip_benchmark"` (CLIP_benchmark's names and template ensembles).
+        caltech256_names (`str`): `"cleaned"` (the folder names as the official loader evidently means to clean
+            them) or `"literal"` (its code read literally, with `.clone()` as a copy: `.replace('-256', '')` matches
+            nothing and 30 names keep " 101"). The official loader crashes as written, so neither is certain.
         logit_scale (`float`, *optional*): the scale s of the cosine logits; `None` is the checkpoint's own
             exp(logit_scale).
         normalization (`str`): `"imagenet"` or `"clip"` mean/std for every model, or `"model"` (its processor's).
@@ -59,7 +84,19 @@ class Protocol:
             it (Caltech-256: train + validation + test).
         mixed_precision (`str`): `"no"`, `"tf32"`, `"fp16"` or `"bf16"`: the precision of the attacks and
             predictions. `fp16` is CUDA autocast, as `torch.cuda.amp.autocast` in the official codes, and `tf32` CUDA's
-            TensorFloat-32 matmuls (opt-in): on a CPU both run in float32.
+            TensorFloat-32 matmuls (opt-in): on a CPU both run in float32 (unless `attack_numerics="official"`).
+        attack_numerics (`str`): `"exact"`: a sound attack whatever the precision (each sample's loss summed, so its
+            gradient does not depend on the batch; loss scaling under fp16; logits in float32; AutoAttack in
+            float32). `"official"`: the numerics the published tables were computed with (the batch-mean
+            cross-entropy and an unscaled backward under fp16 autocast, fp16 logits and text embeddings, the official
+            test batch size, AutoAttack under autocast); fp16 autocast runs on a CPU too, so the effect can be
+            measured without CUDA.
+        official_batch_size (`int`, *optional*): the official evaluation's test batch size, used with
+            `attack_numerics="official"` (a batch-mean loss makes each sample's gradient depend on it).
+        imagenet_samples (`str`): `"all"` (the protocol's sample of ImageNet, as of every dataset) or
+            `"robustbench"` (RobustBench's 5,000 validation images, as FARE's ImageNet figures).
+        imagenet_logit_scale (`str`): `"protocol"` (ImageNet's logits scaled as every dataset's) or `"model"` (the
+            checkpoint's own exp(logit_scale), as FARE's RobustBench ImageNet evaluation).
         evidence (`str`): where each choice comes from.
         overridden (`tuple[str, ...]`): the fields a caller changed from the named protocol.
     """
@@ -82,16 +119,44 @@ class Protocol:
     mixed_precision: str = field(
         metadata={"help": "Precision of attacks and predictions.", "choices": list(MIXED_PRECISIONS)}
     )
+    attack_numerics: str = field(
+        default="exact",
+        metadata={"help": "exact (a sound attack) or official (the published tables' fp16 numerics, batch-mean loss, "
+                  "no loss scaling, the official test batch).", "choices": list(ATTACK_NUMERICS)},
+    )  # fmt: skip
+    official_batch_size: int | None = None
+    caltech256_names: str = field(
+        default="cleaned",
+        metadata={"help": "Caltech-256's official names: cleaned, or literal (the crashing loader read as a copy: "
+                  "30 names keep ' 101').", "choices": list(NAME_READINGS)},
+    )  # fmt: skip
+    imagenet_samples: str = field(
+        default="all",
+        metadata={"help": "ImageNet's samples: all (the protocol's sample) or robustbench (RobustBench's 5,000).",
+                  "choices": list(IMAGENET_SAMPLES)},
+    )  # fmt: skip
+    imagenet_logit_scale: str = "protocol"
     evidence: str
     overridden: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {"texts": (self.texts, TEXT_SOURCES), "normalization": (self.normalization, NORMALIZATIONS),
                   "interpolation": (self.interpolation, INTERPOLATIONS), "mixed_precision": (self.mixed_precision,
-                  MIXED_PRECISIONS)}  # fmt: skip
+                  MIXED_PRECISIONS), "attack_numerics": (self.attack_numerics, ATTACK_NUMERICS),
+                  "caltech256_names": (self.caltech256_names, NAME_READINGS),
+                  "imagenet_samples": (self.imagenet_samples, IMAGENET_SAMPLES),
+                  "imagenet_logit_scale": (self.imagenet_logit_scale, SCALE_SOURCES)}  # fmt: skip
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise InputError(f"{self.name} protocol: {name}={value!r} is not one of {allowed}.")
+        if self.texts != "pmg_aft" and self.caltech256_names != "cleaned":
+            raise InputError(
+                f"{self.name} protocol: caltech256_names={self.caltech256_names!r} reads the official PMG-AFT loader; "
+                f"the {self.texts} texts have no such reading (TGA-ZSR's loader strips ' 101' and runs). Leave "
+                "caltech256_names at 'cleaned'."
+            )
+        if self.official_batch_size is not None and self.official_batch_size < 1:
+            raise InputError(f"official_batch_size must be >= 1, got {self.official_batch_size}.")
         if self.logit_scale is not None and self.logit_scale <= 0:
             raise InputError(f"logit_scale must be positive, got {self.logit_scale}.")
         if self.max_eval_samples is not None and self.max_eval_samples < 1:
@@ -166,6 +231,7 @@ PMG_AFT = Protocol(
     sample_seed=0,
     whole_sets=True,
     mixed_precision="fp16",
+    official_batch_size=256,
     evidence=(
         f"{PMG_AFT_CODE}: one text per class, the code's renaming rules (official_pmg_aft_eval.json); logits are "
         "plain cosines (multiGPU_CLIP re-normalises the scaled text embedding); ImageNet mean/std inside "
@@ -173,7 +239,10 @@ PMG_AFT = Protocol(
         "bicubic upsample inside), the rest Resize(256) + CenterCrop(224); attack_pgd: --test_eps 1, "
         "--test_stepsize 1, --test_numsteps 10, uniform random start, the final iterate counts; CW: the same loop "
         "with a margin loss (kappa 50 never binds on cosines); AutoAttack version='standard'; validate() runs under "
-        "torch.cuda.amp.autocast (fp16)."
+        "torch.cuda.amp.autocast (fp16) with a batch-mean CE and an unscaled backward (:599-601), fp16 logits cast to "
+        "float32 (:824-876), AutoAttack under autocast (:853-861), test batch --batch_size 256 (:40, :365-368). "
+        "Caltech-256: the loader's .clone()[4:] crashes as written (caltech.py:212-215); caltech256_names says which "
+        "reading runs."
     ),
 )
 
@@ -184,7 +253,7 @@ TGA_ZSR = Protocol(
         "pmg_aft but every image resized to 224 before the attack, CLIP mean/std, the model's logit scale, PGD-100."
     ),
     comparable_with="Its figures compare with the TGA-ZSR paper's tables only.",
-    texts="pmg_aft",
+    texts="tga_zsr",
     logit_scale=None,
     normalization="clip",
     native_resolution=False,
@@ -204,12 +273,24 @@ TGA_ZSR = Protocol(
     sample_seed=0,
     whole_sets=True,
     mixed_precision="fp16",
+    official_batch_size=256,
     evidence=(
         f"{TGA_ZSR_CODE}: CIFAR-10/100 and STL-10 through Resize((224, 224)) before the attack, the rest "
         "Resize(256) + CenterCrop(224); CLIP's mean/std (named IMAGENET_* in models/model.py); logits scaled by the "
         "model's logit_scale.exp(); --test_numsteps 100, --test_eps 1, --test_stepsize 1, uniform random start, "
-        "final iterate; AutoAttack attacks_to_run ['apgd-ce', 'apgd-dlr'] (PCAM: ['apgd-ce']); autocast (fp16). "
-        "The class texts are the PMG-AFT evaluation's, as both codes share TeCoA's dataset files."
+        "final iterate; AutoAttack attacks_to_run ['apgd-ce', 'apgd-dlr'] (PCAM: ['apgd-ce']); autocast (fp16) with a "
+        "batch-mean CE and an unscaled backward (attacks.py:37-39), fp16 logits and ImageNet text features cached in "
+        "float16 (TGA-ZSR.py:409,426, models/model.py:29-34,74), test batch args.batch_size*2 = 256 "
+        "(TGA-ZSR.py:34,219-220). The class texts are the PMG-AFT evaluation's on 14 datasets; TGA's own dataset "
+        "files differ for Caltech and Stanford Cars: its Caltech101 sets no prompt template, so the generic "
+        "'This is a photo of a {}' is used (replace/datasets/caltech.py:35-78, TGA-ZSR.py:196,224, utils.py:249), "
+        "with the same 101 names (BACKGROUND_Google dropped, refine_classname); its Caltech-256 strips '-101' "
+        "(caltech.py:200-209) and runs, so it has no literal reading; Stanford Cars' names from cars_annos.mat equal "
+        "PMG-AFT's rule output (stanford_cars.py:51-80). Pinned to 5f2b31c: at its HEAD 663fe57 train() uses an "
+        "undefined logit_scale and validation calls multiGPU_CLIP wrongly. Left as found: its Caltech101 opens "
+        "images through lowercased folder names (caltech.py:95), which fails on a case-sensitive file system for "
+        "Faces, Leopards and Motorbikes; and a run without --resume reads best_acc1 before assigning it "
+        "(TGA-ZSR.py:361)."
     ),
 )
 
@@ -242,13 +323,20 @@ CLIP_BENCHMARK = Protocol(
     sample_seed=0,
     whole_sets=False,
     mixed_precision="no",
+    imagenet_samples="robustbench",
+    imagenet_logit_scale="model",
     evidence=(
         f"{FARE_CODE}: CIFAR-10/100 and STL-10 attacked at native size and resized (bicubic) to 224 inside the "
         "model, the rest open_clip's Resize(224, bicubic) + CenterCrop(224); the model's normalisation; logits = "
         "100 * cosine; CLIP_benchmark's class names and templates, embeddings averaged; AutoAttack version='custom' "
         "with APGD-CE (5 restarts) and APGD-T (9 target classes), 100 iterations (2 classes: APGD-CE only); "
-        "--n_samples 1000 (drawn by a seeded shuffle of the webdataset stream; here a seeded sample); --no_amp "
-        "(float32). The FARE README reports eps 2/255 and 4/255; RobustBench-style tables add 1/255."
+        "--n_samples 1000, the first 1,000 after shuffle(10000, initial=10000, Random(0)) of the webdataset stream, "
+        "which a Hub copy cannot reproduce: here a seeded sample of the Hub copy; ImageNet: RobustBench's 5,000 "
+        "validation images (robustbench helper_files/imagenet_test_image_ids.txt) with the model's own logit_scale "
+        "(clip_robustbench.py:34,67-68; FARE README:290); --no_amp (float32). Class names: CLIP_benchmark's "
+        "(CIFAR-100 with torchvision's underscores, builder.py:95-100; Flowers, Pets, ImageNet with 'missile' and "
+        "'sunglasses' twice, and 102-way Caltech101 with 'background' from en_classnames.json). The FARE README "
+        "reports eps 2/255 and 4/255; RobustBench-style tables add 1/255."
     ),
 )
 
@@ -274,26 +362,19 @@ def get_protocol(protocol: str | Protocol) -> Protocol:
     return PROTOCOL_RECORDS[protocol]
 
 
-def protocol_prompts(
-    protocol: str | Protocol, benchmark: str, class_names: list[str] | None = None
-) -> list[list[str]]:
-    """The texts fed to the tokenizer for each class of `benchmark` under `protocol`, in label order.
+def protocol_prompts(protocol: str | Protocol, benchmark: str) -> list[list[str]]:
+    """The texts fed to the tokenizer for each class of `benchmark`'s zero-shot head under `protocol`, in label order.
 
     Args:
         protocol (`str` or [`Protocol`]): e.g. `"pmg_aft"`.
         benchmark (`str`): a registry name.
-        class_names (`list[str]`, *optional*): the dataset's `ClassLabel` names as `load_benchmark` returns them
-            (all or some of the registry's); default: the registry's.
 
     Returns:
-        `list[list[str]]`: per class, its prompts (one for the `pmg_aft` texts; a template ensemble for
-        `clip_benchmark`). Classes the protocol's evaluation does not have (Caltech101's background under
-        `pmg_aft`) are left out.
+        `list[list[str]]`: per class of the head, its prompts (one for the `pmg_aft` and `tga_zsr` texts; a template
+        ensemble for `clip_benchmark`). The head is the protocol's evaluation's: a class it does not have is left
+        out (Caltech101's background under `pmg_aft`), one it has is kept even where the data lacks it (the same
+        background under `clip_benchmark`, 102-way as FARE's).
     """
     record = get_protocol(protocol)
-    bench = get_benchmark(benchmark)
-    names = class_names if class_names is not None else bench.class_names
-    if not names:
-        raise InputError(f"class_names is empty for {bench.name}: pass the ClassLabel names or leave it out.")
-    texts, templates = bench.texts(record.texts, list(names))
-    return [[template.format(text) for template in templates] for text in texts if text is not None]
+    head = get_benchmark(benchmark).head(record.texts, record.caltech256_names)
+    return [[template.format(text) for template in head.templates] for text in head.texts]

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 
 from ..attack_settings import AttackSetting
 from ..constants import CUSTOM_PROTOCOL, __version__
+from ..data import SAMPLE_LISTS
 from ..errors import InputError, MissingInputError
+from .protocols import LEGACY_VALUES
 from .results import WORST_CASE, DatasetResult
 
 REPORT_FILE = "report.json"
@@ -70,7 +72,10 @@ class Report:
                 "model_digest", "mixed_precision", "seed", "protocol_record")  # fmt: skip
         values = self.to_dict()
         if self.protocol_record is not None:
-            values["protocol_record"] = {k: v for k, v in self.protocol_record.items() if k not in NOT_FINGERPRINTED}
+            values["protocol_record"] = {
+                k: v for k, v in self.protocol_record.items()
+                if k not in NOT_FINGERPRINTED and not (k in LEGACY_VALUES and LEGACY_VALUES[k] == v)
+            }  # fmt: skip
         blob = json.dumps({k: values[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -83,6 +88,16 @@ class Report:
         """What the protocol reproduces and which published figures it compares with, in words."""
         record = self.protocol_record or {}
         return " ".join(record[k] for k in ("description", "comparable_with") if record.get(k))
+
+    @property
+    def numerics_text(self) -> str:
+        """How the attacks computed, after the precision: `exact` (sound) or `official` (the published tables')."""
+        record = self.protocol_record or {}
+        if record.get("attack_numerics", "exact") == "exact":
+            return ", exact attack numerics" if "attack_numerics" in record else ""
+        batch = record.get("official_batch_size")
+        return (", official attack numerics (batch-mean loss, unscaled fp16 backward, fp16 logits, AutoAttack under "
+                f"autocast{f', test batch {batch}' if batch else ''})")  # fmt: skip
 
     def summary(self) -> dict[str, float]:
         """Unweighted means over datasets (the protocol's summary): `clean`, then one entry per [`columns`] entry."""
@@ -114,8 +129,8 @@ class Report:
             precision += f" (the protocol's {record['mixed_precision']} is CUDA-only; this ran without CUDA)"
         lines = [
             f"Protocol `{self.protocol}`{overridden} (logit scale {self.logit_scale:g}, normalisation mean "
-            f"{[round(v, 4) for v in self.image_mean]}, precision {precision}), model `{self.model}`. "
-            f"{self.description}",
+            f"{[round(v, 4) for v in self.image_mean]}, precision {precision}{self.numerics_text}), model "
+            f"`{self.model}`. {self.description}",
             "",
             "Attacks:",
             "",
@@ -127,7 +142,7 @@ class Report:
             ),  # fmt: skip
             "",
             *self._prompt_lines(),
-            *[f"Data: {name}: {r.official_difference}." for name, r in self.results.items() if r.official_difference],
+            *self._data_lines(),
             "| dataset | samples | clean | " + " | ".join(keys) + " |",
             "|---|---:|---:|" + "---:|" * len(keys),
         ]
@@ -139,6 +154,21 @@ class Report:
             cells = " | ".join(f"{100 * mean[k]:.2f}" for k in keys)
             lines.append(f"| **mean** | | **{100 * mean['clean']:.2f}** | {cells} |")
         return "\n".join(lines) + "\n"
+
+    def _data_lines(self) -> list[str]:
+        """Per dataset, what differs from the header: the data's own departure from the official code, a published
+        sample list, a logit scale of its own, which reading of Caltech-256's official names ran."""
+        record, lines = self.protocol_record or {}, []
+        for name, r in self.results.items():
+            notes = [r.official_difference] if r.official_difference else []
+            if r.sample_list:
+                notes.append(f"the samples are {SAMPLE_LISTS[r.sample_list]}")
+            if r.logit_scale is not None:
+                notes.append(f"logit scale {r.logit_scale:g} (the checkpoint's own), not the protocol's")
+            if name == "caltech256" and record.get("texts") == "pmg_aft":
+                notes.append(f"the official class names read {record.get('caltech256_names', 'cleaned')}")
+            lines += [f"Data: {name}: {'; '.join(notes)}."] if notes else []
+        return lines + [""] if lines else lines
 
     def _prompt_lines(self) -> list[str]:
         """The prompts of results that do not come from a named protocol (a trainer's own eval sets)."""

@@ -22,15 +22,21 @@ class DatasetResult:
         robust_accuracy (`dict[str, float]`): top-1 accuracy under each attack, keyed by `AttackSetting.key`.
         worst_case_accuracy (`float`, *optional*): the share of samples that survive every attack and every iterate.
         num_classes (`int`, *optional*): the classes of the zero-shot head.
+        logit_scale (`float`, *optional*): this dataset's logit scale where it is not the report's (FARE's ImageNet
+            uses the model's own).
         hub_id, split, revision (`str`, *optional*): where the data comes from.
         protocol (`str`, *optional*): the protocol of the class texts (`custom` for an eval set's own).
         templates (`list[str]`): the prompt templates.
         max_eval_samples (`int`, *optional*), sample_seed (`int`, *optional*): the cap the data was cut to, and the
             seed of its random sample (`None`: the first rows).
+        sample_list (`str`, *optional*): the published sample list the rows are (`robustbench`), if any.
         official_difference (`str`, *optional*): how the data differs from the official evaluation's.
         data_digest (`str`, *optional*): a hash of the data ([`EvalSet.digest`]): a result is reused only for it.
         autoattack_attacks (`dict[str, list[str]]`): per AutoAttack setting, the attacks that ran.
         gradient_health (`dict`, *optional*): the shares of zero and non-finite input gradients.
+        first_step_zero_gradient (`dict[str, float]`): per PGD/CW setting, the fraction of input-gradient entries
+            that are exactly 0 at the attack's first step over every sample: near 1 means a blind attack (an fp16
+            gradient that underflowed) and an overstated robust accuracy.
         seconds (`float`): the time the evaluation took.
     """
 
@@ -43,15 +49,18 @@ class DatasetResult:
     templates: list[str] = field(default_factory=list)
     max_eval_samples: int | None = None
     sample_seed: int | None = None
+    sample_list: str | None = None
     official_difference: str | None = None
     data_digest: str | None = None
     samples: int
     num_classes: int | None = None
+    logit_scale: float | None = None
     clean_accuracy: float
     robust_accuracy: dict[str, float]
     worst_case_accuracy: float | None = None
     autoattack_attacks: dict[str, list[str]] = field(default_factory=dict)
     gradient_health: dict | None = None
+    first_step_zero_gradient: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     def accuracy(self, column: str) -> float:

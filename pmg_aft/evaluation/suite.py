@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
@@ -101,10 +102,20 @@ def suite_eval_set(name: str, record: Protocol, data, benchmark_data_dir, on_bad
 def run_dataset(model, processor, name: str, eval_set: EvalSet, report: Report, loader: EvalLoader, accelerator,
                 output_dir: str | None) -> DatasetResult:  # fmt: skip
     """Evaluate `eval_set` as `report` says (its head, settings, precision and seed); save its result as `name`."""
+    record = report.protocol_record or {}
+    official = record.get("attack_numerics") == "official"
+    # FARE's ImageNet: the checkpoint's own scale, whatever the protocol's.
+    scale = float(model.logit_scale.exp()) if eval_set.logit_scale == "model" else report.logit_scale
     classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
-                                    report.image_mean, report.image_std, report.logit_scale)  # fmt: skip
+                                    report.image_mean, report.image_std, scale,
+                                    float32_logits=not official)  # fmt: skip
+    if official and record.get("official_batch_size"):  # a batch-mean loss: the official batch, per process
+        loader = replace(loader, batch_size=record["official_batch_size"])
     result = evaluate_dataset(classifier, eval_set, settings=report.settings, accelerator=accelerator, loader=loader,
-                              precision=report.mixed_precision, seed=report.seed)  # fmt: skip
+                              precision=report.mixed_precision, seed=report.seed,
+                              numerics="official" if official else "exact")  # fmt: skip
+    if scale != report.logit_scale:
+        result.logit_scale = scale
     if output_dir and accelerator.is_main_process:
         save_result(output_dir, name, report.fingerprint(), result)
     accelerator.wait_for_everyone()
@@ -131,7 +142,7 @@ def new_report(model, processor, record: Protocol, accelerator, model_id: str, s
         settings=record.settings(),
         max_eval_samples=record.max_eval_samples,
         model_digest=weights_digest(model),
-        mixed_precision=effective_precision(record.mixed_precision, accelerator.device),
+        mixed_precision=effective_precision(record.mixed_precision, accelerator.device, record.attack_numerics),
         seed=seed,
         protocol_record=record.to_dict(),
         overrides=list(record.overridden),
