@@ -22,12 +22,17 @@ def gradient_health(classifier, images: torch.Tensor, labels: torch.Tensor) -> d
     }
 
 
+ZERO_GRADIENT_WARNING = 0.01
+
+
 def sanity_warnings(report) -> list[str]:
     """Warnings for results that point to a broken evaluation rather than a robust model.
 
     - robust accuracy above clean accuracy (an attack cannot help);
     - more steps of the same attack and budget giving higher robust accuracy (a weak or masked attack);
-    - input gradients that are zero or non-finite for some samples (gradient masking or numerical trouble).
+    - input gradients that are zero or non-finite for some samples (gradient masking or numerical trouble);
+    - more than 1% of the first attack step's input-gradient entries exactly 0 (an underflowed, partly blind attack,
+      as an unscaled fp16 backward of a batch-mean loss gives).
     """
     warnings = []
     for name, result in report.results.items():
@@ -57,5 +62,12 @@ def sanity_warnings(report) -> list[str]:
                 warnings.append(
                     f"{name}: {health[kind]:.1%} of the checked samples have a {kind.replace('_', ' ')}; gradient "
                     "attacks cannot move them (masking or numerical trouble), so robust accuracy may be overstated."
+                )
+        for key, zeros in result.first_step_zero_gradient.items():
+            if zeros > ZERO_GRADIENT_WARNING:
+                warnings.append(
+                    f"{name}: {zeros:.1%} of the input-gradient entries at the first step of {key} are exactly 0; "
+                    "sign(0) does not move those pixels, so robust accuracy may be overstated (fp16 underflow? the "
+                    "exact attack numerics scale the loss)."
                 )
     return warnings
