@@ -149,7 +149,7 @@ def test_evaluate_reports_clean_and_robust_accuracy_per_dataset(model, tokenizer
     # The same numbers, kept as a Report that names its attack and protocol.
     report = trainer.report
     assert report.results["patches"].clean_accuracy == metrics["eval_patches_clean_accuracy"]
-    assert report.attack_keys == ["pgd-5-rs@4/255"] and report.protocol == "trainer" and report.logit_scale == 1.0
+    assert report.attack_keys == ["pgd-5-rs-last@4/255"] and report.protocol == "trainer" and report.logit_scale == 1.0
     assert report.results["patches"].protocol == "custom" and report.warnings == []
     assert report.results["patches"].gradient_health["zero_gradient"] == 0.0
 
@@ -306,3 +306,26 @@ def test_one_process_forwards_the_vision_tower_alone_with_the_full_forwards_numb
     model.text_model.register_forward_hook(lambda *args: calls.append(1))
     trainer.train()
     assert trainer.state.global_step == 1 and not calls
+
+
+@pytest.mark.parametrize("method", ["pmg_aft", "tecoa", "tga_zsr", "clean", "fare"])
+def test_the_default_precision_is_the_official_codes_where_cuda_is_present(method, tmp_path):
+    """TeCoA, PMG-AFT, TGA-ZSR and FT-Clean train under CUDA fp16 autocast with a GradScaler; FARE in float32."""
+    config = TRAINERS[method].config_class(output_dir=str(tmp_path), use_cpu=True)
+    assert config.fp16 is False and config.bf16 is False  # no CUDA here: float32
+    official = method != "fare"
+    for fp16, bf16, expected in ((None, None, official), (False, None, False), (None, True, False)):
+        config.fp16, config.bf16 = fp16, bf16
+        config._resolve_precision(cuda=True)
+        assert config.fp16 is expected, (method, fp16, bf16)
+        assert config.bf16 is bool(bf16)
+    config.fp16 = None
+    config._resolve_precision(cuda=False)
+    assert config.fp16 is False
+
+
+def test_evaluate_counts_the_final_iterate_at_the_protocols_steps(tmp_path):
+    config = TRAINERS["pmg_aft"].config_class(output_dir=str(tmp_path), use_cpu=True)
+    grid = config.eval_attack_grid()
+    assert grid.steps == (10,) and not grid.first_success  # the official validate(): PGD-10, final iterate
+    assert TRAINERS["pmg_aft"].config_class(output_dir=str(tmp_path), eval_attack_steps=3).eval_attack_steps == 3

@@ -6,7 +6,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from pmg_aft import CLIP_MEAN, CLIP_STD, FAREConfig, FARETrainer, ImageEncoder, fare_loss, pgd
+from pmg_aft import CLIP_MEAN, CLIP_STD, TRAINERS, FAREConfig, FARETrainer, ImageEncoder, fare_loss, pgd
 from pmg_aft.losses import squared_distance
 
 
@@ -108,6 +108,30 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert config.optim == "adamw_torch" and config.learning_rate == 1e-5 and config.weight_decay == 1e-4
     assert config.warmup_steps == 1400 and config.max_steps == 20000 and config.per_device_train_batch_size == 128
     assert config.lr_scheduler_type == "cosine" and config.max_grad_norm == 0
+    assert config.dataloader_drop_last and config.weight_decay_all_parameters  # train/adversarial_training_clip.py
+    assert config.fp16 is False  # float32 even with CUDA: the official script has no autocast
+
+
+def test_weight_decay_reaches_every_visual_parameter_and_the_last_batch_is_dropped(model, tokenizer, train_set,
+                                                                                     make_config):  # fmt: skip
+    """FARE's AdamW(params, weight_decay=1e-4): biases and LayerNorm weights decay too (transformers exempts them)."""
+    data = train_set.select(range(10))
+    decayed = {}
+    for method in ("fare", "pmg_aft"):
+        config = make_config(method, weight_decay=1e-4, optim="adamw_torch", optim_args=None,
+                             per_device_train_batch_size=4)  # fmt: skip
+        trainer = TRAINERS[method](copy.deepcopy(model), config, train_dataset=data, processing_class=tokenizer,
+                                   )  # fmt: skip
+        optimizer = trainer.create_optimizer()
+        names = {id(p): n for n, p in trainer.model.named_parameters()}
+        decayed[method] = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+        trained = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+        if method == "fare":
+            assert decayed[method] == trained and any("layer_norm" in n or n.endswith(".bias") for n in trained)
+            assert len(trainer.get_train_dataloader()) == 2  # 10 samples at 4: the partial batch of 2 dropped
+        else:
+            assert not any(n.endswith(".bias") for n in decayed[method]) and len(trainer.get_train_dataloader()) == 3
+    assert decayed["pmg_aft"] < decayed["fare"]
 
 
 def test_the_encoders_are_built_once_for_the_run(model, tokenizer, train_set, make_trainer, monkeypatch):

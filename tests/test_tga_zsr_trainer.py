@@ -60,5 +60,8 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert config.image_mean == list(CLIP_MEAN) and config.logit_scale.value == 100.0
     assert config.learning_rate == 1e-4 and config.per_device_train_batch_size == 128
     assert config.optim == "sgd" and config.warmup_steps == 1000 and config.max_grad_norm == 0
+    # evaluate(): its validate()'s PGD-100, final iterate (not the pmg_aft protocol's 10 steps)
+    grid = config.eval_attack_grid()
+    assert grid.steps == (100,) and not grid.first_success and grid.random_start
     with pytest.raises(ValueError, match="alpha and beta"):
         TGAZSRConfig(output_dir=str(tmp_path), beta=-0.1)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
 
+import torch
 from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy
 
@@ -79,6 +80,10 @@ class RobustCLIPConfig(TrainingArguments):
     # its card) and, per run, a frozen reference model ([`uses_reference`]).
     uses_labels: ClassVar[bool] = True
     uses_training_attack: ClassVar[bool] = True
+    # The evaluation protocol whose PGD evaluate() runs (final iterate, its steps), so that best-checkpoint selection
+    # sees what the official code's selection saw; and the precision the official code trains in on CUDA.
+    eval_protocol: ClassVar[str] = "pmg_aft"
+    official_precision: ClassVar[str] = "fp16"
 
     # Training attack.
     train_eps: PixelValue = field(
@@ -166,10 +171,11 @@ class RobustCLIPConfig(TrainingArguments):
     eval_step_size: PixelValue = field(
         default=PixelValue(1 / 255), metadata={"help": "Step size of the evaluation PGD attack, pixel units."}
     )
-    eval_attack_steps: int = field(
-        default=10,
+    eval_attack_steps: int | None = field(
+        default=None,
         metadata={
-            "help": "Steps of the evaluation PGD attack (the papers report 10 and 100). Not `eval_steps`: that "
+            "help": "Steps of the evaluation PGD attack; default: the method's protocol's (pmg_aft 10, tga_zsr 100), "
+            "its final iterate counting, as the official codes' in-training validation. Not `eval_steps`: that "
             "TrainingArguments field is the evaluation interval."
         },
     )
@@ -187,6 +193,21 @@ class RobustCLIPConfig(TrainingArguments):
     weight_decay: float = field(default=0.0, metadata={"help": "Weight decay (none in the TeCoA-family code)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Cosine decay to 0 after the warm-up."})
     warmup_steps: float = field(default=1000, metadata={"help": "Linear warm-up steps (a float < 1: a fraction)."})
+    warmup_from_first_step: bool = field(
+        default=True,
+        metadata={
+            "help": "Warm up as (step + 1) / warmup_steps, the TeCoA-family cosine_lr (utils.py: the first update "
+            "uses lr / warmup_steps), instead of transformers' step / warmup_steps (the first update at lr 0). The "
+            "decay after the warm-up is the same cosine. Applies to lr_scheduler_type cosine."
+        },
+    )
+    weight_decay_all_parameters: bool = field(
+        default=False,
+        metadata={
+            "help": "Apply weight_decay to every trained parameter, as torch.optim's AdamW(params, weight_decay=...) "
+            "does (FARE), instead of transformers' rule that exempts biases and LayerNorm weights."
+        },
+    )
     num_train_epochs: float = field(default=10.0, metadata={"help": "Training epochs."})
     max_grad_norm: float = field(
         default=0.0,
@@ -204,6 +225,14 @@ class RobustCLIPConfig(TrainingArguments):
             "step, so it is off; a non-finite loss then shows in the logs."
         },
     )
+    fp16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "fp16 autocast with loss scaling. Default: the method's official precision where CUDA is present "
+            "(TeCoA, PMG-AFT and TGA-ZSR train under torch.cuda.amp.autocast with a GradScaler), float32 otherwise."
+        },
+    )
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (then fp16 stays off)."})
     dataloader_drop_last: bool = field(
         default=False,
         metadata={"help": "Drop the last partial batch (on by default under torch_compile: static shapes)."},
@@ -215,6 +244,9 @@ class RobustCLIPConfig(TrainingArguments):
 
     def __post_init__(self) -> None:
         check_field_types(self)  # values from a config file, from Python or from flags, typed once
+        if self.eval_attack_steps is None:
+            self.eval_attack_steps = self.protocol_eval_steps()
+        self._resolve_precision(torch.cuda.is_available())
         self._check_attacks()
         self._check_head_and_data()
         self._check_trainer_options()
@@ -228,6 +260,26 @@ class RobustCLIPConfig(TrainingArguments):
     def uses_reference(self) -> bool:
         """Whether the method needs the frozen reference model with these arguments."""
         return False
+
+    @classmethod
+    def protocol_eval_steps(cls) -> int:
+        """The PGD steps of the method's evaluation protocol (`eval_protocol`)."""
+        from ..evaluation.protocols import get_protocol  # evaluation imports the data stack; configs stay light
+
+        return get_protocol(cls.eval_protocol).attack.steps[0]
+
+    def _resolve_precision(self, cuda: bool) -> None:
+        """`fp16`/`bf16` left unset (`None`) become the official code's precision: fp16 autocast with a GradScaler
+        (TeCoA, PMG-AFT, TGA-ZSR) where CUDA is present, float32 without it (said in the log)."""
+        if self.bf16 is None:
+            self.bf16 = False
+        if self.fp16 is not None:
+            return
+        self.fp16 = self.official_precision == "fp16" and cuda and not self.bf16
+        if self.official_precision == "fp16" and not cuda:
+            logger.info("No CUDA: training in float32 (the official code trains under CUDA fp16 autocast).")
+        elif self.fp16:
+            logger.info("fp16 autocast with loss scaling, as the official code trains (set fp16: false for float32).")
 
     def _check_attacks(self) -> None:
         if self.attack_norm not in NORMS:
@@ -289,7 +341,8 @@ class RobustCLIPConfig(TrainingArguments):
                              momentum=self.train_attack_momentum)  # fmt: skip
 
     def eval_attack_grid(self) -> AttackGrid:
-        """The attacks of `evaluate()`: PGD with the `eval_*` budget, each sample's first success kept."""
+        """The attacks of `evaluate()`: PGD with the `eval_*` budget, the final iterate counting (as the official
+        codes' validation)."""
         return AttackGrid(attacks=("pgd",), eps=(self.eval_eps,), steps=(self.eval_attack_steps,),
                           step_size=self.eval_step_size, norm=self.attack_norm, random_start=self.attack_random_start,
-                          first_success=True)  # fmt: skip
+                          first_success=False)  # fmt: skip

@@ -31,6 +31,7 @@ from .eval_metrics import eval_metrics, eval_sets, trainer_report
 from .heads import Heads
 from .models import freeze_all_but_vision, reference_model
 from .saving import SavingMixin
+from .schedules import first_step_cosine_schedule
 from .training_data import check_training_data, training_inputs
 
 
@@ -110,6 +111,24 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         self.reports: list[Report] = []  # every evaluate()'s, in order
         self.report_steps: list[int] = []  # the training step each of them was made at
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """transformers' scheduler, except the cosine warm-up counted from the first step where the method's code
+        counts it so (`warmup_from_first_step`)."""
+        warmup = self.args.get_warmup_steps(num_training_steps)
+        if self.lr_scheduler is None and self.args.warmup_from_first_step and warmup > 0 and str(
+            getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)
+        ) == "cosine":  # fmt: skip
+            self.lr_scheduler = first_step_cosine_schedule(optimizer or self.optimizer, warmup, num_training_steps)
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        """transformers' rule (no decay for biases and LayerNorm weights), or every parameter where the method's code
+        decays them all (`weight_decay_all_parameters`, FARE's AdamW)."""
+        if self.args.weight_decay_all_parameters:
+            return [name for name, _ in model.named_parameters()]
+        return super().get_decay_parameter_names(model)
 
     def _checked_arguments(self, model, args: RobustCLIPConfig | None, ref_model) -> RobustCLIPConfig:
         """`args` (by default the method's recipe) after the checks only the trainer can make."""

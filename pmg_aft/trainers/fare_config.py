@@ -32,13 +32,15 @@ class FAREConfig(RobustCLIPConfig):
     The defaults are the official code's (train/adversarial_training_clip.py, train/pgd_train.py, README command for
     FARE^4): 10-step PGD at eps 4/255 (FARE^2: 2/255), step 1/255, uniform random start, sign steps with momentum
     0.9, maximising the same squared distance the loss minimises; CLIP's normalisation; Resize(224, bicubic) +
-    CenterCrop(224); AdamW, lr 1e-5, weight decay 1e-4, 1400 warm-up steps then cosine, 20,000 steps at batch 128 (two
-    ImageNet epochs), no gradient clipping, float32. Known differences: the official start is not clipped to the
+    CenterCrop(224); AdamW, lr 1e-5, weight decay 1e-4 on every visual parameter (biases and LayerNorms too), 1400
+    warm-up steps then cosine, 20,000 steps at batch 128 (two ImageNet epochs) with the last partial batch dropped, no
+    gradient clipping, float32. Known differences: the official start is not clipped to the
     image range before the first step (here it is), and its scheduler steps after the optimiser, so its first update
     already uses the full learning rate.
     """
 
     uses_labels: ClassVar[bool] = False  # unsupervised: the train set needs only an image column
+    official_precision: ClassVar[str] = "no"  # float32: the training script has no autocast
 
     train_eps: PixelValue = field(
         default=PixelValue(4 / 255),
@@ -64,6 +66,23 @@ class FAREConfig(RobustCLIPConfig):
     optim_args: str | None = field(default=None, metadata={"help": "No extra optimiser arguments."})
     learning_rate: float = field(default=1e-5, metadata={"help": f"1e-5 ({SOURCE})."})
     weight_decay: float = field(default=1e-4, metadata={"help": f"1e-4 ({SOURCE})."})
+    weight_decay_all_parameters: bool = field(
+        default=True,
+        metadata={
+            "help": "AdamW(params, weight_decay=1e-4) on every visual parameter, biases and LayerNorms included "
+            f"({SOURCE}:194-196; transformers would exempt them)."
+        },
+    )
+    dataloader_drop_last: bool = field(
+        default=True, metadata={"help": f"Drop the last partial batch: DataLoader(drop_last=True) ({SOURCE}:143)."}
+    )
+    warmup_from_first_step: bool = field(
+        default=False,
+        metadata={
+            "help": "transformers' warm-up (step / warmup_steps). FARE's open_clip cosine_lr is set after each "
+            "optimiser step, so its first update uses the full learning rate: neither schedule reproduces that."
+        },
+    )
     warmup_steps: float = field(default=1400, metadata={"help": f"1400 linear warm-up steps ({SOURCE})."})
     max_steps: int = field(
         default=20000, metadata={"help": f"20,000 steps, two ImageNet epochs at batch 128 ({SOURCE})."}

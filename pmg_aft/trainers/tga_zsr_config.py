@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..errors import InputError
 from ..parsing import check_field_types
@@ -36,8 +37,12 @@ class TGAZSRConfig(RobustCLIPConfig):
     start; attention refinement weight `alpha = 0.08` and model-constraint weight `beta = 0.05` (`--Alpha`,
     `--Beta`), on the mean per-sample L2 distance of attention maps; logits scaled by the model's exp(logit_scale),
     100 for the OpenAI CLIP checkpoints; CLIP's normalisation; Resize(256) + CenterCrop(224); SGD momentum 0.9,
-    lr 1e-4, no weight decay, 1000 warm-up steps then cosine, batch 128, 10 epochs on Tiny-ImageNet, no clipping.
+    lr 1e-4, no weight decay, 1000 warm-up steps then cosine, batch 128, 10 epochs on Tiny-ImageNet, no clipping;
+    fp16 autocast with a GradScaler on CUDA (TGA-ZSR.py:226,313-339). `evaluate()` runs the `tga_zsr` protocol's
+    PGD-100, final iterate, as its validate() does.
     """
+
+    eval_protocol: ClassVar[str] = "tga_zsr"
 
     alpha: float = field(
         default=0.08,
