@@ -19,7 +19,16 @@ from .evaluation import (
     evaluate_robustness,
     get_protocol,
 )
-from .losses import PMGAFTLoss, clean_loss, fare_loss, kl_divergence, pmg_aft_loss, squared_distance, tecoa_loss
+from .losses import (
+    PMGAFTLoss,
+    batch_clip_loss,
+    clean_loss,
+    fare_loss,
+    kl_divergence,
+    pmg_aft_loss,
+    squared_distance,
+    tecoa_loss,
+)
 from .prompts import clean_class_name
 from .trainers import *  # noqa: F403  (every method's Config/Trainer pair, from the registry's modules)
 from .trainers import __all__ as _trainers
@@ -46,6 +55,7 @@ __all__ = [
     "benchmark_eval_set",
     "build_class_embeddings",
     "clean_class_name",
+    "batch_clip_loss",
     "clean_loss",
     "clip_processor",
     "evaluate_robustness",

@@ -97,6 +97,18 @@ def clean_loss(clean_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(clean_logits.float(), labels)
 
 
+def batch_clip_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""TGA-ZSR's FT-Clean loss (FT.py:321-327): the symmetric CLIP loss over the batch's own classes.
+
+    With `M = logits[:, labels]` (B x B: image i against the class text of sample j),
+    `loss = (CE(M, arange(B)) + CE(M^T, arange(B))) / 2`. Two samples of one class are each other's negatives, as
+    in the official code.
+    """
+    matrix = logits.float()[:, labels]
+    target = torch.arange(len(labels), device=logits.device)
+    return (F.cross_entropy(matrix, target) + F.cross_entropy(matrix.t(), target)) / 2
+
+
 def text_guided_attention(tokens: torch.Tensor, text_embeddings: torch.Tensor, size: int) -> torch.Tensor:
     """TGA-ZSR's text-guided attention map, flattened: `(batch, size * size)`.
 
