@@ -33,3 +33,10 @@ def test_eval_suite_prints_each_attack_and_the_forwards_it_saved():
     # Every sample: clean + 5 steps + the judged final image (+ the first batch's gradient-health check).
     assert 7.0 <= float(final.group(1)) <= 7.5
     assert float(first.group(1)) < float(final.group(1))  # fooled samples left the batch
+
+
+def test_attack_numerics_prints_both_numerics_per_batch_size():
+    out = script("attack_numerics.py", "--batch_sizes", "8,32", "--per_class", "6", "--steps", "1")
+    for numerics, precision in (("exact", "no"), ("official", "fp16")):
+        for size in (8, 32):
+            assert re.search(rf"{numerics}\s+{size}\s+{precision}\s+[\d.]+%\s+[\d.]+%\s+[\d.]+%", out), out
