@@ -34,7 +34,15 @@ FP16_ATTACK_SCALE = 2.0**12
 REDUCTIONS = ("sum", "mean")
 
 
-def _gradient(classifier, objective, x, delta, labels, reduction="sum", loss_scaling=True):
+def loss_gradient(
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    objective: Objective,
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    labels: torch.Tensor,
+    reduction: str = "sum",
+    loss_scaling: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the attack loss (summed, or the batch mean) with respect to `delta`, and the logits at
     `x + delta`.
 
@@ -88,7 +96,7 @@ def pgd(
     signed (L-inf) or normalised (L2) gradient step, projection onto the eps-ball and onto [0, 1]. Gradients are taken
     with `torch.autograd.grad` with respect to the perturbation only (no parameter gradient, no DDP hook), of the
     per-sample losses' sum (each sample's gradient is independent of the batch), scaled under fp16 autocast so that
-    input gradients do not underflow (`_gradient`).
+    input gradients do not underflow (`loss_gradient`).
 
     Args:
         classifier (`Callable`): maps images in [0, 1] to logits, e.g. a [`ZeroShotClassifier`].
@@ -130,7 +138,7 @@ def pgd(
     first = [gradient_stats is not None]  # the first step's gradient is counted, once
 
     def gradient(xs, ds, ys):
-        grad, logits = _gradient(classifier, objective, xs, ds, ys, reduction, loss_scaling)
+        grad, logits = loss_gradient(classifier, objective, xs, ds, ys, reduction, loss_scaling)
         if first[0]:
             first[0] = False
             gradient_stats["entries"] = gradient_stats.get("entries", 0) + grad.numel()

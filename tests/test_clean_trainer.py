@@ -55,6 +55,16 @@ def test_defaults(tmp_path):
         CleanFinetuneConfig(output_dir=str(tmp_path), loss="infonce")
 
 
+def test_accumulating_the_batch_loss_warns_that_it_changes_the_negatives(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="pmg_aft"):
+        CleanFinetuneConfig(output_dir=str(tmp_path), gradient_accumulation_steps=2, per_device_train_batch_size=4)
+    assert "not the loss of one batch of 8" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pmg_aft"):
+        CleanFinetuneConfig(output_dir=str(tmp_path), gradient_accumulation_steps=2, loss="zero_shot_ce")
+    assert "batch_clip" not in caplog.text
+
+
 def test_the_card_recipe_leaves_out_the_attack_it_never_ran(model, make_trainer):
     clean = make_trainer("clean", model).recipe()
     robust = make_trainer("pmg_aft", model).recipe()

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, clip_processor, pgd
-from pmg_aft.attacks import _gradient
+from pmg_aft.attacks import loss_gradient
 from pmg_aft.evaluation import EvalLoader, EvalSet, evaluate_robustness, get_protocol
 from pmg_aft.evaluation import suite as suite_module
 from pmg_aft.evaluation.checks import sanity_warnings
@@ -37,8 +37,8 @@ def test_the_batch_mean_gradient_is_the_summed_one_over_the_batch_size():
     model = Linear(1e-2)
     delta = torch.zeros_like(x)
     objective = lambda logits, labels: F.cross_entropy(logits, labels, reduction="none")  # noqa: E731
-    summed, _ = _gradient(model, objective, x, delta, y, "sum")
-    mean, _ = _gradient(model, objective, x, delta, y, "mean", loss_scaling=False)
+    summed, _ = loss_gradient(model, objective, x, delta, y, "sum")
+    mean, _ = loss_gradient(model, objective, x, delta, y, "mean", loss_scaling=False)
     torch.testing.assert_close(mean * 16, summed)
     with pytest.raises(ValueError, match="reduction='avg'"):
         pgd(model, x, y, eps=1 / 255, step_size=1 / 255, steps=1, reduction="avg")

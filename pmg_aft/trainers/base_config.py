@@ -246,7 +246,7 @@ class RobustCLIPConfig(TrainingArguments):
         check_field_types(self)  # values from a config file, from Python or from flags, typed once
         if self.eval_attack_steps is None:
             self.eval_attack_steps = self.protocol_eval_steps()
-        self._resolve_precision(torch.cuda.is_available())
+        self.resolve_precision(torch.cuda.is_available())
         self._check_attacks()
         self._check_head_and_data()
         self._check_trainer_options()
@@ -268,7 +268,7 @@ class RobustCLIPConfig(TrainingArguments):
 
         return get_protocol(cls.eval_protocol).attack.steps[0]
 
-    def _resolve_precision(self, cuda: bool) -> None:
+    def resolve_precision(self, cuda: bool) -> None:
         """`fp16`/`bf16` left unset (`None`) become the official code's precision: fp16 autocast with a GradScaler
         (TeCoA, PMG-AFT, TGA-ZSR) where CUDA is present, float32 without it (said in the log)."""
         if self.bf16 is None:

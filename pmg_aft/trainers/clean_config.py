@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from ..errors import InputError
 from ..parsing import check_field_types
-from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
+from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite, logger
 
 FT_CLEAN = "TGA-ZSR's FT-Clean (FT.py at 5f2b31c)"
 CLEAN_LOSSES = ("batch_clip", "zero_shot_ce")
@@ -61,3 +61,12 @@ class CleanFinetuneConfig(RobustCLIPConfig):
         if self.loss not in CLEAN_LOSSES:
             raise InputError(f"loss={self.loss!r} is not one of {CLEAN_LOSSES}.")
         super().__post_init__()
+        if self.loss == "batch_clip" and self.gradient_accumulation_steps > 1:
+            # The loss's negatives are the batch's other rows, so accumulation changes the loss, not only its memory.
+            logger.warning(
+                "loss='batch_clip' with gradient_accumulation_steps=%d: each micro-batch of %d is its own set of "
+                "negatives, so this is not the loss of one batch of %d. Raise per_device_train_batch_size instead, or "
+                "use loss='zero_shot_ce', which accumulates exactly.",
+                self.gradient_accumulation_steps, self.per_device_train_batch_size,
+                self.per_device_train_batch_size * self.gradient_accumulation_steps,
+            )  # fmt: skip
