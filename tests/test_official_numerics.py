@@ -100,6 +100,10 @@ def test_the_suite_runs_the_official_numerics_at_the_official_batch_and_says_so(
     assert "test batch 256" in official.to_markdown() and "official" not in exact.to_markdown().split(".")[0]
     key = exact.settings[0].key
     assert exact.results["patches"].first_step_zero_gradient == {key: 0.0}
+    assert (
+        f"`{key}`: PGD-2" in exact.to_markdown()
+        and "first-step zero input-gradient entries: 0.00%" in exact.to_markdown()
+    )
     assert 0.0 <= official.results["patches"].first_step_zero_gradient[key] <= 1.0
     assert official.fingerprint() != exact.fingerprint()  # a cached exact result is not reused for official
     assert official.overrides == ["attack_numerics", "steps"]
@@ -115,3 +119,4 @@ def test_a_blind_first_step_is_warned_about(model, tokenizer, test_set):
     report.results["patches"].first_step_zero_gradient = {key: 0.3}
     assert any(f"30.0% of the input-gradient entries at the first step of {key} are exactly 0" in w
                for w in sanity_warnings(report))  # fmt: skip
+    assert "first-step zero input-gradient entries: 30.00%" in report.to_markdown()  # shown on every run

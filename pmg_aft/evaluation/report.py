@@ -134,7 +134,7 @@ class Report:
             "",
             "Attacks:",
             "",
-            *[f"- `{s.key}`: {s.describe()}" for s in self.settings],
+            *[f"- `{s.key}`: {s.describe()}{self._zero_gradient_text(s.key)}" for s in self.settings],
             *(
                 [f"- `{WORST_CASE}`: per sample, robust only if it survives every attack and every iterate above"]
                 if WORST_CASE in keys
@@ -154,6 +154,13 @@ class Report:
             cells = " | ".join(f"{100 * mean[k]:.2f}" for k in keys)
             lines.append(f"| **mean** | | **{100 * mean['clean']:.2f}** | {cells} |")
         return "\n".join(lines) + "\n"
+
+    def _zero_gradient_text(self, key: str) -> str:
+        """How much of the first attack step was blind (exactly-zero input-gradient entries), worst dataset."""
+        fractions = [
+            r.first_step_zero_gradient[key] for r in self.results.values() if key in r.first_step_zero_gradient
+        ]
+        return f"; first-step zero input-gradient entries: {max(fractions):.2%}" if fractions else ""
 
     def _data_lines(self) -> list[str]:
         """Per dataset, what differs from the header: the data's own departure from the official code, a published

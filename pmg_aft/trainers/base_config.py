@@ -229,7 +229,8 @@ class RobustCLIPConfig(TrainingArguments):
         default=None,
         metadata={
             "help": "fp16 autocast with loss scaling. Default: the method's official precision where CUDA is present "
-            "(TeCoA, PMG-AFT and TGA-ZSR train under torch.cuda.amp.autocast with a GradScaler), float32 otherwise."
+            "(TeCoA, PMG-AFT and TGA-ZSR train under torch.cuda.amp.autocast with a GradScaler: TeCoA "
+            "finetuning.py:482,814; PMG-AFT PMG_AFT.py:404,711-743; TGA-ZSR TGA-ZSR.py:226,313-339); else float32."
         },
     )
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (then fp16 stays off)."})

@@ -31,7 +31,7 @@ class TeCoAConfig(RobustCLIPConfig):
     steps from a uniform random start; logits scaled by the model's exp(logit_scale), which is 100 for the OpenAI CLIP
     checkpoints; CLIP's own normalisation; the prompt `This is a photo of a {}`; Resize(256) + CenterCrop(224); SGD
     momentum 0.9, no weight decay, 1000 warm-up steps then cosine, batch 256, 10 epochs, no gradient clipping. The
-    learning rate is 1e-5, as in the TGA-ZSR re-run of TeCoA (the code's default of 1e-7 is not what its runs use).
+    learning rate is 1e-5, as in the TGA-ZSR re-run of TeCoA (the code's own default is 1e-7).
     """
 
     logit_scale: LogitScale = field(
@@ -44,8 +44,9 @@ class TeCoAConfig(RobustCLIPConfig):
     learning_rate: float = field(
         default=1e-5,
         metadata={
-            "help": "1e-5, the TGA-ZSR re-run of TeCoA (main.sh); finetuning.py's own default (1e-7) is not the "
-            f"value of its runs. With {TECOA_FAMILY}."
+            "help": "1e-5, the TGA-ZSR re-run of TeCoA (main.sh:16-17), whose table the other methods are compared "
+            "in; TeCoA's finetuning.py defaults to 1e-7 (:58) and its README command does not override it "
+            f"(`--learning_rate 1e-7` for that). With {TECOA_FAMILY}."
         },
     )
     per_device_train_batch_size: int = field(
