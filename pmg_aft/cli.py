@@ -25,6 +25,7 @@ from .finetune import main as finetune
 from .hub import push
 from .parsing import ArgumentParser, UnknownFlagsError, optional_fields
 from .trainers import TRAINERS
+from .zoo import FORMATS, export_open_clip, get_zoo_entry, import_checkpoint, zoo_table
 
 
 def usage() -> str:
@@ -41,6 +42,10 @@ commands:
   push                       upload a checkpoint with its model card and plots to the Hub (pmg-aft push --help)
   compare                    evaluate several models with the same suite into one table (pmg-aft compare --help)
   convert                    an OpenAI-style / open_clip ViT checkpoint to a CLIPModel folder (pmg-aft convert --help)
+  zoo list                   the published robust CLIP checkpoints: format, licence, where, downloadable or not
+  zoo import NAME            one of them as a checked CLIPModel folder with a card crediting its authors
+  export                     a CLIPModel checkpoint as an open_clip folder (pmg-aft export --help)
+  leaderboard                models x protocols, one table per protocol, beside the papers' figures
 """
 
 
@@ -136,6 +141,34 @@ class ConvertArguments:
             )
 
 
+@dataclass
+class ZooImportArguments:
+    output_dir: str = field(metadata={"help": "Folder for the CLIPModel, its processor, card and provenance."})
+    file: str | None = field(
+        default=None, metadata={"help": "The downloaded file (or open_clip folder); default: download a Hub release."}
+    )
+    format: str | None = field(
+        default=None, metadata={"help": "The layout, for a file without a zoo record.", "choices": list(FORMATS)}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "The CLIP an image tower is merged into (default: the zoo record's)."}
+    )
+    tokenizer_from: str | None = field(
+        default=None, metadata={"help": "Where a whole open_clip CLIP takes its tokenizer (default: the base)."}
+    )
+    normalization: str | None = field(
+        default=None,
+        metadata={"help": "Override the record's training mean/std.", "choices": ["clip", "imagenet"]},
+    )
+
+
+@dataclass
+class ExportArguments:
+    model_name_or_path: str = field(metadata={"help": "A CLIPModel folder or Hub id."})
+    output_dir: str = field(metadata={"help": "Folder for open_clip_config.json and open_clip_model.safetensors."})
+    format: str = field(default="open_clip", metadata={"help": "The target layout.", "choices": ["open_clip"]})
+
+
 def renamed(names: list[str]) -> str:
     """What options of an earlier release are called now."""
     hints = [f"{n} is now --{RENAMED_OPTIONS[n]}" for n in names if n in RENAMED_OPTIONS]
@@ -201,6 +234,43 @@ def convert_command(argv: list[str]) -> int:
     return 0
 
 
+def zoo_command(argv: list[str]) -> int:
+    """`pmg-aft zoo list` and `pmg-aft zoo import NAME [--file PATH] --output_dir DIR`."""
+    if not argv or argv[0] not in ("list", "import"):
+        raise InputError("pmg-aft zoo takes `list` or `import NAME --output_dir DIR [--file PATH]`.")
+    if argv[0] == "list":
+        print(zoo_table())
+        return 0
+    name = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else None
+    (args,) = parse_command("pmg-aft zoo import", (ZooImportArguments,), argv[2 if name else 1 :],
+                            "Import a published checkpoint as a CLIPModel folder.")  # fmt: skip
+    entry = get_zoo_entry(name) if name else None
+    if entry is None and not (args.file and args.format):
+        raise InputError("pmg-aft zoo import: name a zoo checkpoint (pmg-aft zoo list), or pass --file and --format.")
+    _, _, provenance = import_checkpoint(args.output_dir, entry, file=args.file, layout=args.format,
+                                         base_model=args.base_model, tokenizer_from=args.tokenizer_from,
+                                         normalization=args.normalization)  # fmt: skip
+    check = provenance["image_embedding_check"]
+    checked = f"; image embeddings checked (largest relative difference {check['max_relative_difference']:.1e})"
+    print(f"imported {name or args.file} ({provenance['format']}, sha256 {provenance['source_sha256']}) to "
+          f"{args.output_dir}{checked if check else ''}; load it with CLIPModel.from_pretrained")  # fmt: skip
+    return 0
+
+
+def export_command(argv: list[str]) -> int:
+    """`pmg-aft export --format open_clip`: a CLIPModel checkpoint as an open_clip folder, read back and checked."""
+    (args,) = parse_command("pmg-aft export", (ExportArguments,), argv, export_command.__doc__)
+    model, processor = load_clip(args.model_name_or_path)
+    checks = export_open_clip(model, processor, args.output_dir)
+    said = ", ".join(f"{k} {v:.1e}" for k, v in checks.items())
+    print(f"exported {args.model_name_or_path} to {args.output_dir} (open_clip); embeddings read back equal "
+          f"(largest relative difference: {said})")  # fmt: skip
+    if "open_clip" not in checks:
+        print("open_clip is not installed here, so the folder was read back with pmg_aft's reader only "
+              "(pip install -e '.[interop]' to check with open_clip itself).")  # fmt: skip
+    return 0
+
+
 def push_command(argv: list[str]) -> int:
     """`pmg-aft push`: upload weights, processor, model card and plots."""
     (args,) = parse_command("pmg-aft push", (PushArguments,), argv, "Publish a checkpoint to the Hugging Face Hub.")
@@ -259,7 +329,8 @@ def train_command(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": train_command, "eval": eval_command, "push": push_command, "convert": convert_command,
-            "compare": compare_command, "datasets": datasets_command, "protocols": protocols_command}  # fmt: skip
+            "compare": compare_command, "datasets": datasets_command, "protocols": protocols_command,
+            "zoo": zoo_command, "export": export_command}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,23 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     return {re.sub(r"^(module\.)+", "", k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
+# Tensors with a one-to-one counterpart outside the layers.
+SIMPLE = {
+    "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+    "visual.class_embedding": "vision_model.embeddings.class_embedding",
+    "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
+    "visual.ln_pre.weight": "vision_model.pre_layrnorm.weight",
+    "visual.ln_pre.bias": "vision_model.pre_layrnorm.bias",
+    "visual.ln_post.weight": "vision_model.post_layernorm.weight",
+    "visual.ln_post.bias": "vision_model.post_layernorm.bias",
+    "token_embedding.weight": "text_model.embeddings.token_embedding.weight",
+    "positional_embedding": "text_model.embeddings.position_embedding.weight",
+    "ln_final.weight": "text_model.final_layer_norm.weight",
+    "ln_final.bias": "text_model.final_layer_norm.bias",
+    "logit_scale": "logit_scale",
+}
+# OpenAI keeps the projections as (in, out) matrices, transformers as Linear weights (out, in).
+PROJECTIONS = {"visual.proj": "visual_projection.weight", "text_projection": "text_projection.weight"}
 # Per-layer parts with a one-to-one counterpart (the fused attention input projection is split separately).
 LAYER_PARTS = [
     ("ln_1.", "layer_norm1."),
@@ -74,27 +91,38 @@ def openai_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                             out[base + new + rest[len(old) :]] = value
                 break
         else:
-            simple = {
-                "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
-                "visual.class_embedding": "vision_model.embeddings.class_embedding",
-                "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
-                "visual.ln_pre.weight": "vision_model.pre_layrnorm.weight",
-                "visual.ln_pre.bias": "vision_model.pre_layrnorm.bias",
-                "visual.ln_post.weight": "vision_model.post_layernorm.weight",
-                "visual.ln_post.bias": "vision_model.post_layernorm.bias",
-                "token_embedding.weight": "text_model.embeddings.token_embedding.weight",
-                "positional_embedding": "text_model.embeddings.position_embedding.weight",
-                "ln_final.weight": "text_model.final_layer_norm.weight",
-                "ln_final.bias": "text_model.final_layer_norm.bias",
-                "logit_scale": "logit_scale",
-            }
-            if key in simple:
-                out[simple[key]] = value
-            elif key == "visual.proj":
-                out["visual_projection.weight"] = value.t().contiguous()
-            elif key == "text_projection":
-                out["text_projection.weight"] = value.t().contiguous()
+            if key in SIMPLE:
+                out[SIMPLE[key]] = value
+            elif key in PROJECTIONS:
+                out[PROJECTIONS[key]] = value.t().contiguous()
             # Anything else (attn_mask buffers, input_resolution, ...) carries no weights.
+    return out
+
+
+def hf_to_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of [`openai_to_hf`]: `CLIPModel` names to the OpenAI / open_clip layout (q, k and v fused into
+    `attn.in_proj_*`, the projections transposed back). `position_ids` buffers are dropped."""
+    simple = {hf: openai for openai, hf in SIMPLE.items()}
+    projections = {hf: openai for openai, hf in PROJECTIONS.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        match = re.fullmatch(r"(vision|text)_model\.encoder\.layers\.(\d+)\.(.+)", key)
+        if match:
+            tower, layer, rest = match.groups()
+            base = f"{'visual.' if tower == 'vision' else ''}transformer.resblocks.{layer}."
+            fused = re.fullmatch(r"self_attn\.(q|k|v)_proj\.(weight|bias)", rest)
+            if fused:
+                if fused.group(1) == "q":  # fuse once, from the three parts
+                    parts = [state[key.replace(".q_proj.", f".{p}_proj.")] for p in "qkv"]
+                    out[f"{base}attn.in_proj_{fused.group(2)}"] = torch.cat(parts, dim=0)
+                continue
+            for old, new in LAYER_PARTS:
+                if rest.startswith(new):
+                    out[base + old + rest[len(new) :]] = value
+        elif key in simple:
+            out[simple[key]] = value
+        elif key in projections:
+            out[projections[key]] = value.t().contiguous()
     return out
 
 
