@@ -23,8 +23,13 @@ REPORT_FILES = ("accuracy.png", "accuracy_vs_eps.png", "report.json", "report.md
 def eval_results(report: Report) -> list[EvalResult]:
     """`model-index` entries: clean and robust accuracy (in %) per dataset, named with the protocol, the logit scale
     (which changes what an attack sees) and the attack settings."""
+    from .evaluation.leaderboard import protocol_digest  # the leaderboard reads cards back by this digest
+
     results = []
     head = f"{report.protocol} protocol, logit scale {report.logit_scale:g}"
+    # Which protocol ran, exactly, for `pmg-aft leaderboard --from_hub` to keep only like results.
+    digest = protocol_digest(report.protocol_record) if report.protocol_record else None
+    args = {"protocol": report.protocol, "overrides": list(report.overrides), "protocol_digest": digest}
     head += f", overridden: {' '.join(report.overrides)}" if report.overrides else ""
     for name, result in report.results.items():
         common = dict(
@@ -33,6 +38,7 @@ def eval_results(report: Report) -> list[EvalResult]:
             dataset_name=name,
             dataset_split=result.split,
             dataset_revision=result.revision,
+            metric_args=args,
         )
         results.append(
             EvalResult(

@@ -169,6 +169,25 @@ class ExportArguments:
     format: str = field(default="open_clip", metadata={"help": "The target layout.", "choices": ["open_clip"]})
 
 
+@dataclass
+class LeaderboardArguments:
+    output_dir: str = field(metadata={"help": "Folder for leaderboard.json/.md, the plots and each model's reports."})
+    models: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated zoo names (imported into OUTPUT_DIR/zoo/), folders, Hub ids or name=path."},
+    )
+    protocols: str = field(default="pmg_aft,tga_zsr,clip_benchmark", metadata={"help": "Comma-separated protocols."})
+    benchmarks: str = field(default="all", metadata={"help": "`all` or comma-separated names."})
+    from_hub: str | None = field(
+        default=None,
+        metadata={"help": "Build the table from model cards instead (comma-separated Hub ids or local card files / "
+                  "folders): only results whose protocol record matches are kept; nothing is run."},
+    )  # fmt: skip
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
+    benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
+    seed: int = field(default=0, metadata={"help": "Seeds random starts and AutoAttack."})
+
+
 def renamed(names: list[str]) -> str:
     """What options of an earlier release are called now."""
     hints = [f"{n} is now --{RENAMED_OPTIONS[n]}" for n in names if n in RENAMED_OPTIONS]
@@ -271,6 +290,57 @@ def export_command(argv: list[str]) -> int:
     return 0
 
 
+def leaderboard_models(spec: str, output_dir: str) -> tuple[dict, dict]:
+    """`{name: loader}` and `{name: reported figures}` for `--models`: zoo names (imported once into
+    OUTPUT_DIR/zoo/NAME), checkpoint folders (their zoo provenance, if imported), Hub ids, or name=path."""
+    from .zoo import ReportedFigure, read_provenance, zoo_entries
+
+    loaders, reported = {}, {}
+    for item in [m.strip() for m in spec.split(",") if m.strip()]:
+        name, path = item.split("=", 1) if "=" in item else (item, item)
+        if path in zoo_entries():
+            folder = os.path.join(output_dir, "zoo", path)
+            if not read_provenance(folder):
+                import_checkpoint(folder, get_zoo_entry(path))
+            path = folder
+        record = (read_provenance(path) if os.path.isdir(path) else {}).get("zoo_entry") or {}
+        reported[name] = [ReportedFigure(**f) for f in record.get("reported", [])]
+        loaders[name] = lambda path=path: load_clip(path)
+    return loaders, reported
+
+
+def leaderboard_command(argv: list[str]) -> int:
+    """`pmg-aft leaderboard`: models x protocols through the suite (or read from model cards), one table per
+    protocol beside the papers' figures."""
+    from .evaluation.leaderboard import Leaderboard, rows_from_cards, run_leaderboard
+
+    (args,) = parse_command("pmg-aft leaderboard", (LeaderboardArguments,), argv, leaderboard_command.__doc__)
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise InputError(f"--protocols: unknown {unknown}; the protocols are {list(PROTOCOLS)}.")
+    if args.from_hub:
+        cards = {
+            os.path.basename(os.path.normpath(c.strip())): c.strip() for c in args.from_hub.split(",") if c.strip()
+        }
+        board = Leaderboard(rows_from_cards(cards, protocols))
+        board.save(args.output_dir)
+    elif args.models:
+        loaders, reported = leaderboard_models(args.models, args.output_dir)
+        suite = dict(
+            benchmarks=benchmark_names(args.benchmarks),
+            benchmark_data_dir=args.benchmark_data_dir,
+            loader=EvalLoader(batch_size=args.per_device_eval_batch_size),
+            seed=args.seed,
+        )
+        board = run_leaderboard(loaders, protocols, args.output_dir, reported=reported, **suite)
+    else:
+        raise InputError("pmg-aft leaderboard: pass --models (to evaluate) or --from_hub (to read model cards).")
+    print(board.to_markdown())
+    print(f"leaderboard written to {args.output_dir} (leaderboard.json, leaderboard.md, plots)")
+    return 0
+
+
 def push_command(argv: list[str]) -> int:
     """`pmg-aft push`: upload weights, processor, model card and plots."""
     (args,) = parse_command("pmg-aft push", (PushArguments,), argv, "Publish a checkpoint to the Hugging Face Hub.")
@@ -330,7 +400,7 @@ def train_command(argv: list[str]) -> int:
 
 COMMANDS = {"train": train_command, "eval": eval_command, "push": push_command, "convert": convert_command,
             "compare": compare_command, "datasets": datasets_command, "protocols": protocols_command,
-            "zoo": zoo_command, "export": export_command}  # fmt: skip
+            "zoo": zoo_command, "export": export_command, "leaderboard": leaderboard_command}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,86 +8,20 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 from transformers import CLIPModel
 
 from pmg_aft.convert import convert_openai_checkpoint, load_state_dict
 
-from .utils import CONTEXT, EMBED, HEADS, IMAGE, LAYERS, PATCH, TEXT_WIDTH, VOCAB, WIDTH, tiny_base, tokens
-
-
-def random_openai_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape, scale=0.1):
-        return torch.randn(*shape, generator=g) * scale
-
-    state = {
-        "visual.conv1.weight": r(WIDTH, 3, PATCH, PATCH),
-        "visual.class_embedding": r(WIDTH),
-        "visual.positional_embedding": r((IMAGE // PATCH) ** 2 + 1, WIDTH),
-        "visual.ln_pre.weight": 1 + r(WIDTH), "visual.ln_pre.bias": r(WIDTH),
-        "visual.ln_post.weight": 1 + r(WIDTH), "visual.ln_post.bias": r(WIDTH),
-        "visual.proj": r(WIDTH, EMBED),
-        "token_embedding.weight": r(VOCAB, TEXT_WIDTH),
-        "positional_embedding": r(CONTEXT, TEXT_WIDTH),
-        "ln_final.weight": 1 + r(TEXT_WIDTH), "ln_final.bias": r(TEXT_WIDTH),
-        "text_projection": r(TEXT_WIDTH, EMBED),
-        "logit_scale": torch.tensor(math.log(1 / 0.07)),
-    }  # fmt: skip
-    for prefix, width in (("visual.transformer", WIDTH), ("transformer", TEXT_WIDTH)):
-        for i in range(LAYERS):
-            p = f"{prefix}.resblocks.{i}."
-            state.update({
-                p + "ln_1.weight": 1 + r(width), p + "ln_1.bias": r(width),
-                p + "ln_2.weight": 1 + r(width), p + "ln_2.bias": r(width),
-                p + "attn.in_proj_weight": r(3 * width, width), p + "attn.in_proj_bias": r(3 * width),
-                p + "attn.out_proj.weight": r(width, width), p + "attn.out_proj.bias": r(width),
-                p + "mlp.c_fc.weight": r(4 * width, width), p + "mlp.c_fc.bias": r(4 * width),
-                p + "mlp.c_proj.weight": r(width, 4 * width), p + "mlp.c_proj.bias": r(width),
-            })  # fmt: skip
-    return state
-
-
-def blocks(state, prefix, width, x, mask=None):
-    """OpenAI's residual attention blocks: x + attn(ln_1(x)), then x + mlp(ln_2(x)) with QuickGELU."""
-    for i in range(LAYERS):
-        p = f"{prefix}.resblocks.{i}."
-        attn = nn.MultiheadAttention(width, HEADS, batch_first=True)
-        attn.in_proj_weight.data, attn.in_proj_bias.data = (
-            state[p + "attn.in_proj_weight"],
-            state[p + "attn.in_proj_bias"],
-        )
-        attn.out_proj.weight.data, attn.out_proj.bias.data = (
-            state[p + "attn.out_proj.weight"],
-            state[p + "attn.out_proj.bias"],
-        )
-        h = F.layer_norm(x, (width,), state[p + "ln_1.weight"], state[p + "ln_1.bias"])
-        x = x + attn(h, h, h, need_weights=False, attn_mask=mask)[0]
-        h = F.layer_norm(x, (width,), state[p + "ln_2.weight"], state[p + "ln_2.bias"])
-        h = F.linear(h, state[p + "mlp.c_fc.weight"], state[p + "mlp.c_fc.bias"])
-        h = h * torch.sigmoid(1.702 * h)
-        x = x + F.linear(h, state[p + "mlp.c_proj.weight"], state[p + "mlp.c_proj.bias"])
-    return x
-
-
-def openai_image_features(state, pixels):
-    x = F.conv2d(pixels, state["visual.conv1.weight"], stride=PATCH).flatten(2).transpose(1, 2)
-    cls = state["visual.class_embedding"].expand(x.shape[0], 1, -1)
-    x = torch.cat([cls, x], dim=1) + state["visual.positional_embedding"]
-    x = F.layer_norm(x, (WIDTH,), state["visual.ln_pre.weight"], state["visual.ln_pre.bias"])
-    x = blocks(state, "visual.transformer", WIDTH, x)
-    x = F.layer_norm(x[:, 0], (WIDTH,), state["visual.ln_post.weight"], state["visual.ln_post.bias"])
-    return x @ state["visual.proj"]
-
-
-def openai_text_features(state, tokens):
-    x = state["token_embedding.weight"][tokens] + state["positional_embedding"]
-    causal = torch.full((CONTEXT, CONTEXT), float("-inf")).triu(1)
-    x = blocks(state, "transformer", TEXT_WIDTH, x, causal)
-    x = F.layer_norm(x, (TEXT_WIDTH,), state["ln_final.weight"], state["ln_final.bias"])
-    return x[torch.arange(len(tokens)), tokens.argmax(-1)] @ state["text_projection"]  # the end token has the top id
+from .utils import (
+    EMBED,
+    IMAGE,
+    WIDTH,
+    openai_image_features,
+    openai_text_features,
+    random_openai_state,
+    tiny_base,
+    tokens,
+)
 
 
 def test_full_openai_state_dict_gives_the_same_embeddings():

@@ -18,8 +18,22 @@ from pmg_aft.zeroshot import clip_processor
 from pmg_aft.zoo import FORMATS, export_open_clip, import_checkpoint, read_provenance, zoo_entries
 from pmg_aft.zoo.formats import OPEN_CLIP_CONFIG
 
-from .test_convert import openai_image_features, openai_text_features, random_openai_state
-from .utils import CONTEXT, EMBED, HEADS, IMAGE, LAYERS, PATCH, TEXT_WIDTH, VOCAB, WIDTH, tiny_base, tokens
+from .utils import (
+    CONTEXT,
+    EMBED,
+    HEADS,
+    IMAGE,
+    LAYERS,
+    PATCH,
+    TEXT_WIDTH,
+    VOCAB,
+    WIDTH,
+    openai_image_features,
+    openai_text_features,
+    random_openai_state,
+    tiny_base,
+    tokens,
+)  # fmt: skip
 
 
 @pytest.fixture
