@@ -320,9 +320,14 @@ def leaderboard_command(argv: list[str]) -> int:
     if unknown:
         raise InputError(f"--protocols: unknown {unknown}; the protocols are {list(PROTOCOLS)}.")
     if args.from_hub:
-        cards = {
-            os.path.basename(os.path.normpath(c.strip())): c.strip() for c in args.from_hub.split(",") if c.strip()
-        }
+        cards = {}
+        for item in [c.strip() for c in args.from_hub.split(",") if c.strip()]:
+            if "/" not in item and not os.path.exists(item):  # an organisation: every model it publishes
+                from huggingface_hub import HfApi
+
+                cards.update({m.id: m.id for m in HfApi().list_models(author=item)})
+            else:
+                cards[os.path.basename(os.path.normpath(item))] = item
         board = Leaderboard(rows_from_cards(cards, protocols))
         board.save(args.output_dir)
     elif args.models:

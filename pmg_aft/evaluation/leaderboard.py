@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 
-from ..errors import InputError
+from ..errors import DownloadError, InputError
 from .protocols import Protocol, get_protocol
 from .report import Report
 from .results import WORST_CASE
@@ -228,7 +228,12 @@ def rows_from_cards(cards: dict[str, str], protocols: list[str]) -> list[Row]:
     rows = []
     for model, where in cards.items():
         path = os.path.join(where, "README.md") if os.path.isdir(where) else where
-        card = ModelCard.load(path)
+        try:
+            card = ModelCard.load(path)
+        except Exception as error:  # no such file, offline, a private repo: the user can act on each
+            raise DownloadError(
+                f"{where}: no model card can be read ({type(error).__name__}: {str(error)[:200]})."
+            ) from error
         per_protocol: dict[str, dict[str, dict[str, float]]] = {}
         for result in card.data.eval_results or []:
             args = result.metric_args or {}
