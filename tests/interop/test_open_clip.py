@@ -16,7 +16,8 @@ from pmg_aft.convert import convert_openai_checkpoint  # noqa: E402
 from ..utils import CONTEXT, EMBED, IMAGE, PATCH, TEXT_WIDTH, VOCAB, WIDTH, tiny_base, tokens  # noqa: E402
 
 
-def test_open_clip_vit_converts_with_the_same_embeddings():
+def random_open_clip() -> CLIP:
+    """A tiny open_clip ViT CLIP (QuickGELU, as OpenAI's weights), away from the init's zeros and ones."""
     torch.manual_seed(0)
     source = CLIP(
         embed_dim=EMBED,
@@ -24,9 +25,14 @@ def test_open_clip_vit_converts_with_the_same_embeddings():
         text_cfg=CLIPTextCfg(context_length=CONTEXT, vocab_size=VOCAB, width=TEXT_WIDTH, heads=4, layers=2),
         quick_gelu=True,
     ).eval()
-    with torch.no_grad():  # away from the init's zeros and ones, so every tensor matters
+    with torch.no_grad():  # so every tensor matters
         for param in source.parameters():
             param.add_(0.05 * torch.randn_like(param))
+    return source
+
+
+def test_open_clip_vit_converts_with_the_same_embeddings():
+    source = random_open_clip()
     model = convert_openai_checkpoint(source.state_dict(), tiny_base())
     pixels = torch.randn(2, 3, IMAGE, IMAGE)  # both take normalised pixels
     with torch.no_grad():
@@ -59,15 +65,7 @@ def test_export_loads_in_open_clip_and_an_open_clip_folder_imports_back(tmp_path
         ours = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
     assert torch.allclose(ours, theirs, atol=1e-5)
     # An open_clip model saved as its Hub folders are (config + pickled state dict) imports with equal embeddings.
-    source = CLIP(
-        embed_dim=EMBED,
-        vision_cfg=CLIPVisionCfg(layers=2, width=WIDTH, patch_size=PATCH, image_size=IMAGE, head_width=WIDTH // 4),
-        text_cfg=CLIPTextCfg(context_length=CONTEXT, vocab_size=VOCAB, width=TEXT_WIDTH, heads=4, layers=2),
-        quick_gelu=True,
-    ).eval()
-    with torch.no_grad():
-        for param in source.parameters():
-            param.add_(0.05 * torch.randn_like(param))
+    source = random_open_clip()
     folder = tmp_path / "hub"
     folder.mkdir()
     vision = {"layers": 2, "width": WIDTH, "patch_size": PATCH, "image_size": IMAGE, "head_width": WIDTH // 4}
