@@ -13,7 +13,7 @@ from accelerate import PartialState
 from .attack_settings import AttackGrid
 from .checkpoint_info import checkpoint_method, write_checkpoint_card
 from .checkpoints import load_clip
-from .constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PROTOCOLS, RENAMED_OPTIONS
+from .constants import IMAGE_STATS, PROTOCOLS, RENAMED_OPTIONS
 from .convert import convert_openai_checkpoint
 from .data import BENCHMARKS
 from .data.download import download_benchmarks
@@ -243,7 +243,7 @@ def convert_command(argv: list[str]) -> int:
     (args,) = parse_command("pmg-aft convert", (ConvertArguments,), argv, convert_command.__doc__)
     base, processor = load_clip(args.base_model)
     model = convert_openai_checkpoint(args.checkpoint, base)
-    stats = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}.get(args.normalization)
+    stats = IMAGE_STATS.get(args.normalization)
     if stats:
         processor.image_processor.image_mean, processor.image_processor.image_std = list(stats[0]), list(stats[1])
     model.save_pretrained(args.output_dir)

@@ -27,6 +27,8 @@ NAME_READINGS = ("cleaned", "literal")
 # How attacks compute: sound (per-sample loss sums, fp16 loss scaling, AutoAttack in float32) or as the official codes.
 ATTACK_NUMERICS = ("exact", "official")
 NORMALIZATIONS = ("imagenet", "clip", "model")
+# The mean/std of the named normalisations (`model`: the checkpoint's own processor).
+IMAGE_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
 # Precisions of evaluation: float32, TF32 matmuls (CUDA), bf16 or fp16 autocast (CUDA; float32 elsewhere).
 MIXED_PRECISIONS = ("no", "tf32", "bf16", "fp16")
 # The protocol name of an eval set that brings its own class names and the trainer's prompt template.

@@ -142,7 +142,7 @@ def test_a_wrong_activation_is_caught_by_the_embedding_check(base_dir, tmp_path)
     from pmg_aft.zoo import formats, importing
 
     source = formats.read_open_clip(folder)
-    model, _ = importing.build_model(source, None, base_dir, None, "gelu")
+    model, _ = importing.build_model(source, None, None, "gelu")
     assert model.config.vision_config.hidden_act == "gelu"
     from pmg_aft.zoo.architecture import check_image_tower, reference_image_features
 

@@ -13,10 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from ..attack_settings import AttackGrid, AttackSetting
 from ..constants import (
     ATTACK_NUMERICS,
-    CLIP_MEAN,
-    CLIP_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+    IMAGE_STATS,
     INTERPOLATIONS,
     MIXED_PRECISIONS,
     NAME_READINGS,
@@ -187,10 +184,9 @@ class Protocol:
 
     def image_stats(self, processor=None) -> tuple[list[float], list[float]]:
         """The normalisation mean and std for a checkpoint with this `processor`."""
-        if self.normalization == "imagenet":
-            return list(IMAGENET_MEAN), list(IMAGENET_STD)
-        if self.normalization == "clip":
-            return list(CLIP_MEAN), list(CLIP_STD)
+        if self.normalization in IMAGE_STATS:
+            mean, std = IMAGE_STATS[self.normalization]
+            return list(mean), list(std)
         if processor is None:
             raise InputError(f"The {self.name} protocol normalises with the model's own processor: pass it.")
         image_processor = getattr(processor, "image_processor", processor)

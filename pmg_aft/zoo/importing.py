@@ -17,7 +17,7 @@ from transformers import CLIPModel, CLIPProcessor
 
 from ..cards import build_model_card
 from ..checkpoints import load_clip
-from ..constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, __version__
+from ..constants import IMAGE_STATS, __version__
 from ..convert import convert_openai_checkpoint, openai_to_hf
 from ..errors import DownloadError, InputError
 from .architecture import check_image_tower, clip_config_from_open_clip
@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "pmg_aft_zoo.json"
 DEFAULT_TOKENIZER = "openai/clip-vit-base-patch32"
-NORMALIZATIONS = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 HUB_LICENCES = {"MIT": "mit", "Apache-2.0": "apache-2.0"}  # any other statement: `other`, spelled out in the card
 
 
@@ -71,13 +70,11 @@ def fetch_source(entry: ZooEntry) -> str:
 
 
 def build_model(
-    source: Source, base_model: str | None, tokenizer_from: str | None, hidden_act: str | None, what: str
-) -> tuple[CLIPModel, CLIPProcessor]:
-    """A `CLIPModel` and processor from a whole open_clip CLIP (its config; the tokenizer from `tokenizer_from` or
-    `base_model`) or from an image tower merged into `base_model`."""
+    source: Source, base_model: str | None, hidden_act: str | None, what: str
+) -> tuple[CLIPModel, CLIPProcessor | None]:
+    """A `CLIPModel` from a whole open_clip CLIP (its config; no processor: open_clip folders carry no tokenizer), or
+    an image tower merged into `base_model` (with the base's processor)."""
     if source.full:
-        # open_clip's ViT CLIPs all tokenize with OpenAI's BPE (49408 tokens); a release without a base takes it here
-        tokenizer_from = tokenizer_from or base_model or DEFAULT_TOKENIZER
         model = CLIPModel(clip_config_from_open_clip(source.model_cfg or {}, hidden_act))
         state = openai_to_hf(source.state)
         target = model.state_dict()
@@ -89,7 +86,7 @@ def build_model(
                 f"({missing[:3]}), {len(wrong)} of another shape ({wrong[:3]})."
             )
         model.load_state_dict(state, strict=False)
-        return model, CLIPProcessor.from_pretrained(tokenizer_from)
+        return model, None
     if base_model is None:
         raise InputError(f"{what}: an image tower alone needs --base_model (the CLIP it was fine-tuned from).")
     base, processor = load_clip(base_model)
@@ -100,15 +97,15 @@ def image_processor_stats(entry: ZooEntry | None, source: Source | None, normali
     """The mean/std the model was trained with: the flag, the zoo record, the release's preprocess_cfg."""
     choice = normalization or (entry.normalization if entry else None)
     if choice:
-        if choice not in NORMALIZATIONS:
-            raise InputError(f"normalization {choice!r}: one of {list(NORMALIZATIONS)}.")
-        return NORMALIZATIONS[choice], choice
+        if choice not in IMAGE_STATS:
+            raise InputError(f"normalization {choice!r}: one of {list(IMAGE_STATS)}.")
+        return IMAGE_STATS[choice], choice
     if source and source.preprocess_cfg and "mean" in source.preprocess_cfg:
         return (
             tuple(source.preprocess_cfg["mean"]),
             tuple(source.preprocess_cfg["std"]),
         ), "the release's preprocess_cfg"
-    return NORMALIZATIONS["clip"], "clip (not stated by the release)"
+    return IMAGE_STATS["clip"], "clip (not stated by the release)"
 
 
 def import_checkpoint(
@@ -149,8 +146,11 @@ def import_checkpoint(
         model, processor = load_clip(path)
     else:
         source = read_checkpoint(path, layout)
-        model, processor = build_model(source, base_model, tokenizer_from, entry.hidden_act if entry else None, what)
+        model, processor = build_model(source, base_model, entry.hidden_act if entry else None, what)
         check = check_image_tower(model, source.state, what)
+        if processor is None:
+            # open_clip's ViT CLIPs all tokenize with OpenAI's BPE (49408 tokens): a release without a base takes it
+            processor = CLIPProcessor.from_pretrained(tokenizer_from or base_model or DEFAULT_TOKENIZER)
     image_processor = processor.image_processor
     if layout == "hf_clip" and not (normalization or (entry and entry.normalization)):
         stats_from = "the release's own processor"
