@@ -12,6 +12,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .constants import RUN_INFO_FILE
 from .data import SAMPLE_LISTS
+from .evaluation.protocols import protocol_digest
 from .evaluation.report import Report
 from .methods import MethodInfo
 
@@ -23,8 +24,6 @@ REPORT_FILES = ("accuracy.png", "accuracy_vs_eps.png", "report.json", "report.md
 def eval_results(report: Report) -> list[EvalResult]:
     """`model-index` entries: clean and robust accuracy (in %) per dataset, named with the protocol, the logit scale
     (which changes what an attack sees) and the attack settings."""
-    from .evaluation.leaderboard import protocol_digest  # the leaderboard reads cards back by this digest
-
     results = []
     head = f"{report.protocol} protocol, logit scale {report.logit_scale:g}"
     # Which protocol ran, exactly, for `pmg-aft leaderboard --from_hub` to keep only like results.

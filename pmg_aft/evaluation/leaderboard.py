@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from ..errors import DownloadError, InputError
-from .protocols import Protocol, get_protocol
+from .protocols import PROTOCOL_RECORDS, Protocol, get_protocol, protocol_digest
 from .report import Report
 from .results import WORST_CASE
 from .suite import evaluate_robustness
@@ -80,7 +80,7 @@ class Leaderboard:
             rows = [r for r in self.rows if r.protocol == protocol]
             columns = list(dict.fromkeys(c for r in rows for c in r.columns))
             datasets = sorted({d for r in rows for d in r.per_dataset})
-            record = get_protocol(protocol) if protocol in _known() else None
+            record = get_protocol(protocol) if protocol in PROTOCOL_RECORDS else None
             lines += [f"## Protocol `{protocol}`", "",
                       (record.description + " " + record.comparable_with) if record else "", "",
                       f"Means over {len(datasets)} dataset(s): {', '.join(datasets)}.", "",
@@ -167,12 +167,6 @@ def _gap_text(gap: dict) -> str:
     return f"{gap['gap']:+.2f}" if gap["gap"] is not None else f"n/a ({gap['no_gap_because']})"
 
 
-def _known() -> set[str]:
-    from .protocols import PROTOCOL_RECORDS
-
-    return set(PROTOCOL_RECORDS)
-
-
 def _robust_column(row: Row) -> str | None:
     attacks = [c for c in row.columns if c != "clean"]
     return WORST_CASE if WORST_CASE in attacks else (attacks[0] if attacks else None)
@@ -246,12 +240,3 @@ def rows_from_cards(cards: dict[str, str], protocols: list[str]) -> list[Row]:
             columns = list(dict.fromkeys(c for d in per_dataset.values() for c in d))
             rows.append(Row(model, name, columns, per_dataset, source="model card"))
     return rows
-
-
-def protocol_digest(protocol: str | Protocol | dict) -> str:
-    """A short digest of a protocol's fields that decide its numbers (what a card records to say which ran)."""
-    import hashlib
-
-    record = protocol if isinstance(protocol, dict) else get_protocol(protocol).to_dict()
-    kept = {k: v for k, v in record.items() if k not in ("description", "comparable_with", "evidence", "overridden")}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -8,6 +8,8 @@ a flag may override any field, and the report records the effective protocol and
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, fields, replace
 
 from ..attack_settings import AttackGrid, AttackSetting
@@ -374,3 +376,10 @@ def protocol_prompts(protocol: str | Protocol, benchmark: str) -> list[list[str]
     record = get_protocol(protocol)
     head = get_benchmark(benchmark).head(record.texts, record.caltech256_names)
     return [[template.format(text) for template in head.templates] for text in head.texts]
+
+
+def protocol_digest(protocol: str | Protocol | dict) -> str:
+    """A short digest of a protocol's fields that decide its numbers (what a card records to say which ran)."""
+    record = protocol if isinstance(protocol, dict) else get_protocol(protocol).to_dict()
+    kept = {k: v for k, v in record.items() if k not in ("description", "comparable_with", "evidence", "overridden")}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
