@@ -27,6 +27,7 @@ from ..evaluation import EvalLoader, Report, evaluate_dataset
 from ..methods import MethodInfo
 from ..zeroshot import ImageEncoder, ZeroShotClassifier, check_clip_model, clip_processor
 from .base_config import RobustCLIPConfig
+from .engines import fsdp_kwargs, place_reference, shard_clip, sharding_problem
 from .eval_metrics import eval_metrics, eval_sets, trainer_report
 from .heads import Heads
 from .models import freeze_all_but_vision, reference_model
@@ -104,8 +105,18 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         self.train_attack_setting = args.train_attack_setting() if args.uses_training_attack else None
         self.eval_attack_grid = args.eval_attack_grid()
         self.eval_settings = self.eval_attack_grid.settings()  # built (and their budgets checked) once
-        # Never a submodule of the trained model (so never saved); placed (and cast) by accelerate, without DDP.
-        self.ref_model = None if ref_model is None else self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+        problem = sharding_problem(self.accelerator, args)
+        if problem is not None:
+            raise InputError(problem)
+        if self.is_fsdp_enabled:  # sharded here: accelerate's FSDP2 wrapping expects a language model
+            self.model = self.model_wrapped = shard_clip(model.to(self.accelerator.device),
+                                                         **fsdp_kwargs(self.accelerator))  # fmt: skip
+        # Never a submodule of the trained model (so never saved); sharded or replicated as the engine needs.
+        self.ref_model, self.reference_placement = None, None
+        if ref_model is not None:
+            self.ref_model, self.reference_placement = place_reference(
+                self.accelerator, ref_model, args.per_device_train_batch_size
+            )
         self.heads = Heads(processor.tokenizer, args)
         self.report: Report | None = None  # the last evaluate()'s results
         self.reports: list[Report] = []  # every evaluate()'s, in order
