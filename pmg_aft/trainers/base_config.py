@@ -164,6 +164,30 @@ class RobustCLIPConfig(TrainingArguments):
             "within 1/255 of the host path's pixels, bilinear only (benchmarks/train_step.py measures both paths)."
         },
     )
+    decode_on_device: bool = field(
+        default=False,
+        metadata={
+            "help": "Send each training image to the accelerator as its encoded JPEG bytes and decode, resize and "
+            "crop the batch there (torchvision.io.decode_jpeg on CUDA), so the host only reads bytes: the fast path "
+            "for ImageNet-scale streaming data. Needs torchvision; images that are not JPEG are decoded on the host."
+        },
+    )
+    # Parameter-efficient fine-tuning.
+    use_peft: bool = field(
+        default=False,
+        metadata={
+            "help": "Train LoRA adapters (the peft library) on the vision tower's attention and MLP projections "
+            "instead of every vision weight; the frozen reference is the same model with its adapters off (no "
+            "second copy). Saved as a plain merged CLIPModel, with the adapter alone in `adapter/`."
+        },
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (use_peft)."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scale numerator: updates are scaled alpha / r."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+        metadata={"help": "Which projections of each vision encoder layer get an adapter (attention and MLP)."},
+    )
     # Evaluation during training.
     eval_eps: PixelValue = field(
         default=PixelValue(1 / 255), metadata={"help": "Budget of the PGD attack used by `evaluate()`, pixel units."}
@@ -303,6 +327,13 @@ class RobustCLIPConfig(TrainingArguments):
             raise InputError(f"crop_pct={self.crop_pct} must be in (0, 1]: the crop's share of the resized image.")
         if self.interpolation not in INTERPOLATIONS:
             raise InputError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
+        if self.use_peft and self.lora_r < 1:
+            raise InputError(f"lora_r={self.lora_r}: the LoRA rank must be at least 1.")
+        if self.preprocess_on_device and self.decode_on_device:
+            raise InputError(
+                "preprocess_on_device (decode every image once, into memory) and decode_on_device (decode JPEG bytes "
+                "on the accelerator at every step) are two data paths: pick one."
+            )
         if self.preprocess_on_device and self.interpolation != "bilinear" and not self.native_resolution:
             raise InputError(
                 f"preprocess_on_device resizes bilinearly (within 1/255 of PIL); interpolation={self.interpolation!r} "

@@ -30,6 +30,7 @@ from .base_config import RobustCLIPConfig
 from .engines import fsdp_kwargs, place_reference, shard_clip, sharding_problem
 from .eval_metrics import eval_metrics, eval_sets, trainer_report
 from .heads import Heads
+from .lora import add_lora, load_adapter_weights
 from .models import freeze_all_but_vision, reference_model
 from .saving import SavingMixin
 from .schedules import first_step_cosine_schedule
@@ -87,7 +88,15 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         self.train_dataset_id = getattr(getattr(train_dataset, "info", None), "dataset_name", None)
         self.class_names = check_training_data(args, train_dataset, eval_dataset, class_names)
         freeze_all_but_vision(model)
-        ref_model, self._ref_is_copy = reference_model(model, args, ref_model, self.method_info.name)
+        self.lora_config = None
+        if args.use_peft:
+            self.lora_config = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout,
+                                        args.lora_target_modules)  # fmt: skip
+        # Under LoRA the reference is the model itself with its adapters off: the base, with no second copy.
+        self.reference_is_base = args.use_peft and args.uses_reference and ref_model is None
+        ref_model, self._ref_is_copy = (None, False) if self.reference_is_base else reference_model(
+            model, args, ref_model, self.method_info.name
+        )  # fmt: skip
         processor = clip_processor(processing_class, model, args.image_mean, args.image_std)
         train_dataset, data_collator = training_inputs(args, train_dataset, data_collator, self.image_size)
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
@@ -122,6 +131,12 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         self.reports: list[Report] = []  # every evaluate()'s, in order
         self.report_steps: list[int] = []  # the training step each of them was made at
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Resume a LoRA run from its adapter (the checkpoint's top level is the merged model); else Trainer's."""
+        if self.lora_config is None:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_adapter_weights(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """transformers' scheduler, except the cosine warm-up counted from the first step where the method's code
@@ -167,9 +182,10 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
 
     def unwrapped(self, reference: bool = False) -> CLIPModel:
         """The target (or the frozen reference) model itself, without its distributed-training wrapper."""
-        if reference and self.ref_model is None:
+        if reference and self.ref_model is None and not self.reference_is_base:
             raise InputError(f"{self.method_info.name} has no reference model with these arguments.")
-        return self.accelerator.unwrap_model(self.ref_model if reference else self.model)
+        held = self.ref_model if reference and not self.reference_is_base else self.model
+        return self.accelerator.unwrap_model(held)
 
     def classifier(
         self, names: Sequence[str] | None = None, reference: bool = False, templates: Sequence[str] | None = None
@@ -181,11 +197,12 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
             raise InputError("No class names: pass class_names= or a train_dataset with a ClassLabel column.")
         model = self.unwrapped(reference)
         text_model = self.unwrapped() if reference and self._ref_is_copy else model  # a copy has no text tower
-        return self.heads.classifier(model, names, templates or [self.args.prompt_template], text_model)
+        return self.heads.classifier(model, names, templates or [self.args.prompt_template], text_model,
+                                     without_adapters=reference and self.reference_is_base)  # fmt: skip
 
     def image_encoder(self, reference: bool = False) -> ImageEncoder:
         """The image side of the target (or the frozen reference) on pixels in [0, 1], with the run's normalisation."""
-        return self.heads.encoder(self.unwrapped(reference))
+        return self.heads.encoder(self.unwrapped(reference), without_adapters=reference and self.reference_is_base)
 
     def attack(self, classifier, images: torch.Tensor, targets: torch.Tensor, loss: str | Objective = "ce"):
         """The training attack ([`RobustCLIPConfig.train_attack_setting`]) on the current model.

@@ -11,6 +11,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clip.modeling_clip import CLIPOutput
 
 from ..zeroshot import ImageEncoder, ZeroShotClassifier, build_class_embeddings
+from .lora import WithoutAdapters
 
 
 class Heads:
@@ -33,40 +34,48 @@ class Heads:
         self.tokenizer, self.args = tokenizer, args
         self._embeddings: dict[tuple, tuple[nn.Module, torch.Tensor]] = {}
         self._heads: dict[tuple, nn.Module] = {}
-        self._towers: dict[int, tuple[nn.Module, nn.Module]] = {}
+        self._towers: dict[tuple, tuple[nn.Module, nn.Module]] = {}
 
-    def vision_tower(self, model: nn.Module) -> nn.Module:
+    def vision_tower(self, model: nn.Module, without_adapters: bool = False) -> nn.Module:
         """`model.vision_model`, compiled with static shapes under `torch_compile` (the attack's and the frozen
-        model's forwards run through it; `Trainer` compiles the target's own forward)."""
+        model's forwards run through it; `Trainer` compiles the target's own forward); with `without_adapters`, run
+        with the model's LoRA adapters off (the base model: the reference of a `use_peft` run)."""
         args = self.args
-        if not args.torch_compile:
-            return model.vision_model
-        if id(model) not in self._towers:
-            compiled = torch.compile(model.vision_model, backend=args.torch_compile_backend,
-                                     mode=args.torch_compile_mode, dynamic=False)  # fmt: skip
-            self._towers[id(model)] = (model, compiled)
-        return self._towers[id(model)][1]
+        key = (id(model), without_adapters)
+        if key not in self._towers:
+            tower = model.vision_model
+            if args.torch_compile:
+                tower = torch.compile(tower, backend=args.torch_compile_backend, mode=args.torch_compile_mode,
+                                      dynamic=False)  # fmt: skip
+            self._towers[key] = (model, WithoutAdapters(tower, model) if without_adapters else tower)
+        return self._towers[key][1]
 
-    def encoder(self, model: nn.Module) -> ImageEncoder:
+    def encoder(self, model: nn.Module, without_adapters: bool = False) -> ImageEncoder:
         """The image side of `model` on pixels in [0, 1] (FARE's embeddings, TGA-ZSR's reference tokens)."""
-        key = ("encoder", id(model), model.visual_projection.weight.device)
+        key = ("encoder", id(model), model.visual_projection.weight.device, without_adapters)
         if key not in self._heads:
             self._heads[key] = ImageEncoder(model, self.args.image_mean, self.args.image_std,
-                                            vision_model=self.vision_tower(model))  # fmt: skip
+                                            vision_model=self.vision_tower(model, without_adapters))  # fmt: skip
         return self._heads[key]
 
     def classifier(
-        self, model: nn.Module, names: Sequence[str], templates: Sequence[str], text_model: nn.Module | None = None
+        self,
+        model: nn.Module,
+        names: Sequence[str],
+        templates: Sequence[str],
+        text_model: nn.Module | None = None,
+        without_adapters: bool = False,
     ) -> ZeroShotClassifier:
         """The zero-shot head of `model` over `names` (already cleaned), its class embeddings from `text_model`'s text
-        tower (default: `model`'s; a reference copied from the target has none) averaged over `templates`."""
+        tower (default: `model`'s; a reference copied from the target has none) averaged over `templates`; with
+        `without_adapters`, the image side runs with the LoRA adapters off ([`vision_tower`])."""
         text_model = model if text_model is None else text_model
         names, templates = tuple(names), tuple(templates)
         embeddings = (id(text_model), names, templates)
         if embeddings not in self._embeddings:
             computed = build_class_embeddings(text_model, self.tokenizer, names, templates)
             self._embeddings[embeddings] = (text_model, computed)
-        key = ("classifier", id(model), model.visual_projection.weight.device, *embeddings)
+        key = ("classifier", id(model), model.visual_projection.weight.device, without_adapters, *embeddings)
         if key not in self._heads:
             self._heads[key] = ZeroShotClassifier(
                 model,
@@ -74,7 +83,7 @@ class Heads:
                 image_mean=self.args.image_mean,
                 image_std=self.args.image_std,
                 logit_scale=self.args.logit_scale.value,
-                vision_model=self.vision_tower(model),
+                vision_model=self.vision_tower(model, without_adapters),
             )
         return self._heads[key]
 

@@ -15,19 +15,21 @@ from ..cards import build_model_card
 from ..constants import RUN_INFO_FILE
 from ..hub import upload_checkpoint
 from .base_config import PIXEL_FIELDS, RobustCLIPConfig
+from .lora import merged_copy, save_adapter
 
 # Optimisation settings a model card's recipe table shows beside the method's own fields.
 RECIPE_KEYS = ("optim", "optim_args", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps",
                "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
                "max_grad_norm", "bf16", "fp16", "seed")  # fmt: skip
-DATA_PLUMBING = ("image_column", "label_column")
+DATA_PLUMBING = ("image_column", "label_column", "decode_on_device")
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 
 
 def recipe_of(config_class: type[RobustCLIPConfig], values: dict) -> dict:
     """The settings a model card shows for a run with these argument `values` (a config's JSON): the method's own
     fields, the shared attack/head/data fields, then the optimisation, without the fields the method does not use;
     pixel quantities as fractions of 255."""
-    exclude = (*DATA_PLUMBING, *config_class.unused_fields())
+    exclude = (*DATA_PLUMBING, *config_class.unused_fields(), *(() if values.get("use_peft") else LORA_FIELDS))
     inherited = {f.name for f in fields(TrainingArguments)}
     shared = [f.name for f in fields(RobustCLIPConfig) if f.name not in inherited]
     method = [f.name for f in fields(config_class) if f.name not in inherited and f.name not in shared]
@@ -118,5 +120,8 @@ class SavingMixin:
         info = {"method": self.method_info.to_dict(), "recipe": self.recipe(), "base_model": self.base_model,
                 "train_dataset": self.train_dataset_id, "class_names": self.class_names}  # fmt: skip
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        save_checkpoint(output_dir if output_dir is not None else self.args.output_dir, model, self.processing_class,
-                        self.args, info, state_dict)  # fmt: skip
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.lora_config is not None:  # a plain CLIPModel users load without peft, and the adapter beside it
+            save_adapter(model, self.lora_config, output_dir, self.base_model)
+            model, state_dict = merged_copy(model), None
+        save_checkpoint(output_dir, model, self.processing_class, self.args, info, state_dict)
