@@ -89,20 +89,24 @@ class DecodedCollator:
         return batch
 
 
-def preprocess_on_device(images: torch.Tensor, image_size: int, resize_size: int | None) -> torch.Tensor:
+def preprocess_on_device(
+    images: torch.Tensor, image_size: int, resize_size: int | None, interpolation: str = "bilinear"
+) -> torch.Tensor:
     """uint8 `(batch, 3, H, W)` images to float32 in [0, 1], resized and centre-cropped where they are.
 
     The same geometry and filter as the host path's bilinear `resize_center_crop` (the shorter side to
     `resize_size`, the output size rounded as PIL does, a centre crop of `image_size` offset by
     `round((size - crop) / 2)`, antialiasing when shrinking, as PIL filters), rounded to the 1/255 grid as PIL's uint8
-    output is: every pixel is within 1/255 of the host path's (tests/test_decoded.py). Bilinear only: PIL's bicubic
-    clamps between its two passes, which a float resize does not, so bicubic pixels could differ by more.
+    output is: every pixel is within 1/255 of the host path's (tests/test_decoded.py). Bicubic (torch's antialiased
+    bicubic, PIL's kernel) is offered for the JPEG path of streaming data; PIL clamps between its two passes, which a
+    float resize does not, so bicubic pixels can differ from PIL's by a few levels near sharp edges.
 
     Args:
         images (`torch.Tensor`): uint8, `(batch, 3, height, width)`.
         image_size (`int`): the crop.
         resize_size (`int` or `None`): the shorter side before the crop; `None` keeps the images as they are
             (`native_resolution`).
+        interpolation (`str`): `"bilinear"` or `"bicubic"`.
     """
     x = images.float().div_(255.0)
     if resize_size is None:
@@ -115,7 +119,9 @@ def preprocess_on_device(images: torch.Tensor, image_size: int, resize_size: int
         size = (max(1, round(height * scale)), resize_size)
     if size != (height, width):
         shrinking = size[0] < height or size[1] < width
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+        mode = "bicubic" if interpolation == "bicubic" else "bilinear"
+        # antialias=True is torch's PIL-compatible kernel (bicubic a = -0.5, not -0.75), upsampling included.
+        x = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=shrinking or mode == "bicubic")
         x = x.clamp_(0, 1).mul_(255).round_().div_(255)
     top, left = int(round((size[0] - image_size) / 2.0)), int(round((size[1] - image_size) / 2.0))
     return x[..., top : top + image_size, left : left + image_size].contiguous()

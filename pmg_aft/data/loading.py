@@ -115,6 +115,8 @@ def load_hub_split(bench: Benchmark, split: str, revision: str | None = None, st
         if bench.gated and not get_token():  # say so before anything is downloaded
             raise BenchmarkUnavailableError(unavailable_message(bench, gated=True)) from None
         try:
+            if streaming:  # read from the Hub as training goes: nothing is downloaded first
+                return load_dataset(bench.hub_id, bench.config, split=split, revision=revision, streaming=True)
             files = hub_split_files(bench, split, revision)
         except GatedRepoError as error:
             raise BenchmarkUnavailableError(unavailable_message(bench, gated=True)) from error
@@ -156,6 +158,25 @@ def load_image_dataset(
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset
+
+
+def load_streaming_split(name: str, split: str = "train", config: str | None = None, revision: str | None = None,
+                         image_column: str = "image", max_samples: int | None = None, shards: int = 64):  # fmt: skip
+    """One split of an image dataset as a `datasets.IterableDataset` whose images stay encoded (decoded once, in the
+    collator or on the accelerator): a Hub id (read from the Hub as it goes, nothing downloaded first), a folder of
+    parquet shards (one stream shard per file), or a `save_to_disk` folder (memory-mapped, cut into `shards`)."""
+    if os.path.isdir(name) and not glob.glob(os.path.join(name, "**", "*.parquet"), recursive=True):
+        data = _load_local(name, split)
+        data = data.to_iterable_dataset(num_shards=max(1, min(shards, len(data))))
+    elif os.path.isdir(name):
+        files = sorted(glob.glob(os.path.join(name, "**", "*.parquet"), recursive=True))
+        named = [f for f in files if re.search(rf"(^|[/_.\-]){re.escape(split)}([/_.\-]|$)", os.path.relpath(f, name))]
+        data = load_dataset("parquet", data_files={split: named or files}, split=split, streaming=True)
+    else:
+        data = load_dataset(name, config, split=split, revision=revision, streaming=True)
+    if image_column in (data.column_names or []):
+        data = data.cast_column(image_column, ImageFeature(decode=False))
+    return data.take(max_samples) if max_samples is not None else data
 
 
 def _load_local(path: str, split: str):
@@ -217,6 +238,7 @@ def load_benchmark(
     streaming: bool = False,
     on_bad_image: str = "raise",
     sample_seed: int | None = None,
+    decode: bool = True,
 ):
     """Load a registered benchmark in the common schema: `image` (RGB PIL images) and `label` (`ClassLabel`).
 
@@ -235,6 +257,9 @@ def load_benchmark(
             image that cannot be decoded; `"skip"` drops such rows and logs how many. Images are checked once,
             before training or evaluation starts (while iterating, for streaming datasets).
         sample_seed (`int`, *optional*): see `max_samples` (streaming: a seeded shuffle buffer of 10,000 rows).
+        decode (`bool`): `False` leaves the images encoded (`{"bytes", "path"}` cells, `Image(decode=False)`) and
+            unchecked, for the streaming training path, which decodes each image once, in the collator or on the
+            accelerator, and names a bad one when it meets it.
 
     Returns:
         `datasets.Dataset` (or `IterableDataset`) with `image` and `label` columns; `label` is a `ClassLabel` whose
@@ -263,7 +288,7 @@ def load_benchmark(
             raw = raw.to_iterable_dataset()
     else:
         raw = load_hub_split(bench, hub_split, revision or pinned_revision(bench.name), streaming)
-    return to_common_schema(take_rows(raw, max_samples, sample_seed), bench, on_bad_image)
+    return to_common_schema(take_rows(raw, max_samples, sample_seed), bench, on_bad_image, decode)
 
 
 def take_rows(data, max_samples: int | None, sample_seed: int | None = None):
@@ -287,8 +312,9 @@ def _pick_split(data: DatasetDict, split: str, where: str) -> Dataset:
     return data[split]
 
 
-def to_common_schema(raw, bench: Benchmark, on_bad_image: str = "raise"):
-    """Rename, select and re-encode a benchmark's columns into `image` + `label` (`ClassLabel`)."""
+def to_common_schema(raw, bench: Benchmark, on_bad_image: str = "raise", decode: bool = True):
+    """Rename, select and re-encode a benchmark's columns into `image` + `label` (`ClassLabel`); `decode=False`
+    leaves the images encoded and unchecked ([`load_benchmark`])."""
     columns = raw.column_names
     wanted = [c for c in (bench.image_column, bench.label_column, bench.name_column) if c]
     if columns is not None:
@@ -308,6 +334,8 @@ def to_common_schema(raw, bench: Benchmark, on_bad_image: str = "raise"):
     names, mapping = _label_mapping(data.features["label"] if data.features else None, bench)
     # Undecoded until checked: nothing below may decode (and die on) a corrupt image.
     data = _encode_labels(data.cast_column("image", ImageFeature(decode=False)), names, mapping, bench.name)
+    if not decode:
+        return data
     data = check_images(data, bench.name, "image", on_bad_image)
     # Grayscale, palette, RGBA, CMYK and 16-bit images become 8-bit RGB as they are read.
     if streaming_dataset(data):

@@ -172,6 +172,14 @@ class RobustCLIPConfig(TrainingArguments):
             "for ImageNet-scale streaming data. Needs torchvision; images that are not JPEG are decoded on the host."
         },
     )
+    shuffle_buffer_size: int = field(
+        default=10_000,
+        metadata={
+            "help": "Streaming training data: rows are shuffled within consecutive windows of this many (and the "
+            "shards are read in a new order each pass); 1 keeps the stream's order. A resumed run re-reads at most "
+            "one window."
+        },
+    )
     # Parameter-efficient fine-tuning.
     use_peft: bool = field(
         default=False,

@@ -22,6 +22,7 @@ from transformers.models.clip.modeling_clip import CLIPOutput
 
 from ..attacks import Objective, pgd
 from ..data import preprocess_on_device
+from ..data.streaming import StreamingImages, decode_on_device
 from ..errors import InputError
 from ..evaluation import EvalLoader, Report, evaluate_dataset
 from ..methods import MethodInfo
@@ -35,6 +36,10 @@ from .models import freeze_all_but_vision, reference_model
 from .saving import SavingMixin
 from .schedules import first_step_cosine_schedule
 from .training_data import check_training_data, training_inputs
+
+
+def stream_state_file(args) -> str:
+    return f"stream_state_{args.process_index}.pt"
 
 
 class RobustCLIPTrainer(SavingMixin, Trainer):
@@ -99,6 +104,8 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         )  # fmt: skip
         processor = clip_processor(processing_class, model, args.image_mean, args.image_std)
         train_dataset, data_collator = training_inputs(args, train_dataset, data_collator, self.image_size)
+        if isinstance(train_dataset, StreamingImages):
+            args.ignore_data_skip = True  # the stream resumes from its saved position: nothing is re-read to skip
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processor, callbacks=callbacks,
                          optimizers=optimizers, **kwargs)  # fmt: skip
@@ -240,10 +247,53 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
     # ---- training --------------------------------------------------------------------------------------------
 
     def _prepare_inputs(self, inputs: dict) -> dict:
+        encoded = inputs.pop("encoded_images", None)
         inputs = super()._prepare_inputs(inputs)
-        if inputs.get("pixel_values") is not None:
+        if encoded is not None:  # decode_on_device: JPEG bytes decoded, resized and cropped where training runs
+            resize = None if self.args.native_resolution else round(self.image_size / self.args.crop_pct)
+            inputs["pixel_values"] = decode_on_device(encoded, self.args.device, self.image_size, resize,
+                                                      self.args.interpolation)  # fmt: skip
+        elif inputs.get("pixel_values") is not None:
             inputs["pixel_values"] = self.prepare_pixels(inputs["pixel_values"])
         return inputs
+
+    # ---- streaming data: its own resumable loader ---------------------------------------------------------------
+
+    def get_train_dataloader(self):
+        """Trainer's loader, except for a stream ([`StreamingImages`]): a `StatefulDataLoader` whose position is saved
+        with each checkpoint, so a resumed run continues at the same sample instead of re-reading the epoch. It is
+        not handed to accelerate: the stream already deals its shards to the processes."""
+        if not isinstance(self.train_dataset, StreamingImages):
+            return super().get_train_dataloader()
+        try:
+            from torchdata.stateful_dataloader import StatefulDataLoader
+        except ImportError as error:
+            raise InputError("Streaming training data needs torchdata: pip install 'pmg_aft[streaming]'.") from error
+        args, workers = self.args, self.args.dataloader_num_workers
+        self.stream_loader = StatefulDataLoader(
+            self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator, num_workers=workers,
+            pin_memory=args.dataloader_pin_memory, drop_last=args.dataloader_drop_last,
+            prefetch_factor=args.dataloader_prefetch_factor if workers else None,
+            persistent_workers=args.dataloader_persistent_workers if workers else False,
+        )  # fmt: skip
+        return self.stream_loader
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        if getattr(self, "stream_loader", None) is not None:  # every process: its own position in the stream
+            torch.save(self.stream_loader.state_dict(), os.path.join(output_dir, stream_state_file(self.args)))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None or getattr(self, "stream_loader", None) is None:
+            return
+        path = os.path.join(checkpoint, stream_state_file(self.args))
+        if not os.path.isfile(path):
+            raise InputError(
+                f"{checkpoint} has no {os.path.basename(path)}: it was not saved by a streaming run with "
+                f"{self.args.world_size} process(es), so the stream cannot resume where it stopped."
+            )
+        self.stream_loader.load_state_dict(torch.load(path, weights_only=True))
 
     def prepare_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] at the model's size: uint8 batches ([`DecodedImages`]) are resized and cropped where they

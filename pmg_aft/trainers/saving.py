@@ -21,7 +21,7 @@ from .lora import merged_copy, save_adapter
 RECIPE_KEYS = ("optim", "optim_args", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps",
                "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
                "max_grad_norm", "bf16", "fp16", "seed")  # fmt: skip
-DATA_PLUMBING = ("image_column", "label_column", "decode_on_device")
+DATA_PLUMBING = ("image_column", "label_column", "decode_on_device", "shuffle_buffer_size")
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 
 

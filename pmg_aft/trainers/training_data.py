@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from datasets import Image as ImageFeature
+from datasets import IterableDataset
+
 from ..data import (
     DecodedCollator,
     DecodedImages,
@@ -15,6 +18,7 @@ from ..data import (
     dataset_class_names,
     resolve_class_names,
 )
+from ..data.streaming import EncodedImagesCollator, StreamingImages
 from ..errors import InputError
 from ..prompts import clean_class_name
 from .base_config import RobustCLIPConfig
@@ -45,16 +49,40 @@ def check_training_data(args: RobustCLIPConfig, train_dataset, eval_dataset, cla
     check_dataset(train_dataset, "train_dataset", columns)
     check_dataset(eval_dataset, "eval_dataset")
     names = training_class_names(args, train_dataset, class_names)
-    if train_dataset is not None and names is not None:
+    if train_dataset is not None and names is not None and not isinstance(train_dataset, IterableDataset):
         check_labels(train_dataset, "train_dataset", args.label_column, len(names))
     return names
 
 
 def training_inputs(args: RobustCLIPConfig, train_dataset, data_collator: Callable | None, image_size: int):
-    """The train set and collator the `Trainer` reads: every image decoded once into memory with
-    `preprocess_on_device` ([`DecodedImages`]), else the host collator ([`ImageClassificationCollator`])."""
+    """The train set and collator the `Trainer` reads.
+
+    The train set: a stream ([`StreamingImages`]) for a `datasets.IterableDataset`; with `preprocess_on_device` every
+    image decoded once into memory ([`DecodedImages`]). The collator: encoded bytes for `decode_on_device`
+    ([`EncodedImagesCollator`]), else the host collator ([`ImageClassificationCollator`]).
+    """
+    label_column = args.label_column if args.uses_labels else None
+    if isinstance(train_dataset, IterableDataset):
+        if args.preprocess_on_device:
+            raise InputError(
+                "preprocess_on_device decodes every training image once into memory, which a stream cannot do: use "
+                "decode_on_device (JPEG bytes decoded on the accelerator at each step) or the host path."
+            )
+        if args.max_steps <= 0:
+            raise InputError(
+                "A streaming training set has no length, so epochs cannot be counted: set max_steps (ImageNet-1k's "
+                "1,281,167 images are 10,009 steps per epoch at a global batch of 128)."
+            )
+        if args.image_column in (train_dataset.column_names or []):
+            train_dataset = train_dataset.cast_column(args.image_column, ImageFeature(decode=False))
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        train_dataset = StreamingImages(train_dataset, seed=seed, buffer_size=args.shuffle_buffer_size,
+                                        rank=args.process_index, world_size=args.world_size)  # fmt: skip
+    elif args.decode_on_device and train_dataset is not None:  # the images' bytes, not decoded pixels
+        train_dataset = train_dataset.with_format(None).cast_column(args.image_column, ImageFeature(decode=False))
+    if args.decode_on_device:
+        data_collator = data_collator or EncodedImagesCollator(args.image_column, label_column)
     if args.preprocess_on_device and train_dataset is not None:
-        label_column = args.label_column if args.uses_labels else None
         train_dataset = DecodedImages(train_dataset, args.image_column, label_column, name="train_dataset")
         data_collator = data_collator or DecodedCollator()
     if data_collator is None:
