@@ -28,6 +28,7 @@ from .data import (
     is_unsplit_folder,
     load_benchmark,
     load_image_dataset,
+    load_streaming_split,
 )
 from .errors import InputError, UnknownNameError, exit_on_input_error
 from .evaluation import EvalSet, benchmark_eval_set
@@ -121,6 +122,15 @@ class DataArguments:
             "dataset's ClassLabel names (WordNet ids are mapped to ImageNet names)."
         },
     )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read the training split as a stream (datasets streaming from the Hub, or local parquet shards): "
+            "nothing is downloaded or decoded in advance, each process reads its own shards, and a resumed run "
+            "continues where it stopped. Needs max_steps. For sets that do not fit (ImageNet-1k: "
+            "--train_benchmark imagenet); pair with decode_on_device on GPUs."
+        },
+    )
     on_bad_image: str = field(
         default="raise",
         metadata={
@@ -200,7 +210,9 @@ def load_datasets(data_args: DataArguments, training_args: RobustCLIPConfig, cla
     """The training set (if training) and the eval set(s): benchmarks by name, or a split of `dataset_name` as an
     [`EvalSet`] that records where it comes from and its `max_eval_samples` cap."""
     train_dataset = None
-    if training_args.do_train and data_args.train_benchmark:
+    if training_args.do_train and data_args.streaming:
+        train_dataset = streaming_train_set(data_args, training_args)
+    elif training_args.do_train and data_args.train_benchmark:
         train_dataset = load_benchmark(data_args.train_benchmark, "train", max_samples=data_args.max_train_samples,
                                        benchmark_data_dir=data_args.benchmark_data_dir,
                                        on_bad_image=data_args.on_bad_image)  # fmt: skip
@@ -218,6 +230,18 @@ def load_datasets(data_args: DataArguments, training_args: RobustCLIPConfig, cla
     else:
         eval_dataset = None
     return train_dataset, eval_dataset
+
+
+def streaming_train_set(data_args: DataArguments, training_args: RobustCLIPConfig):
+    """The training split as a `datasets.IterableDataset` with its images left encoded (the trainer's stream decodes
+    each once, on the host or on the accelerator): a registered benchmark, a Hub id or local parquet shards."""
+    if data_args.train_benchmark:
+        return load_benchmark(data_args.train_benchmark, "train", max_samples=data_args.max_train_samples,
+                              benchmark_data_dir=data_args.benchmark_data_dir, revision=data_args.dataset_revision,
+                              streaming=True, decode=False)  # fmt: skip
+    return load_streaming_split(data_args.dataset_name, data_args.train_split, data_args.dataset_config,
+                                data_args.dataset_revision, training_args.image_column,
+                                data_args.max_train_samples)  # fmt: skip
 
 
 def load_split(data_args: DataArguments, training_args: RobustCLIPConfig, split: str, max_samples: int | None):

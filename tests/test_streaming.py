@@ -1,22 +1,26 @@
 """Streaming training data: shards dealt to processes and workers, windowed shuffling, and exact resumption."""
 
 import copy
+import json
+import os
 
 import pytest
 import torch
-from datasets import Dataset
+from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
 from torchdata.stateful_dataloader import StatefulDataLoader
+from transformers import CLIPModel
 
 from pmg_aft import TRAINERS
-from pmg_aft.data import ImageClassificationCollator
+from pmg_aft.data import BenchmarkUnavailableError, ImageClassificationCollator, get_benchmark, load_benchmark
 from pmg_aft.data.streaming import StreamingImages
 from pmg_aft.errors import InputError
 from pmg_aft.tiny import colour_patches, tiny_tokenizer
 
-from .utils import snapshot
+from .utils import png, snapshot
 
 CLASSES = ("red", "green", "blue", "yellow")
+TINY_CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
 
 
 def numbered(rows: int = 40, shards: int = 4):
@@ -129,3 +133,66 @@ def test_streaming_needs_max_steps_and_refuses_the_decode_once_path(pretrained, 
         streaming_trainer(copy.deepcopy(pretrained), str(tmp_path), [], max_steps=-1, num_train_epochs=1)
     with pytest.raises(InputError, match="preprocess_on_device"):
         streaming_trainer(copy.deepcopy(pretrained), str(tmp_path), [], preprocess_on_device=True)
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, online but with every download refused (nothing may be fetched)."""
+    import huggingface_hub.constants
+
+    from pmg_aft.data import loading
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    real = loading.hf_hub_download
+
+    def only_the_cache(*args, local_files_only=False, **kwargs):
+        assert local_files_only, "tried to download"
+        return real(*args, local_files_only=True, **kwargs)
+
+    monkeypatch.setattr(loading, "hf_hub_download", only_the_cache)
+    return loading
+
+
+def test_imagenet_training_stream_says_it_is_gated_before_anything_is_fetched(empty_hub, monkeypatch):
+    monkeypatch.setattr(empty_hub, "get_token", lambda: None)
+    with pytest.raises(BenchmarkUnavailableError, match=r"imagenet \(ILSVRC/imagenet-1k\) is gated .*hf auth login"):
+        load_benchmark("imagenet", "train", streaming=True, decode=False)
+
+
+def test_imagenet_training_stream_reads_the_hub_as_it_goes_in_the_common_schema(empty_hub, monkeypatch):
+    names = get_benchmark("imagenet").class_names
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=names)})
+    rows = Dataset.from_dict({"image": [png()] * 3, "label": [0, 5, 999]}, features=features)
+    calls = []
+
+    def streamed(path, config=None, split=None, revision=None, streaming=False, **kwargs):
+        calls.append((path, split, streaming))
+        return rows.to_iterable_dataset(num_shards=3)
+
+    monkeypatch.setattr(empty_hub, "get_token", lambda: "hf_token")
+    monkeypatch.setattr(empty_hub, "load_dataset", streamed)
+    stream = load_benchmark("imagenet", "train", streaming=True, decode=False)
+    assert calls == [("ILSVRC/imagenet-1k", "train", True)]  # streamed, not downloaded
+    first = next(iter(stream))
+    assert set(first) == {"image", "label"} and first["image"]["bytes"][:4] == b"\x89PNG"  # still encoded
+    assert [row["label"] for row in stream] == [0, 5, 999]
+
+
+def test_finetune_streams_local_parquet_shards_and_resumes(tmp_path):
+    from pmg_aft.finetune import main
+
+    data = colour_patches(num_per_class=8, seed=0)
+    (tmp_path / "shards").mkdir()
+    for index in range(4):
+        data.shard(4, index).to_parquet(str(tmp_path / "shards" / f"train-{index:05d}-of-00004.parquet"))
+    common = ["--config", TINY_CONFIG, "--dataset_name", str(tmp_path / "shards"), "--streaming",
+              "--eval_split", "train", "--do_eval", "false", "--eval_on_start", "false",
+              "--per_device_train_batch_size", "8", "--save_strategy", "steps", "--save_steps", "2",
+              "--shuffle_buffer_size", "8", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    main([*common, "--max_steps", "2"])
+    assert (tmp_path / "out" / "checkpoint-2" / "stream_state_0.pt").is_file()
+    main([*common, "--max_steps", "4"])  # the same command with more steps: resumes from checkpoint-2
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    assert CLIPModel.from_pretrained(str(tmp_path / "out")) is not None
