@@ -70,11 +70,11 @@ class FAREConfig(RobustCLIPConfig):
         default=True,
         metadata={
             "help": "AdamW(params, weight_decay=1e-4) on every visual parameter, biases and LayerNorms included "
-            f"({SOURCE}:194-196; transformers would exempt them)."
+            f"({SOURCE}:194,197; transformers would exempt them)."
         },
     )
     dataloader_drop_last: bool = field(
-        default=True, metadata={"help": f"Drop the last partial batch: DataLoader(drop_last=True) ({SOURCE}:143)."}
+        default=True, metadata={"help": f"Drop the last partial batch: DataLoader(drop_last=True) ({SOURCE}:147)."}
     )
     warmup_from_first_step: bool = field(
         default=False,
