@@ -140,13 +140,37 @@ def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
     "name,method",
     [("pmg_aft_vitb32_tinyimagenet", "pmg_aft"), ("tecoa_vitb32_tinyimagenet", "tecoa"),
      ("fare_vitb32_imagenet", "fare"), ("clean_vitb32_tinyimagenet", "clean"), ("tiny_offline", "pmg_aft"),
-     ("tga_zsr_vitb32_tinyimagenet", "tga_zsr")],
+     ("tga_zsr_vitb32_tinyimagenet", "tga_zsr"), ("fare_vitl14_imagenet_eps2", "fare"),
+     ("fare_vitl14_imagenet_eps4", "fare"), ("tecoa_vitl14_imagenet_eps2", "tecoa"),
+     ("tecoa_vitl14_imagenet_eps4", "tecoa"), ("fare_vitl14_336_imagenet_eps2", "fare")],
 )  # fmt: skip
 def test_every_example_config_parses_into_its_methods_config(name, method, tmp_path):
     path = os.path.join(os.path.dirname(CONFIG), f"{name}.yaml")
     script_args, _, config = parse_args(["--config", path, "--fp16", "false", "--use_cpu", "true", "--eval_strategy",
                                          "no", "--output_dir", str(tmp_path)])  # fmt: skip
     assert script_args.method == method and type(config) is TRAINERS[method].config_class
+
+
+def test_the_robustvlm_recipes_are_its_training_commands(tmp_path):
+    """RobustVLM's README commands (7de10ee): 10-step PGD at eps/255 with step 1/255, AdamW 1e-5, wd 1e-4 on every
+    visual parameter, 1400 warm-up steps, 20,000 steps at batch 128, Resize(224) + CenterCrop(224) bicubic, CLIP's
+    normalisation, ImageNet streamed; the 336 px variant differs only in its model."""
+    recipes = {}
+    for name in ("fare_vitl14_imagenet_eps2", "fare_vitl14_imagenet_eps4", "tecoa_vitl14_imagenet_eps2",
+                 "tecoa_vitl14_imagenet_eps4", "fare_vitl14_336_imagenet_eps2"):  # fmt: skip
+        path = os.path.join(os.path.dirname(CONFIG), f"{name}.yaml")
+        script, data, config = parse_args(["--config", path, "--use_cpu", "true", "--output_dir", str(tmp_path)])
+        recipes[name] = (script, data, config)
+        eps = int(name.split("eps")[1])
+        assert config.train_eps == pytest.approx(eps / 255) and config.train_step_size == pytest.approx(1 / 255)
+        assert config.train_steps == 10 and config.optim == "adamw_torch" and config.learning_rate == 1e-5
+        assert config.weight_decay == 1e-4 and config.weight_decay_all_parameters and config.warmup_steps == 1400
+        assert config.max_steps == 20000 and config.per_device_train_batch_size == 128
+        assert config.crop_pct == 1.0 and config.interpolation == "bicubic"
+        assert config.image_mean == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+        assert data.train_benchmark == "imagenet" and data.streaming
+    assert recipes["fare_vitl14_336_imagenet_eps2"][0].model_name_or_path == "openai/clip-vit-large-patch14-336"
+    assert recipes["fare_vitl14_imagenet_eps2"][0].model_name_or_path == "openai/clip-vit-large-patch14"
 
 
 def test_the_tiny_default_is_pre_trained_once_per_process(monkeypatch):
