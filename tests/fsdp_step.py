@@ -1,6 +1,6 @@
 """Training steps of the tiny model under accelerate's FSDP2 (or one plain process); rank 0 writes the results.
 
-python tests/fsdp_step.py update OUT_DIR PER_DEVICE_BATCH        # one step of each method; writes {method}.safetensors
+python tests/fsdp_step.py update OUT_DIR PER_DEVICE_BATCH        # one step of each method: {method}.safetensors
 python tests/fsdp_step.py run OUT_DIR PER_DEVICE_BATCH STEPS [RESUME]  # TeCoA, a checkpoint every step
 
 Under `accelerate launch --config_file examples/accelerate/fsdp.yaml --cpu --num_processes 2`. accelerate offers FSDP
@@ -63,7 +63,10 @@ def main(mode: str, out: str, per_device_batch: int, *rest: str) -> None:
         for method in TRAINERS:
             model = tiny_clip(seed=0)
             start = {n: p.detach().clone() for n, p in model.named_parameters()}
-            args = config(method, tempfile.mkdtemp(), per_device_batch, save_strategy="no", max_steps=1)
+            # Under FSDP the vision layers are also checkpointed: the attack's input gradients and the update go
+            # through sharded, recomputed layers and must still equal the plain single-process step.
+            args = config(method, tempfile.mkdtemp(), per_device_batch, save_strategy="no", max_steps=1,
+                          activation_checkpointing=FSDP)  # fmt: skip
             trainer = trainer_for(method, args, model, data)
             trainer.train()
             weights = full_state(trainer)

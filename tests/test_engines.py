@@ -26,7 +26,9 @@ def launch_fsdp(*args: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_fsdp2_gives_the_one_process_update_for_every_method_with_a_sharded_reference(tmp_path):
+def test_fsdp2_with_checkpointed_layers_gives_the_one_process_update_for_every_method(tmp_path):
+    """One step of each method on 2 FSDP2 processes (vision layers sharded and checkpointed, the reference sharded)
+    against 1 plain process at the same global batch."""
     (tmp_path / "one").mkdir()
     (tmp_path / "fsdp").mkdir()
     run([sys.executable, SCRIPT, "update", str(tmp_path / "one"), "8"], tmp_path)
