@@ -153,3 +153,29 @@ def tga_zsr_loss(
     refinement = (adv_attention - reference).norm(dim=1).mean()
     constraint = (clean_attention - reference).norm(dim=1).mean()
     return TGAZSRLoss(ce + alpha * refinement + beta * constraint, ce, refinement, constraint)
+
+
+def complementary_attention(
+    tokens: torch.Tensor, text_embeddings: torch.Tensor, negation_embeddings: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Comp-TGA's complementary text-guided attention map, flattened: `A = M_pos * (1 - M_neg)`.
+
+    `M_pos` is [`text_guided_attention`] against each sample's class prompt ("This is a photo of a {}"), `M_neg`
+    the same against its negation ("This is not a photo of a {}"), each min-max scaled over the patches and resized
+    to `size` before the product (Comp-TGA's attention_map.py:32-62).
+    """
+    positive = text_guided_attention(tokens, text_embeddings, size)
+    return positive * (1 - text_guided_attention(tokens, negation_embeddings, size))
+
+
+def soft_cross_entropy(logits: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy against probability targets: `-sum_c p_c log softmax(z)_c` (AGFT's attack objective,
+    and its loss averaged over the batch)."""
+    return -(probabilities.float() * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+
+
+def agft_loss(adv_logits: torch.Tensor, teacher_probabilities: torch.Tensor) -> torch.Tensor:
+    """AGFT (Cui et al., CVPR 2026): batch mean of the soft-label cross-entropy between the target's logits on
+    adversarial images, `s_s * cos(V_t(x'), T)`, and the frozen model's clean prediction,
+    `softmax(s_t * cos(V_0(x), T))` (train.py:104-118, 191)."""
+    return soft_cross_entropy(adv_logits, teacher_probabilities.detach()).mean()

@@ -18,7 +18,8 @@ from pmg_aft.tiny import tiny_clip
 
 from .utils import METHODS, VISION, perturbed, pmg_aft_head, snapshot
 
-USES_REFERENCE = {"pmg_aft": True, "tecoa": False, "fare": True, "tga_zsr": True, "clean": False}
+USES_REFERENCE = {"pmg_aft": True, "tecoa": False, "fare": True, "tga_zsr": True, "clean": False, "agft": True,
+                  "comp_tga": True}  # fmt: skip
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -310,9 +311,10 @@ def test_one_process_forwards_the_vision_tower_alone_with_the_full_forwards_numb
     assert trainer.state.global_step == 1 and not calls
 
 
-@pytest.mark.parametrize("method", ["pmg_aft", "tecoa", "tga_zsr", "clean", "fare"])
+@pytest.mark.parametrize("method", ["pmg_aft", "tecoa", "tga_zsr", "clean", "fare", "agft", "comp_tga"])
 def test_the_default_precision_is_the_official_codes_where_cuda_is_present(method, tmp_path):
-    """TeCoA, PMG-AFT, TGA-ZSR and FT-Clean train under CUDA fp16 autocast with a GradScaler; FARE in float32."""
+    """TeCoA, PMG-AFT, TGA-ZSR, FT-Clean, AGFT (--enable_amp) and Comp-TGA train under CUDA fp16 autocast with a
+    GradScaler; FARE in float32."""
     config = TRAINERS[method].config_class(output_dir=str(tmp_path), use_cpu=True)
     assert config.fp16 is False and config.bf16 is False  # no CUDA here: float32
     official = method != "fare"

@@ -18,7 +18,8 @@ def test_every_config_shares_the_base_and_has_no_method_switch(method, tmp_path)
     names = {f.name for f in dataclasses.fields(config_class)}
     assert "method" not in names
     own = names - {f.name for f in dataclasses.fields(RobustCLIPConfig)}
-    assert own <= {"alpha", "beta", "kl_direction", "loss"}  # the only method-specific fields: weights and variants
+    # The only method-specific fields: the methods' own weights, scales, prompts and variants.
+    assert own <= {"alpha", "beta", "kl_direction", "loss", "train_logit_scale", "scale_ratio", "negation_template"}
     config = config_class(output_dir=str(tmp_path))
     assert config.remove_unused_columns is False and config.max_grad_norm == 0.0  # no official code clips
     ours = {f.name for f in dataclasses.fields(RobustCLIPConfig)} - {

@@ -142,7 +142,9 @@ def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
      ("fare_vitb32_imagenet", "fare"), ("clean_vitb32_tinyimagenet", "clean"), ("tiny_offline", "pmg_aft"),
      ("tga_zsr_vitb32_tinyimagenet", "tga_zsr"), ("fare_vitl14_imagenet_eps2", "fare"),
      ("fare_vitl14_imagenet_eps4", "fare"), ("tecoa_vitl14_imagenet_eps2", "tecoa"),
-     ("tecoa_vitl14_imagenet_eps4", "tecoa"), ("fare_vitl14_336_imagenet_eps2", "fare")],
+     ("tecoa_vitl14_imagenet_eps4", "tecoa"), ("fare_vitl14_336_imagenet_eps2", "fare"),
+     ("agft_vitb32_imagenet", "agft"), ("agft_vitb32_tinyimagenet", "agft"),
+     ("comp_tga_vitb32_tinyimagenet", "comp_tga")],
 )  # fmt: skip
 def test_every_example_config_parses_into_its_methods_config(name, method, tmp_path):
     path = os.path.join(os.path.dirname(CONFIG), f"{name}.yaml")

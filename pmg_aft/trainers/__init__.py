@@ -5,10 +5,14 @@ trainer defined elsewhere): `--method`, the job's help, the hints for unknown fl
 checkpoints and the public API all read the registry.
 """
 
+from .agft_config import AGFTConfig as AGFTConfig  # re-exported
+from .agft_trainer import AGFTTrainer
 from .base_config import RobustCLIPConfig
 from .base_trainer import RobustCLIPTrainer
 from .clean_config import CleanFinetuneConfig as CleanFinetuneConfig  # re-exported
 from .clean_trainer import CleanFinetuneTrainer
+from .comp_tga_config import CompTGAConfig as CompTGAConfig  # re-exported
+from .comp_tga_trainer import CompTGATrainer
 from .fare_config import FAREConfig as FAREConfig  # re-exported
 from .fare_trainer import FARETrainer
 from .models import freeze_all_but_vision
@@ -41,7 +45,7 @@ def register_method(trainer: type[RobustCLIPTrainer]) -> type[RobustCLIPTrainer]
     return trainer
 
 
-METHODS = (PMGAFTTrainer, TeCoATrainer, FARETrainer, TGAZSRTrainer, CleanFinetuneTrainer)
+METHODS = (PMGAFTTrainer, TeCoATrainer, FARETrainer, TGAZSRTrainer, CleanFinetuneTrainer, AGFTTrainer, CompTGATrainer)
 for _trainer in METHODS:
     register_method(_trainer)
 

@@ -46,21 +46,25 @@ class TGAZSRTrainer(RobustCLIPTrainer):
         tags=("adversarial-robustness", "adversarial-training", "tga-zsr"),
     )
 
+    def attention_map(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The text-guided attention map of projected output tokens against each label's class prompt embedding
+        (the target's frozen text tower), flattened at the model's resolution."""
+        head = self.classifier()
+        return text_guided_attention(tokens, head.class_embedding(labels), head.image_size)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Attack the current model, then cross-entropy plus the two attention terms (batch means)."""
         args = self.args
         images, labels = inputs["pixel_values"], inputs["labels"]
         target, reference = self.classifier(), self.image_encoder(reference=True)
-        size = target.image_size
-        text = target.class_embedding(labels)  # each sample's class prompt embedding (unit norm)
         with self.accelerator.autocast():
             adv_images = self.attack(target, images, labels)
             out = self.forward_images(model, target.preprocess(torch.cat([adv_images, images])))
             tokens = target.project_tokens(out.vision_model_output.last_hidden_state)
             adv_logits = target.logits_from_embeddings(out.image_embeds[: len(images)])
-            attention = text_guided_attention(tokens, torch.cat([text, text]), size)
+            attention = self.attention_map(tokens, torch.cat([labels, labels]))
             with torch.no_grad():
-                ref_attention = text_guided_attention(reference.token_embeddings(images), text, size)
+                ref_attention = self.attention_map(reference.token_embeddings(images), labels)
         terms = tga_zsr_loss(adv_logits, labels, attention[: len(images)], attention[len(images) :], ref_attention,
                              alpha=args.alpha, beta=args.beta)  # fmt: skip
         self.log_metric("ce", terms.ce)
