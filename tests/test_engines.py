@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from transformers import CLIPModel
 
 from pmg_aft.tiny import tiny_clip
-from pmg_aft.trainers.engines import place_reference, reference_deepspeed_config
+from pmg_aft.trainers.engines import place_reference, reference_deepspeed_config, sharding_problem
 
 from .utils import METHODS, VISION, free_port, run
 
@@ -134,3 +134,12 @@ def test_reference_placement_under_deepspeed(monkeypatch):
     accelerator = FakeAccelerator(2)
     placed, how = place_reference(accelerator, tiny_clip(seed=0), micro_batch=8)
     assert how == "replicated" and accelerator.prepared == [True] and len(calls) == 2  # no engine under ZeRO-2
+
+
+def test_lora_under_fsdp_is_refused_with_the_way_out():
+    accelerator = types.SimpleNamespace(distributed_type=DistributedType.FSDP)
+    problem = sharding_problem(accelerator, types.SimpleNamespace(use_peft=True))
+    assert "use_peft under FSDP" in problem and "multi_gpu.yaml" in problem
+    assert sharding_problem(accelerator, types.SimpleNamespace(use_peft=False)) is None
+    ddp = types.SimpleNamespace(distributed_type=DistributedType.MULTI_GPU)
+    assert sharding_problem(ddp, types.SimpleNamespace(use_peft=True)) is None
