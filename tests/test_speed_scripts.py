@@ -40,3 +40,21 @@ def test_attack_numerics_prints_both_numerics_per_batch_size():
     for numerics, precision in (("exact", "no"), ("official", "fp16")):
         for size in (8, 32):
             assert re.search(rf"{numerics}\s+{size}\s+{precision}\s+[\d.]+%\s+[\d.]+%\s+[\d.]+%", out), out
+
+
+def test_memory_prints_peak_memory_and_time_per_mode_and_batch():
+    out = script("memory.py", "--quick")
+    trainable, number = {}, r"([\d.]+) \|\s*"
+    for mode in ("full", "checkpointing", "lora"):
+        for batch in (1, 2):
+            row = re.search(rf"\| tiny \| {mode} \| {batch} \| {number * 3}([\d,]+) \| {number * 2}$", out, re.M)
+            assert row, out
+            step_s, step_peak, total_peak, params, backward_peak, saved = row.groups()
+            assert all(float(v) > 0 for v in (step_s, step_peak, backward_peak)), row.group(0)
+            assert float(saved) > 0 or mode == "checkpointing", row.group(0)  # its layers save only their inputs
+            assert float(total_peak) > float(step_peak), row.group(0)
+            trainable[mode] = int(params.replace(",", ""))
+        assert re.search(rf"\| tiny \| {mode} \| -?[\d.]+ \| -?[\d.]+ \| [\d.]+ \| ", out), mode  # the fit
+    assert 0 < trainable["lora"] < trainable["full"] == trainable["checkpointing"]
+    assert "EXTRAPOLATION" in out
+    assert re.search(r"Attack steps: 10 \(the recipe's\) against 2", out), out
