@@ -54,8 +54,6 @@ class StreamingImages(torch.utils.data.IterableDataset):
             dataset = dataset._resolve_features()
         self.dataset, self.seed, self.buffer_size = dataset, seed, max(1, int(buffer_size))
         self.rank, self.world_size = rank, world_size
-        self.features = dataset.features
-        self.column_names = dataset.column_names
         self._state = {"pass": 0, "window": None, "index": 0, "offset": 0}
 
     def _pass(self, number: int, stream_index: int, streams: int) -> IterableDataset:

@@ -250,8 +250,7 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         encoded = inputs.pop("encoded_images", None)
         inputs = super()._prepare_inputs(inputs)
         if encoded is not None:  # decode_on_device: JPEG bytes decoded, resized and cropped where training runs
-            resize = None if self.args.native_resolution else round(self.image_size / self.args.crop_pct)
-            inputs["pixel_values"] = decode_on_device(encoded, self.args.device, self.image_size, resize,
+            inputs["pixel_values"] = decode_on_device(encoded, self.args.device, self.image_size, self.resize_size,
                                                       self.args.interpolation)  # fmt: skip
         elif inputs.get("pixel_values") is not None:
             inputs["pixel_values"] = self.prepare_pixels(inputs["pixel_values"])
@@ -295,13 +294,17 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
             )
         self.stream_loader.load_state_dict(torch.load(path, weights_only=True))
 
+    @property
+    def resize_size(self) -> int | None:
+        """The shorter side before the centre crop on the device paths (`None`: native resolution, no resize)."""
+        return None if self.args.native_resolution else round(self.image_size / self.args.crop_pct)
+
     def prepare_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] at the model's size: uint8 batches ([`DecodedImages`]) are resized and cropped where they
         are ([`preprocess_on_device`]); float batches, finished by the host collator, pass through."""
         if pixels.dtype != torch.uint8:
             return pixels
-        resize = None if self.args.native_resolution else round(self.image_size / self.args.crop_pct)
-        return preprocess_on_device(pixels, self.image_size, resize)
+        return preprocess_on_device(pixels, self.image_size, self.resize_size)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         raise NotImplementedError(f"{type(self).__name__} must define compute_loss.")

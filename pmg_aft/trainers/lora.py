@@ -60,10 +60,6 @@ def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, modules: li
     return config
 
 
-def has_lora(model: nn.Module) -> bool:
-    return any(".lora_" in name for name, _ in model.named_parameters())
-
-
 def _tuner_layers(model: nn.Module):
     from peft.tuners.tuners_utils import BaseTunerLayer
 
