@@ -274,6 +274,9 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
             pin_memory=args.dataloader_pin_memory, drop_last=args.dataloader_drop_last,
             prefetch_factor=args.dataloader_prefetch_factor if workers else None,
             persistent_workers=args.dataloader_persistent_workers if workers else False,
+            # Its own generator: making the iterator draws a base seed, which from the global generator would shift
+            # the attack's random starts after a resume (the checkpoint's RNG state is restored before that draw).
+            generator=torch.Generator().manual_seed(args.seed),
         )  # fmt: skip
         return self.stream_loader
 
