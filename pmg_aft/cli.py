@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field, fields, make_dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, make_dataclass
 
 from accelerate import PartialState
 
@@ -17,37 +18,16 @@ from .constants import IMAGE_STATS, PROTOCOLS, RENAMED_OPTIONS
 from .convert import convert_openai_checkpoint
 from .data import BENCHMARKS
 from .data.download import download_benchmarks
+from .domains import COUNT, SEED, WORKERS, field
 from .errors import InputError, MissingInputError, show_traceback
 from .evaluation import PROTOCOL_RECORDS, EvalLoader, compare, evaluate_robustness, get_protocol
 from .evaluation.protocols import OVERRIDABLE, Protocol
 from .evaluation.suite import benchmark_names
 from .finetune import main as finetune
 from .hub import push
-from .parsing import ArgumentParser, UnknownFlagsError, optional_fields
+from .parsing import ArgumentParser, UnknownFlagsError, check_fields, optional_fields
 from .trainers import TRAINERS
 from .zoo import FORMATS, export_open_clip, get_zoo_entry, import_checkpoint, zoo_table
-
-
-def usage() -> str:
-    methods = "|".join(TRAINERS)
-    return f"""usage: pmg-aft <command> [options]
-
-commands:
-  train                      robust fine-tuning of a CLIP model (--method {methods};
-                             the flags of examples/finetune.py; --config FILE.yaml)
-  datasets list              the registered benchmarks: Hub ids, splits, pinned revisions, columns, class counts
-  datasets download NAME|all pre-fetch benchmarks into the Hugging Face cache (for offline compute nodes)
-  protocols                  the evaluation protocols (pmg_aft, tga_zsr, clip_benchmark): every field and its source
-  eval                       clean and robust zero-shot accuracy of any CLIP checkpoint (pmg-aft eval --help)
-  push                       upload a checkpoint with its model card and plots to the Hub (pmg-aft push --help)
-  compare                    evaluate several models with the same suite into one table (pmg-aft compare --help)
-  convert                    an OpenAI-style / open_clip ViT checkpoint to a CLIPModel folder (pmg-aft convert --help)
-  zoo list                   the published robust CLIP checkpoints: format, licence, where, downloadable or not
-  zoo import NAME            one of them as a checked CLIPModel folder with a card crediting its authors
-  export                     a CLIPModel checkpoint as an open_clip folder (pmg-aft export --help)
-  leaderboard                models x protocols, one table per protocol, beside the papers' figures
-"""
-
 
 # The flags that override the chosen protocol's fields: the attack grid's and the protocol's own, each declared once
 # on its record (`None`: the protocol's value).
@@ -73,15 +53,20 @@ class SuiteArguments(ProtocolOverrides):
             "choices": list(PROTOCOLS),
         },
     )
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
+    per_device_eval_batch_size: int = field(default=64, domain=COUNT, metadata={"help": "Batch size per process."})
     dataloader_num_workers: int = field(
-        default=0, metadata={"help": "Data-loader worker processes (decoding and resizing beside the attack)."}
+        default=0,
+        domain=WORKERS,
+        metadata={
+            "help": "Data-loader worker processes (decoding and resizing beside the attack).",
+        },
     )
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
-    seed: int = field(default=0, metadata={"help": "Seeds random starts and AutoAttack."})
+    seed: int = field(default=0, domain=SEED, metadata={"help": "Seeds random starts and AutoAttack."})
 
     def __post_init__(self) -> None:
         # Every value checked here, naming its flag, rather than after the model has loaded.
+        check_fields(self)
         overrides = {f.name: getattr(self, f.name) for f in fields(ProtocolOverrides)}
         self.effective_protocol = get_protocol(self.protocol).override(**overrides)
         self.benchmark_names = benchmark_names(self.benchmarks)  # an unknown name lists the valid ones
@@ -100,10 +85,16 @@ class EvalModelArguments:
     model_name_or_path: str = field(metadata={"help": "A Hub id or a local checkpoint folder."})
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+
 
 @dataclass
 class CompareArguments:
     models: str = field(metadata={"help": "name=path_or_hub_id pairs, comma-separated."})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -116,6 +107,9 @@ class PushArguments:
     )
     license: str = field(default="mit", metadata={"help": "Licence of the weights."})
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the repository as private."})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -135,6 +129,7 @@ class ConvertArguments:
     )
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not os.path.isfile(self.checkpoint):  # before the base model is loaded
             raise MissingInputError(
                 f"{self.checkpoint}: no such checkpoint file; pass a .pt/.pth/.tar or .safetensors file."
@@ -161,12 +156,18 @@ class ZooImportArguments:
         metadata={"help": "Override the record's training mean/std.", "choices": ["clip", "imagenet"]},
     )
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+
 
 @dataclass
 class ExportArguments:
     model_name_or_path: str = field(metadata={"help": "A CLIPModel folder or Hub id."})
     output_dir: str = field(metadata={"help": "Folder for open_clip_config.json and open_clip_model.safetensors."})
     format: str = field(default="open_clip", metadata={"help": "The target layout.", "choices": ["open_clip"]})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -183,9 +184,12 @@ class LeaderboardArguments:
         metadata={"help": "Build the table from model cards instead (comma-separated Hub ids or local card files / "
                   "folders): only results whose protocol record matches are kept; nothing is run."},
     )  # fmt: skip
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
+    per_device_eval_batch_size: int = field(default=64, domain=COUNT, metadata={"help": "Batch size per process."})
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
-    seed: int = field(default=0, metadata={"help": "Seeds random starts and AutoAttack."})
+    seed: int = field(default=0, domain=SEED, metadata={"help": "Seeds random starts and AutoAttack."})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def renamed(names: list[str]) -> str:
@@ -403,9 +407,70 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "eval": eval_command, "push": push_command, "convert": convert_command,
-            "compare": compare_command, "datasets": datasets_command, "protocols": protocols_command,
-            "zoo": zoo_command, "export": export_command, "leaderboard": leaderboard_command}  # fmt: skip
+@dataclass(frozen=True)
+class Command:
+    """A `pmg-aft` subcommand: its usage lines (`(synopsis, what it does)`), the function that runs it on its argv,
+    and the argument records whose fields are its flags (each checked by [`check_fields`] when parsed)."""
+
+    name: str
+    lines: tuple[tuple[str, str], ...]
+    run: Callable[[list[str]], int]
+    records: tuple[type, ...] | Callable[[], tuple[type, ...]] = ()
+    # The words between the command and the flags of `records` (`pmg-aft zoo import NAME --output_dir ...`).
+    record_words: tuple[str, ...] = ()
+
+    def argument_records(self) -> tuple[type, ...]:
+        """The records whose fields are this command's flags."""
+        return self.records() if callable(self.records) else self.records
+
+
+def train_records() -> tuple[type, ...]:
+    """The records `pmg-aft train` parses: the job's, and each registered method's config."""
+    from .finetune import DataArguments, ScriptArguments
+
+    return (ScriptArguments, DataArguments, *(trainer.config_class for trainer in TRAINERS.values()))
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("train", (("train", "robust fine-tuning of a CLIP model (--method METHOD; the flags of "
+                           "examples/finetune.py; --config FILE.yaml)"),), train_command, train_records),
+        Command("datasets", (("datasets list", "the registered benchmarks: Hub ids, splits, pinned revisions, "
+                              "columns, class counts"),
+                             ("datasets download NAME|all", "pre-fetch benchmarks into the Hugging Face cache (for "
+                              "offline compute nodes)")), datasets_command),
+        Command("protocols", (("protocols", "the evaluation protocols: every field and its source"),),
+                protocols_command),
+        Command("eval", (("eval", "clean and robust zero-shot accuracy of any CLIP checkpoint"),), eval_command,
+                (EvalModelArguments, SuiteArguments)),
+        Command("push", (("push", "upload a checkpoint with its model card and plots to the Hub"),), push_command,
+                (PushArguments,)),
+        Command("compare", (("compare", "evaluate several models with the same suite into one table"),),
+                compare_command, (CompareArguments, SuiteArguments)),
+        Command("convert", (("convert", "an OpenAI-style / open_clip ViT checkpoint to a CLIPModel folder"),),
+                convert_command, (ConvertArguments,)),
+        Command("zoo", (("zoo list", "the published robust CLIP checkpoints: format, licence, where, downloadable "
+                         "or not"),
+                        ("zoo import NAME", "one of them as a checked CLIPModel folder with a card crediting its "
+                         "authors")), zoo_command, (ZooImportArguments,), ("import",)),
+        Command("export", (("export", "a CLIPModel checkpoint as an open_clip folder"),), export_command,
+                (ExportArguments,)),
+        Command("leaderboard", (("leaderboard", "models x protocols, one table per protocol, beside the papers' "
+                                 "figures"),), leaderboard_command, (LeaderboardArguments,)),
+    )
+}  # fmt: skip
+
+
+def usage() -> str:
+    """The `pmg-aft` usage text, from the registered commands and methods."""
+    lines = [f"  {synopsis:26s} {text}" for command in COMMANDS.values() for synopsis, text in command.lines]
+    methods = "|".join(TRAINERS)
+    return (
+        "usage: pmg-aft <command> [options]   (pmg-aft <command> --help: its flags)\n\ncommands:\n"
+        + "\n".join(lines).replace("METHOD", methods)
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pmg-aft: unknown command {argv[0]!r}.\n\n{usage()}", file=sys.stderr)
         return 2
     try:
-        return command(argv[1:])
+        return command.run(argv[1:])
     except InputError as error:  # bad input: one line naming the cause and the fix; a bug keeps its traceback
         if show_traceback():
             raise

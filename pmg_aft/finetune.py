@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from accelerate import PartialState
 from transformers import set_seed
@@ -30,10 +30,11 @@ from .data import (
     load_image_dataset,
     load_streaming_split,
 )
+from .domains import COUNT, field
 from .errors import InputError, UnknownNameError, exit_on_input_error
 from .evaluation import EvalSet, benchmark_eval_set
 from .evaluation.suite import benchmark_names
-from .parsing import ArgumentParser, check_field_types, read_config_file
+from .parsing import ArgumentParser, check_fields, read_config_file
 from .tiny import pretrained_tiny_clip, tiny_tokenizer
 from .trainers import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
 
@@ -61,7 +62,7 @@ class ScriptArguments:
     model_revision: str = field(default="main", metadata={"help": "Hub revision of the model (a commit sha pins it)."})
 
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_fields(self)
 
 
 @dataclass
@@ -77,12 +78,15 @@ class DataArguments:
     dataset_revision: str | None = field(default=None, metadata={"help": "Hub dataset revision to pin."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(default=None, metadata={"help": "Split to evaluate on (none: no eval set)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
+    max_train_samples: int | None = field(
+        default=None, domain=COUNT, metadata={"help": "Keep the first N training rows."}
+    )
     max_eval_samples: int | None = field(
         default=None,
+        domain=COUNT,
         metadata={
             "help": "Evaluate N rows of each evaluation set: the first N of eval_split; of each of eval_benchmarks, "
-            "a random sample of N drawn with the protocol's sample_seed (0), kept in dataset order."
+            "a random sample of N drawn with the protocol's sample_seed (0), kept in dataset order.",
         },
     )
     train_benchmark: str | None = field(
@@ -141,11 +145,7 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        check_field_types(self)
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InputError(f"--{name} {value}: give a number of rows >= 1, or leave it out to keep them all.")
+        check_fields(self)
         if self.class_names_file is not None and not os.path.isfile(self.class_names_file):
             raise InputError(f"--class_names_file {self.class_names_file}: no such file.")
         if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):

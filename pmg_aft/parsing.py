@@ -1,20 +1,24 @@
 """Argument parsing the way TRL's `TrlParser` does it: `HfArgumentParser` over dataclasses, a `--config` YAML/JSON
-file as defaults that flags override, and values typed once, in the dataclasses' `__post_init__`
-([`check_field_types`])."""
+file as defaults that flags override, and values typed and checked once, in the dataclasses' `__post_init__`
+([`check_fields`]): the one place that validates a field's value, against the domain declared beside it."""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
+import math
 import os
 import re
 import types
 import typing
-from dataclasses import Field, field, fields
+from dataclasses import MISSING, Field, fields
+from types import MappingProxyType
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from .domains import DomainError, field, field_domain
 from .errors import InputError, MissingInputError, as_input_error
 from .pixels import LogitScale, Names, PixelValue, PixelValues, StepCounts, parse_pixel_value
 
@@ -40,8 +44,13 @@ def _hints(cls: type) -> dict:
     return typing.get_type_hints(cls)
 
 
+def field_kind(cls: type, name: str):
+    """The one type `cls`'s field `name` holds besides `None`, or `None` when it may hold several."""
+    return _kind(_hints(cls).get(name))
+
+
 def _kind(hint):
-    """The one type a field holds besides `None`, or `None` when it may hold several (then it is left alone)."""
+    """The one type a hint allows besides `None`, or `None` when it allows several (then the value is left alone)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         kinds = [k for k in typing.get_args(hint) if k is not type(None)]
         return kinds[0] if len(kinds) == 1 else None
@@ -100,14 +109,54 @@ def typed_value(cls: type, name: str, value):
     return value
 
 
-def check_field_types(obj) -> None:
-    """Convert every field of the dataclass `obj` to its declared type ([`typed_value`]), in place: called first in
-    `__post_init__`, so values from a config file, from Python and from flags are typed the same way, once."""
+def check_fields(obj) -> None:
+    """Type every field of the dataclass `obj` ([`typed_value`]) and check it, in place: the one validator of every
+    record's input, called first in its `__post_init__`, so values from a config file, from Python and from flags are
+    checked the same way, once, before anything runs.
+
+    A number must lie in the domain declared beside its field (`metadata={"domain": ...}`, [`field_domain`]; any
+    number must be finite); a choice must be one of the field's `choices`; text and lists may be empty only where
+    the field's default is.
+
+    Raises:
+        [`FieldTypeError`] or [`DomainError`]: naming the field, the value and what it must be.
+    """
+    cls = type(obj)
     for f in fields(obj):
         value = getattr(obj, f.name)
-        typed = typed_value(type(obj), f.name, value)
+        typed = typed_value(cls, f.name, value)
         if typed is not value:
-            setattr(obj, f.name, typed)
+            object.__setattr__(obj, f.name, typed)  # frozen records too
+        check_value(cls, f, typed)
+
+
+def _default(f: Field):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def check_value(cls: type, f: Field, value) -> None:
+    """Check one typed value of `cls`'s field `f` (see [`check_fields`])."""
+    if value is None or isinstance(value, bool):
+        return
+    name, domain = f.name, field_domain(cls, f.name)
+    number = value.value if isinstance(value, LogitScale) else value
+    items = list(number) if isinstance(number, (list, tuple)) else [number]
+    if domain is not None and number is not None and all(isinstance(v, (int, float)) for v in items):
+        domain.check(name, number)
+    for item in items:  # a number no domain speaks for is still finite
+        if isinstance(item, float) and not math.isfinite(item):
+            raise DomainError(name, f"{name}={item!r} is not a finite number.")
+    choices = f.metadata.get("choices")
+    if choices and isinstance(value, (str, list, tuple)):
+        wrong = [v for v in ([value] if isinstance(value, str) else value) if v not in choices]
+        if wrong:
+            shown = repr(wrong[0]) if isinstance(value, str) else repr(list(value))
+            raise DomainError(name, f"{name}={shown}: {name} must be one of {', '.join(map(str, choices))}.")
+    default = _default(f)
+    if isinstance(value, str) and not value.strip() and not (isinstance(default, str) and not default.strip()):
+        raise DomainError(name, f"{name} is empty; give it a value (or leave it out for the default).")
+    if isinstance(value, (list, tuple)) and not value and not (isinstance(default, (list, tuple)) and not default):
+        raise DomainError(name, f"{name} is an empty list; give at least one value (or leave it out).")
 
 
 def optional_fields(cls: type, names: typing.Iterable[str] | None = None) -> list[tuple[str, object, Field]]:
@@ -122,8 +171,12 @@ def optional_fields(cls: type, names: typing.Iterable[str] | None = None) -> lis
             kind = _kind(hints[f.name])
             if kind is None:  # a field of several types has no single flag type
                 continue
-            kind = str if kind in PARSED_TYPES else kind
-            specs.append((f.name, kind | None, field(default=None, metadata=dict(f.metadata))))
+            metadata = dict(f.metadata)
+            if kind in PARSED_TYPES:  # the flag is text (`pgd,cw`): the record checks each item's choice
+                kind = str
+                metadata.pop("choices", None)
+            declared = field(default=None, domain=field_domain(cls, f.name), metadata=metadata)
+            specs.append((f.name, kind | None, declared))
     return specs
 
 
@@ -143,13 +196,27 @@ def read_config_file(path: str) -> dict:
 
 class ArgumentParser(HfArgumentParser):
     """`HfArgumentParser` that reads `-1/255` and `-1e-5` as values, takes no abbreviated flags (`--repo` is not
-    `--report_dir`), and parses with a config file's values as defaults ([`parse`])."""
+    `--report_dir`), says each field's domain in its help, and parses with a config file's values as defaults
+    ([`parse`])."""
 
     def __init__(self, dataclass_types, **kwargs) -> None:
         super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
         # argparse takes only -1 and -0.5 for negative numbers, so `--train_eps -1/255` would read the value as an
         # unknown option; this is the pattern argparse itself uses from Python 3.13 on, plus fractions.
         self._negative_number_matcher = re.compile(r"^-\.?\d")
+
+    def _add_dataclass_arguments(self, dtype) -> None:
+        self._adding = dtype  # whose fields the next `_parse_dataclass_field` calls add
+        super()._add_dataclass_arguments(dtype)
+
+    def _parse_dataclass_field(self, parser, spec: Field) -> None:
+        """HfArgumentParser's, with the field's domain said in its help."""
+        domain = field_domain(self._adding, spec.name)
+        if domain is not None:
+            spec = copy.copy(spec)
+            help_text = f"{spec.metadata.get('help', '')} Domain: {domain.describe()}.".strip()
+            spec.metadata = MappingProxyType({**spec.metadata, "help": help_text})
+        HfArgumentParser._parse_dataclass_field(parser, spec)
 
     def set_choices(self, dest: str, choices: list) -> None:
         """Restrict the flag of field `dest` to `choices` (known only when parsing, as the registered methods)."""
@@ -191,5 +258,5 @@ class ArgumentParser(HfArgumentParser):
         try:
             with as_input_error():
                 return self.parse_dict({**defaults, **given})
-        except FieldTypeError as error:
+        except (FieldTypeError, DomainError) as error:
             raise InputError(f"{source}: {error}" if source and error.field in defaults else str(error)) from error

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable
 
@@ -58,7 +59,7 @@ class PixelValues(tuple):
 
 
 class StepCounts(tuple):
-    """A tuple of whole step counts >= 0, from a sequence or a comma-separated string (`10,100`)."""
+    """A tuple of whole step counts, from a sequence or a comma-separated string (`10,100`)."""
 
     def __new__(cls, values: str | int | Iterable = ()) -> StepCounts:
         items = _items(values)
@@ -66,7 +67,7 @@ class StepCounts(tuple):
         for value in items:
             text = str(value).strip()
             if isinstance(value, bool) or not (text.isdigit() or (isinstance(value, float) and value.is_integer())):
-                raise InputError(f"{shown}: give whole numbers >= 0, comma-separated (e.g. 10,100).")
+                raise InputError(f"{shown}: give whole numbers >= 1, comma-separated (e.g. 10,100).")
             counts.append(int(float(text)))
         return super().__new__(cls, counts)
 
@@ -108,19 +109,16 @@ class LogitScale(str):
 
 
 def check_budget(name: str, value: float, norm: str = "linf", stacklevel: int = 3) -> float:
-    """Validate an attack budget or step size given in [0, 1] pixel units.
-
-    Raises for negative values and, under L-inf, for values above 1 (which cannot be pixel units); warns for
-    L-inf budgets above 32/255, which almost always mean the value was given in 0-255 units.
+    """Check an attack budget or step size in [0, 1] pixel units against the threat model (its field's domain has
+    already refused negative and non-finite values): under L-inf a value above 1 cannot be in pixel units; one above
+    32/255 almost always means 0-255 units, which is said in a warning.
     """
     value = float(value)
-    if value < 0:
-        raise InputError(f"{name}={value} is negative; budgets and step sizes are >= 0.")
+    if not math.isfinite(value) or value < 0:
+        raise InputError(f"{name}={value!r}: budgets and step sizes are finite numbers >= 0.")
     if norm == "linf" and value > 1:
-        raise InputError(
-            f"{name}={value:g} is larger than 1, but pixel quantities are in [0, 1] units. "
-            f"Did you mean {value:g}/255 (= {value / 255:.6f})?"
-        )
+        hint = f" Did you mean {value:g}/255 (= {value / 255:.6f})?" if value <= 255 else ""
+        raise InputError(f"{name}={value:g} is larger than 1, but pixel quantities are in [0, 1] units.{hint}")
     if norm == "linf" and value > 32 / 255:
         warnings.warn(
             f"{name}={value:g} is above 32/255 under L-inf: eps is in [0, 1] pixel units "

@@ -51,7 +51,7 @@ def test_defaults(tmp_path):
     assert config.learning_rate == 1e-4 and config.per_device_train_batch_size == 128 and config.max_grad_norm == 0
     assert config.loss == "batch_clip" and config.optim == "sgd" and config.weight_decay == 0
     assert config.prompt_template == "This is a photo of a {}"
-    with pytest.raises(ValueError, match="loss='infonce' is not one of"):
+    with pytest.raises(ValueError, match="loss='infonce': loss must be one of batch_clip, zero_shot_ce"):
         CleanFinetuneConfig(output_dir=str(tmp_path), loss="infonce")
 
 

@@ -64,8 +64,14 @@ def test_eps_in_255_units_is_caught(tmp_path):
         PMGAFTConfig(output_dir=str(tmp_path), train_eps=4)
     with pytest.warns(UserWarning, match=r"did you mean 1/255"):
         PMGAFTConfig(output_dir=str(tmp_path), eval_eps=1)
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match=r"train_step_size=-0.0039\d*: train_step_size must be a finite number >= 0"):
         PMGAFTConfig(output_dir=str(tmp_path), train_step_size=-1 / 255)
+    with pytest.raises(ValueError, match=r"^train_step_size=inf: train_step_size must be a finite number >= 0\.$"):
+        PMGAFTConfig(output_dir=str(tmp_path), train_step_size="inf")  # no "did you mean inf/255"
+    with pytest.raises(
+        ValueError, match=r"^train_eps=300 is larger than 1, but pixel quantities are in \[0, 1\] units\.$"
+    ):
+        PMGAFTConfig(output_dir=str(tmp_path), train_eps=300)  # 300/255 is no pixel quantity either: no hint
 
 
 @pytest.mark.parametrize(
@@ -76,10 +82,10 @@ def test_eps_in_255_units_is_caught(tmp_path):
         ({"crop_pct": 1.5}, "crop_pct"),
         ({"interpolation": "nearest"}, "interpolation"),
         ({"train_attack_momentum": 1.0}, "momentum"),
-        ({"image_mean": [0.5, 0.5]}, "3 values"),
+        ({"image_mean": [0.5, 0.5]}, "image_mean needs 3 values"),
         ({"logit_scale": "big"}, "neither a number"),
         ({"remove_unused_columns": True}, "image column"),
-        ({"train_steps": -1}, "train_steps"),
+        ({"train_steps": -1}, "train_steps=-1: train_steps must be a whole number in \\[1, 100000\\]"),
     ],
 )
 def test_invalid_settings_name_the_problem(tmp_path, overrides, match):

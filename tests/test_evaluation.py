@@ -166,7 +166,7 @@ def test_sanity_checks_flag_impossible_numbers():
 
 
 def test_bad_settings_are_clear_errors(model, processor, test_set):
-    with pytest.raises(ValueError, match="Unknown attack"):
+    with pytest.raises(ValueError, match="attacks must be one of pgd, cw, autoattack"):
         evaluate_robustness(model, processor, get_protocol("pmg_aft").override(attacks=("fgsm",)),
                             datasets={"a": test_set})  # fmt: skip
     with pytest.raises(ValueError, match="Did you mean 8/255"):

@@ -151,7 +151,9 @@ def test_an_attack_that_cannot_move_is_an_error_and_a_zero_budget_a_warning():
         AttackSetting(attack="pgd", eps=0, steps=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        AttackSetting(attack="pgd", eps=0, steps=0, step_size=0)  # no attack asked for: nothing to say
+        AttackSetting(attack="autoattack", eps=1 / 255)  # AutoAttack brings its own steps: nothing to say
+    with pytest.raises(ValueError, match=r"^steps=0: steps must be a whole number in \[1, 100000\]\.$"):
+        AttackSetting(attack="pgd", eps=1 / 255, steps=0)  # a robust-accuracy column needs an attack that runs
 
 
 def test_labels_must_be_integer_class_indices(model, make_trainer, train_set):
@@ -291,9 +293,9 @@ def test_the_demo_config_leaves_a_checkpoint_to_resume_from():
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--max_train_samples", "0"], r"--max_train_samples 0: give a number of rows >= 1"),
-        (["--max_eval_samples", "-3"], r"--max_eval_samples -3: give a number of rows >= 1"),
-        (["--train_eps", "-1/255"], r"eps=-0.0039\d* is negative"),
+        (["--max_train_samples", "0"], r"max_train_samples=0: max_train_samples must be a whole number >= 1"),
+        (["--max_eval_samples", "-3"], r"max_eval_samples=-3: max_eval_samples must be a whole number >= 1"),
+        (["--train_eps", "-1/255"], r"train_eps=-0.0039\d*: train_eps must be a finite number >= 0"),
         (["--class_names_file", "missing.txt"], r"--class_names_file missing.txt: no such file"),
     ],
 )
@@ -337,9 +339,10 @@ def test_config_numbers_written_as_text_are_read_as_numbers(tmp_path):
     # TrainingArguments fields typed `str` that also take lists, and negative numbers in lists and flags.
     path.write_text("fsdp: [full_shard, auto_wrap]\nreport_to: [tensorboard]\nseed: -1\n")
     _, _, config = parse_args(["--config", str(path), "--output_dir", "x", "--image_mean", "-0.5", "0.4", "0.4",
-                               "--max_steps", "-1", "--learning_rate", "-1e-5"])  # fmt: skip
-    assert config.image_mean == [-0.5, 0.4, 0.4] and config.max_steps == -1 and config.fsdp
-    assert config.seed == -1 and config.learning_rate == -1e-5
+                               "--max_steps", "-1", "--seed", "1"])  # fmt: skip
+    assert config.image_mean == [-0.5, 0.4, 0.4] and config.max_steps == -1 and config.fsdp and config.seed == 1
+    fails(["--config", str(path), "--output_dir", "x"], r"c.yaml: seed=-1: seed must be a whole number in \[0, ")
+    fails(["--config", CONFIG, "--output_dir", "x", "--learning_rate", "-1e-5"], r"learning_rate=-1e-05: .* > 0")
 
 
 def test_the_clean_baseline_does_not_check_the_attack_it_never_runs():
@@ -360,11 +363,14 @@ def test_missing_config_and_empty_dataset_are_one_line(tmp_path, checkpoint):
 @pytest.mark.parametrize(
     "flags, match",
     [
-        (["--steps", "abc"], r"--steps abc: give whole numbers >= 0"),
-        (["--steps", "-1"], r"--steps -1: give whole numbers >= 0"),
-        (["--per_device_eval_batch_size", "0"], r"--per_device_eval_batch_size 0: give a batch size >= 1"),
-        (["--max_eval_samples", "0"], r"--max_eval_samples 0: give a number of rows >= 1"),
-        (["--eps", "-1/255"], r"eps=-0.0039\d* is negative"),
+        (["--steps", "abc"], r"--steps abc: give whole numbers >= 1"),
+        (["--steps", "-1"], r"--steps -1: give whole numbers >= 1"),
+        (["--steps", "0"], r"steps=0: steps must be a whole number in \[1, 100000\]"),
+        (["--per_device_eval_batch_size", "0"], r"per_device_eval_batch_size=0: .* must be a whole number >= 1"),
+        (["--max_eval_samples", "0"], r"max_eval_samples=0: max_eval_samples must be a whole number >= 1"),
+        (["--eps", "-1/255"], r"eps=-0.0039\d*: eps must be a finite number >= 0"),
+        (["--eps", "nan"], r"eps=nan: eps must be a finite number >= 0"),
+        (["--benchmarks", ","], r"benchmarks"),
         (["--benchmark_data_dir", "/no/such/dir"], r"--benchmark_data_dir /no/such/dir: no such folder"),
         (["--benchmarks", "cifar11"], r"Unknown benchmark 'cifar11'.*cifar10"),
     ],
@@ -380,7 +386,7 @@ def test_tracebacks_are_there_when_asked_for(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("PMG_AFT_TRACEBACK", "1")
     with pytest.raises(ValueError, match="--steps abc"):
         cli(["eval", "--model_name_or_path", checkpoint, "--output_dir", str(tmp_path), "--steps", "abc"])
-    with pytest.raises(ValueError, match="--max_train_samples 0"):
+    with pytest.raises(ValueError, match="max_train_samples=0"):
         main(["--config", CONFIG, "--output_dir", "x", "--max_train_samples", "0"])
 
 

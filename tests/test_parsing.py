@@ -13,7 +13,7 @@ import pytest
 
 from pmg_aft import AttackGrid, PMGAFTConfig
 from pmg_aft.finetune import parse_args
-from pmg_aft.parsing import ArgumentParser, UnknownFlagsError, check_field_types, optional_fields
+from pmg_aft.parsing import ArgumentParser, UnknownFlagsError, check_fields, optional_fields
 from pmg_aft.pixels import LogitScale, Names, PixelValue, PixelValues, StepCounts
 
 
@@ -25,7 +25,7 @@ class Options:
     report_dir: str | None = field(default=None, metadata={"help": "A folder."})
 
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_fields(self)
 
 
 def test_a_config_file_is_the_defaults_and_flags_override_it():
@@ -78,7 +78,7 @@ def test_lists_parse_from_text_or_sequences():
     assert PixelValues("1/255, 4/255") == pytest.approx((1 / 255, 4 / 255)) == PixelValues([1 / 255, 4 / 255])
     assert StepCounts("10,100") == (10, 100) == StepCounts([10, 100.0]) and StepCounts(5) == (5,)
     assert Names("pgd,cw") == ("pgd", "cw") == Names(["pgd", "cw"])
-    with pytest.raises(ValueError, match=r"steps=\[2.5\]: give whole numbers >= 0"):
+    with pytest.raises(ValueError, match=r"steps=\[2.5\]: give whole numbers >= 1"):
         StepCounts([2.5])
 
 
@@ -96,7 +96,11 @@ def test_values_are_kept_as_written_where_they_are_already_right(tmp_path):
     saved = json.loads(config.to_json_string())
     assert saved["warmup_steps"] == 1000 and type(saved["warmup_steps"]) is int  # not 1000.0 in the files
     assert saved["logit_scale"] == "100.0" and config.logit_scale.value == 100.0
-    assert PMGAFTConfig(output_dir=str(tmp_path), seed="123456789012345678901").seed == 123456789012345678901
+    assert PMGAFTConfig(output_dir=str(tmp_path), seed="4294967295").seed == 4294967295  # exactly, as written
+    with pytest.raises(
+        ValueError, match=r"^seed=123456789012345678901: seed must be a whole number in \[0, 4294967295\]"
+    ):
+        PMGAFTConfig(output_dir=str(tmp_path), seed="123456789012345678901")  # numpy's seeding would crash later
 
 
 def test_null_and_missing_values_are_one_line(tmp_path):
@@ -105,6 +109,8 @@ def test_null_and_missing_values_are_one_line(tmp_path):
         parse_args(["--output_dir", "x", "--config", str(tmp_path / "c.yaml")])
     with pytest.raises(SystemExit, match=r"^pmg-aft: --config needs a YAML or JSON file\.$"):
         parse_args(["--output_dir", "x", "--config"])
-    # The method's own checks come before the shared ones, as they always did.
-    with pytest.raises(ValueError, match="alpha and beta must be >= 0"):
+    # Each field against its declared domain first, then what only fields together say (an L-inf budget above 1).
+    with pytest.raises(ValueError, match=r"^alpha=-1: alpha must be a finite number >= 0\.$"):
         PMGAFTConfig(output_dir=str(tmp_path), alpha=-1, train_eps=2)
+    with pytest.raises(ValueError, match=r"^train_eps=2 is larger than 1"):
+        PMGAFTConfig(output_dir=str(tmp_path), train_eps=2)

@@ -124,5 +124,5 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert config.max_grad_norm == 0.0
     with pytest.raises(ValueError, match="kl_direction"):
         PMGAFTConfig(output_dir=str(tmp_path), kl_direction="reverse")
-    with pytest.raises(ValueError, match="alpha and beta"):
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
         PMGAFTConfig(output_dir=str(tmp_path), alpha=-1)

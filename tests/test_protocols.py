@@ -135,7 +135,7 @@ def test_protocol_records_and_overrides():
     assert changed.override(norm="l2", eps=[0.5]).overridden == ("eps", "norm", "steps")
     with pytest.raises(TypeError, match="Unknown protocol field"):
         pmg.override(temperature=2)
-    with pytest.raises(ValueError, match="normalization='mine'"):
+    with pytest.raises(ValueError, match="normalization='mine': normalization must be one of imagenet, clip, model"):
         pmg.override(normalization="mine")
     assert set(PROTOCOL_RECORDS) == {"pmg_aft", "tga_zsr", "clip_benchmark"}
     assert all(record.evidence for record in PROTOCOL_RECORDS.values())

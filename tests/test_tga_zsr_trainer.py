@@ -63,5 +63,5 @@ def test_defaults_are_the_official_recipe(tmp_path):
     # evaluate(): its validate()'s PGD-100, final iterate (not the pmg_aft protocol's 10 steps)
     grid = config.eval_attack_grid()
     assert grid.steps == (100,) and not grid.first_success and grid.random_start
-    with pytest.raises(ValueError, match="alpha and beta"):
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
         TGAZSRConfig(output_dir=str(tmp_path), beta=-0.1)

@@ -46,7 +46,7 @@ def sanity_warnings(report) -> list[str]:
         groups: dict = {}
         for setting in report.settings:
             if setting.steps is not None and setting.first_success and not setting.random_start:
-                groups.setdefault(replace(setting, steps=0), []).append((setting.steps, robust[setting.key]))
+                groups.setdefault(replace(setting, steps=1), []).append((setting.steps, robust[setting.key]))
         for group, runs in groups.items():
             runs.sort()
             for (few, low), (many, high) in zip(runs, runs[1:]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from ..attack_settings import AttackGrid, AttackSetting
 from ..constants import (
@@ -24,7 +24,9 @@ from ..constants import (
     TEXT_SOURCES,
 )
 from ..data import get_benchmark
+from ..domains import COUNT, POSITIVE, SEED, UNIT_OPEN_LEFT, field
 from ..errors import InputError
+from ..parsing import check_fields
 
 PMG_AFT_CODE = "PMG_AFT.py of the official PMG-AFT code (commit a53fdd8)"
 # TGA-ZSR's later HEAD (663fe57) cannot run: train() uses an undefined logit_scale (TGA-ZSR.py:312-316) and
@@ -103,17 +105,20 @@ class Protocol:
     name: str
     description: str
     comparable_with: str
-    texts: str
-    logit_scale: float | None = field(metadata={"help": "The cosine logits' scale (1 or 100)."})
+    texts: str = field(metadata={"choices": list(TEXT_SOURCES)})
+    logit_scale: float | None = field(domain=POSITIVE, metadata={"help": "The cosine logits' scale (1 or 100)."})
     normalization: str = field(metadata={"help": "Image mean/std.", "choices": list(NORMALIZATIONS)})
     native_resolution: bool
-    crop_pct: float
-    interpolation: str
+    crop_pct: float = field(domain=UNIT_OPEN_LEFT)
+    interpolation: str = field(metadata={"choices": list(INTERPOLATIONS)})
     attack: AttackGrid
     max_eval_samples: int | None = field(
-        metadata={"help": "Evaluate N samples of each dataset: a random sample (the protocol's sample_seed)."}
+        domain=COUNT,
+        metadata={
+            "help": "Evaluate N samples of each dataset: a random sample (the protocol's sample_seed).",
+        },
     )
-    sample_seed: int | None
+    sample_seed: int | None = field(domain=SEED)
     whole_sets: bool
     mixed_precision: str = field(
         metadata={"help": "Precision of attacks and predictions.", "choices": list(MIXED_PRECISIONS)}
@@ -123,7 +128,7 @@ class Protocol:
         metadata={"help": "exact (a sound attack) or official (the published tables' fp16 numerics, batch-mean loss, "
                   "no loss scaling, the official test batch).", "choices": list(ATTACK_NUMERICS)},
     )  # fmt: skip
-    official_batch_size: int | None = None
+    official_batch_size: int | None = field(default=None, domain=COUNT)
     caltech256_names: str = field(
         default="cleaned",
         metadata={"help": "Caltech-256's official names: cleaned, or literal (the crashing loader read as a copy: "
@@ -134,33 +139,17 @@ class Protocol:
         metadata={"help": "ImageNet's samples: all (the protocol's sample) or robustbench (RobustBench's 5,000).",
                   "choices": list(IMAGENET_SAMPLES)},
     )  # fmt: skip
-    imagenet_logit_scale: str = "protocol"
+    imagenet_logit_scale: str = field(default="protocol", metadata={"choices": list(SCALE_SOURCES)})
     evidence: str
     overridden: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        checks = {"texts": (self.texts, TEXT_SOURCES), "normalization": (self.normalization, NORMALIZATIONS),
-                  "interpolation": (self.interpolation, INTERPOLATIONS), "mixed_precision": (self.mixed_precision,
-                  MIXED_PRECISIONS), "attack_numerics": (self.attack_numerics, ATTACK_NUMERICS),
-                  "caltech256_names": (self.caltech256_names, NAME_READINGS),
-                  "imagenet_samples": (self.imagenet_samples, IMAGENET_SAMPLES),
-                  "imagenet_logit_scale": (self.imagenet_logit_scale, SCALE_SOURCES)}  # fmt: skip
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise InputError(f"{self.name} protocol: {name}={value!r} is not one of {allowed}.")
+        check_fields(self)
         if self.texts != "pmg_aft" and self.caltech256_names != "cleaned":
             raise InputError(
                 f"{self.name} protocol: caltech256_names={self.caltech256_names!r} reads the official PMG-AFT loader; "
                 f"the {self.texts} texts have no such reading (TGA-ZSR's loader strips ' 101' and runs). Leave "
                 "caltech256_names at 'cleaned'."
-            )
-        if self.official_batch_size is not None and self.official_batch_size < 1:
-            raise InputError(f"official_batch_size must be >= 1, got {self.official_batch_size}.")
-        if self.logit_scale is not None and self.logit_scale <= 0:
-            raise InputError(f"logit_scale must be positive, got {self.logit_scale}.")
-        if self.max_eval_samples is not None and self.max_eval_samples < 1:
-            raise InputError(
-                f"--max_eval_samples {self.max_eval_samples}: give a number of rows >= 1, or leave it out."
             )
 
     def override(self, **changes) -> Protocol:

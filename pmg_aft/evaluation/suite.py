@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from ..data import EVAL_SUITE, get_benchmark
+from ..errors import InputError
 from ..zeroshot import ZeroShotClassifier
 from .checks import sanity_warnings
 from .engine import EvalLoader, effective_precision, evaluate_dataset
@@ -127,6 +128,9 @@ def benchmark_names(benchmarks: str | Sequence[str]) -> list[str]:
     names = EVAL_SUITE if benchmarks == "all" else benchmarks
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
+    if not names:
+        raise InputError(f"benchmarks={benchmarks!r} names no benchmark: give `all` or comma-separated names "
+                         "(pmg-aft datasets list).")  # fmt: skip
     return [get_benchmark(n).name for n in names]
 
 

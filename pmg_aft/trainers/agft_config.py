@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..errors import InputError
-from ..parsing import check_field_types
+from ..domains import POSITIVE, field
 from ..pixels import LogitScale
 from .base_config import RobustCLIPConfig, cite
 
@@ -50,16 +49,18 @@ class AGFTConfig(RobustCLIPConfig):
 
     train_logit_scale: float = field(
         default=180.0,
+        domain=POSITIVE,
         metadata={
             "help": f"The student's scale s_s of cos(V_t(x'), T) in the loss and the attack: 180 ({README}); "
-            "the code's default is 100 (main.py:24)."
+            "the code's default is 100 (main.py:24).",
         },
     )
     scale_ratio: float = field(
         default=0.4,
+        domain=POSITIVE,
         metadata={
             "help": "The teacher's scale as a fraction of the student's, s_t = scale_ratio * s_s: 0.4 "
-            f"({README}); the code's default is 1 (main.py:24)."
+            f"({README}); the code's default is 1 (main.py:24).",
         },
     )
     logit_scale: LogitScale = field(
@@ -87,15 +88,6 @@ class AGFTConfig(RobustCLIPConfig):
     @property
     def uses_reference(self) -> bool:
         return True  # the frozen vision tower V_0 gives the soft labels
-
-    def __post_init__(self) -> None:
-        check_field_types(self)
-        if self.train_logit_scale <= 0 or self.scale_ratio <= 0:
-            raise InputError(
-                f"train_logit_scale and scale_ratio must be positive, got {self.train_logit_scale} and "
-                f"{self.scale_ratio}: they scale the student's and the teacher's cosine logits."
-            )
-        super().__post_init__()
 
     @property
     def teacher_logit_scale(self) -> float:

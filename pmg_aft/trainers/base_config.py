@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -15,9 +15,26 @@ from transformers.trainer_utils import HubStrategy
 
 from ..attack_settings import AttackGrid, AttackSetting
 from ..constants import CLIP_MEAN, CLIP_STD, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS, NORMS
+from ..domains import (
+    COUNT,
+    NON_NEGATIVE,
+    PIXEL,
+    POSITIVE,
+    RGB,
+    RGB_POSITIVE,
+    SEED,
+    STEPS,
+    UNIT_OPEN_LEFT,
+    UNIT_OPEN_RIGHT,
+    WORKERS,
+    Domain,
+    field,
+    unset_or,
+    with_domains,
+)
 from ..errors import InputError
-from ..parsing import check_field_types
-from ..pixels import LogitScale, PixelValue
+from ..parsing import check_fields
+from ..pixels import LogitScale, PixelValue, check_budget
 from ..prompts import check_template
 
 logger = logging.getLogger(__name__)
@@ -64,6 +81,24 @@ def cite(sources: dict[str, str]) -> Callable[[type], type]:
     return decorate
 
 
+# The domains of transformers' numeric training arguments: the fields are theirs, what they may hold is declared here.
+TRAINING_ARGUMENT_DOMAINS = {
+    "per_device_train_batch_size": COUNT, "per_device_eval_batch_size": COUNT, "gradient_accumulation_steps": COUNT,
+    "eval_accumulation_steps": COUNT, "num_train_epochs": POSITIVE,
+    "max_steps": unset_or(COUNT, "num_train_epochs decides"), "learning_rate": POSITIVE,
+    "warmup_steps": NON_NEGATIVE,  # below 1: a share of the steps
+    "weight_decay": NON_NEGATIVE, "adam_beta1": UNIT_OPEN_RIGHT, "adam_beta2": UNIT_OPEN_RIGHT,
+    "adam_epsilon": POSITIVE,
+    "max_grad_norm": NON_NEGATIVE,  # 0: no clipping
+    "label_smoothing_factor": UNIT_OPEN_RIGHT, "neftune_noise_alpha": POSITIVE, "torch_empty_cache_steps": COUNT,
+    "logging_steps": POSITIVE, "eval_steps": POSITIVE, "save_steps": POSITIVE,  # below 1: a share of the steps
+    "eval_delay": NON_NEGATIVE, "save_total_limit": COUNT, "seed": SEED, "data_seed": SEED,
+    "dataloader_num_workers": WORKERS, "dataloader_prefetch_factor": COUNT, "ddp_bucket_cap_mb": POSITIVE,
+    "ddp_timeout": COUNT, "local_rank": Domain(low=-1, whole=True),
+}  # fmt: skip
+
+
+@with_domains(TRAINING_ARGUMENT_DOMAINS)
 @dataclass
 class RobustCLIPConfig(TrainingArguments):
     r"""Arguments shared by every robust fine-tuning method of a `CLIPModel`: the training and evaluation attacks,
@@ -88,19 +123,23 @@ class RobustCLIPConfig(TrainingArguments):
     # Training attack.
     train_eps: PixelValue = field(
         default=PixelValue(1 / 255),
+        domain=PIXEL,
         metadata={
-            "help": "Perturbation budget of the training attack, in [0, 1] pixel units (1/255 = one grey level)."
+            "help": "Perturbation budget of the training attack, in [0, 1] pixel units (1/255 = one grey level).",
         },
     )
     train_step_size: PixelValue = field(
-        default=PixelValue(1 / 255), metadata={"help": "PGD step size of the training attack, in pixel units."}
+        default=PixelValue(1 / 255),
+        domain=PIXEL,
+        metadata={"help": "PGD step size of the training attack, in pixel units."},
     )
-    train_steps: int = field(default=2, metadata={"help": "PGD steps of the training attack."})
+    train_steps: int = field(default=2, domain=STEPS, metadata={"help": "PGD steps of the training attack."})
     train_attack_momentum: float = field(
         default=0.0,
+        domain=UNIT_OPEN_RIGHT,
         metadata={
             "help": "Momentum of the training attack's step direction (FARE's 0.9; 0 is plain sign-PGD). The "
-            "normalised gradient is added to a decayed velocity and the step follows the normalised velocity."
+            "normalised gradient is added to a decayed velocity and the step follows the normalised velocity.",
         },
     )
     attack_norm: str = field(default="linf", metadata={"help": "Threat model of the attacks.", "choices": list(NORMS)})
@@ -110,21 +149,26 @@ class RobustCLIPConfig(TrainingArguments):
     # Zero-shot head.
     logit_scale: LogitScale = field(
         default=LogitScale("100"),
+        domain=POSITIVE,
         metadata={
             "help": "Scale s of the cosine logits in training and attacks: a number (1 for PMG-AFT, 100 for "
-            "TeCoA, TGA-ZSR and FARE's evaluation) or `model` for the checkpoint's own exp(logit_scale)."
+            "TeCoA, TGA-ZSR and FARE's evaluation) or `model` for the checkpoint's own exp(logit_scale).",
         },
     )
     image_mean: list[float] = field(
         default_factory=lambda: list(CLIP_MEAN),
+        domain=RGB,
         metadata={
             "help": "Per-channel normalisation mean used inside the classifier and saved with the processor "
-            "(CLIP's own: 0.4815 0.4578 0.4082; ImageNet's: 0.485 0.456 0.406)."
+            "(CLIP's own: 0.4815 0.4578 0.4082; ImageNet's: 0.485 0.456 0.406).",
         },
     )
     image_std: list[float] = field(
         default_factory=lambda: list(CLIP_STD),
-        metadata={"help": "Per-channel normalisation std (CLIP's own: 0.2686 0.2613 0.2758; ImageNet's: 0.229 ...)."},
+        domain=RGB_POSITIVE,
+        metadata={
+            "help": "Per-channel normalisation std (CLIP's own: 0.2686 0.2613 0.2758; ImageNet's: 0.229 ...).",
+        },
     )
     prompt_template: str = field(
         default=DEFAULT_TEMPLATE,
@@ -142,9 +186,10 @@ class RobustCLIPConfig(TrainingArguments):
     )
     crop_pct: float = field(
         default=DEFAULT_CROP_PCT,
+        domain=UNIT_OPEN_LEFT,
         metadata={
             "help": "Resize the shorter side to image_size / crop_pct, then centre-crop image_size: 224/256 is "
-            "Resize(256) + CenterCrop(224) (TeCoA, PMG-AFT, TGA-ZSR), 1.0 is Resize(224) + CenterCrop(224) (FARE)."
+            "Resize(256) + CenterCrop(224) (TeCoA, PMG-AFT, TGA-ZSR), 1.0 is Resize(224) + CenterCrop(224) (FARE).",
         },
     )
     interpolation: str = field(
@@ -174,10 +219,11 @@ class RobustCLIPConfig(TrainingArguments):
     )
     shuffle_buffer_size: int = field(
         default=10_000,
+        domain=COUNT,
         metadata={
             "help": "Streaming training data: rows are shuffled within consecutive windows of this many (and the "
             "shards are read in a new order each pass); 1 keeps the stream's order. A resumed run re-reads at most "
-            "one window."
+            "one window.",
         },
     )
     # Parameter-efficient fine-tuning.
@@ -189,26 +235,35 @@ class RobustCLIPConfig(TrainingArguments):
             "second copy). Saved as a plain merged CLIPModel, with the adapter alone in `adapter/`."
         },
     )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank (use_peft)."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scale numerator: updates are scaled alpha / r."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_r: int = field(default=16, domain=COUNT, metadata={"help": "LoRA rank (use_peft)."})
+    lora_alpha: int = field(
+        default=32, domain=COUNT, metadata={"help": "LoRA scale numerator: updates are scaled alpha / r."}
+    )
+    lora_dropout: float = field(
+        default=0.0, domain=UNIT_OPEN_RIGHT, metadata={"help": "Dropout on the LoRA branch's input."}
+    )
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
         metadata={"help": "Which projections of each vision encoder layer get an adapter (attention and MLP)."},
     )
     # Evaluation during training.
     eval_eps: PixelValue = field(
-        default=PixelValue(1 / 255), metadata={"help": "Budget of the PGD attack used by `evaluate()`, pixel units."}
+        default=PixelValue(1 / 255),
+        domain=PIXEL,
+        metadata={"help": "Budget of the PGD attack used by `evaluate()`, pixel units."},
     )
     eval_step_size: PixelValue = field(
-        default=PixelValue(1 / 255), metadata={"help": "Step size of the evaluation PGD attack, pixel units."}
+        default=PixelValue(1 / 255),
+        domain=PIXEL,
+        metadata={"help": "Step size of the evaluation PGD attack, pixel units."},
     )
     eval_attack_steps: int | None = field(
         default=None,
+        domain=STEPS,
         metadata={
             "help": "Steps of the evaluation PGD attack; default: the method's protocol's (pmg_aft 10, tga_zsr 100), "
             "its final iterate counting, as the official codes' in-training validation. Not `eval_steps`: that "
-            "TrainingArguments field is the evaluation interval."
+            "TrainingArguments field is the evaluation interval.",
         },
     )
     eval_mixed_precision: bool = field(
@@ -276,7 +331,7 @@ class RobustCLIPConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        check_field_types(self)  # values from a config file, from Python or from flags, typed once
+        check_fields(self)  # values from a config file, from Python or from flags, typed and checked once
         if self.eval_attack_steps is None:
             self.eval_attack_steps = self.protocol_eval_steps()
         self.resolve_precision(torch.cuda.is_available())
@@ -315,28 +370,15 @@ class RobustCLIPConfig(TrainingArguments):
             logger.info("fp16 autocast with loss scaling, as the official code trains (set fp16: false for float32).")
 
     def _check_attacks(self) -> None:
-        if self.attack_norm not in NORMS:
-            raise InputError(f"attack_norm={self.attack_norm!r} is not one of {NORMS}.")
-        for name in ("train_steps", "eval_attack_steps"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        # What no single field says: an L-inf budget above 1 (named by its field), a step of 0 with steps.
+        for name in PIXEL_FIELDS if self.uses_training_attack else PIXEL_FIELDS[2:]:
+            check_budget(name, getattr(self, name), self.attack_norm, stacklevel=5)
         if self.uses_training_attack:
-            self.train_attack_setting()  # validates budgets (and warns about 0-255 units), steps and momentum
+            self.train_attack_setting()
         self.eval_attack_grid()
 
     def _check_head_and_data(self) -> None:
-        for name in ("image_mean", "image_std"):
-            if len(getattr(self, name)) != 3:
-                raise InputError(f"{name} needs 3 values (R, G, B), got {getattr(self, name)}.")
-        if any(s <= 0 for s in self.image_std):
-            raise InputError(f"image_std must be positive, got {self.image_std}.")
         check_template(self.prompt_template)
-        if not 0 < self.crop_pct <= 1:
-            raise InputError(f"crop_pct={self.crop_pct} must be in (0, 1]: the crop's share of the resized image.")
-        if self.interpolation not in INTERPOLATIONS:
-            raise InputError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
-        if self.use_peft and self.lora_r < 1:
-            raise InputError(f"lora_r={self.lora_r}: the LoRA rank must be at least 1.")
         if self.preprocess_on_device and self.decode_on_device:
             raise InputError(
                 "preprocess_on_device (decode every image once, into memory) and decode_on_device (decode JPEG bytes "
@@ -349,6 +391,11 @@ class RobustCLIPConfig(TrainingArguments):
             )
 
     def _check_trainer_options(self) -> None:
+        if self.hub_token is not None:
+            raise InputError(
+                "hub_token: the Hub token is read from the environment only (HF_TOKEN, or `hf auth login`): given as "
+                "an argument it would sit in shell histories, process lists and saved training arguments. Remove it."
+            )
         if self.push_to_hub and self.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
             raise InputError(
                 f"hub_strategy={self.hub_strategy!r} would upload optimizer and scheduler states, which are pickle "

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..errors import InputError
-from ..parsing import check_field_types
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite, logger
 
 FT_CLEAN = "TGA-ZSR's FT-Clean (FT.py at 5f2b31c)"
@@ -57,9 +55,6 @@ class CleanFinetuneConfig(RobustCLIPConfig):
     )
 
     def __post_init__(self) -> None:
-        check_field_types(self)
-        if self.loss not in CLEAN_LOSSES:
-            raise InputError(f"loss={self.loss!r} is not one of {CLEAN_LOSSES}.")
         super().__post_init__()
         if self.loss == "batch_clip" and self.gradient_accumulation_steps > 1:
             # The loss's negatives are the batch's other rows, so accumulation changes the loss, not only its memory.

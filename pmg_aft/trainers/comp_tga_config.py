@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..parsing import check_field_types
+from ..parsing import check_fields
 from ..prompts import check_template
 from .base_config import cite
 from .tga_zsr_config import TGAZSRConfig
@@ -59,7 +59,7 @@ class CompTGAConfig(TGAZSRConfig):
     )
 
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_fields(self)  # typed before the templates are compared
         check_template(self.negation_template)
         if self.negation_template == self.prompt_template:
             raise InputError(

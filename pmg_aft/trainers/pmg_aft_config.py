@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import InputError
-from ..parsing import check_field_types
+from ..domains import NON_NEGATIVE, field
 from ..pixels import LogitScale
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite, readme_attack
 
@@ -41,17 +40,19 @@ class PMGAFTConfig(RobustCLIPConfig):
 
     alpha: float = field(
         default=256.0,
+        domain=NON_NEGATIVE,
         metadata={
             "help": "Weight of the guidance term KL(p_0(x') || p_t(x')) from the frozen pre-trained model, on "
             "batch-mean KL. 256 = the official code's summed KL (KLDivLoss(reduction='sum'), weight 1) at its batch "
-            "of 256. 0 disables the frozen model."
+            "of 256. 0 disables the frozen model.",
         },
     )
     beta: float = field(
         default=256.0,
+        domain=NON_NEGATIVE,
         metadata={
             "help": "Weight of the consistency term KL(p_t(x) || p_t(x')) with the target's own clean output, "
-            "on batch-mean KL; 256 as for alpha. alpha = beta = 0 is TeCoA's loss."
+            "on batch-mean KL; 256 as for alpha. alpha = beta = 0 is TeCoA's loss.",
         },
     )
     kl_direction: str = field(
@@ -91,11 +92,3 @@ class PMGAFTConfig(RobustCLIPConfig):
     @property
     def uses_reference(self) -> bool:
         return self.alpha > 0  # the guidance term KL(p_0(x') || p_t(x'))
-
-    def __post_init__(self) -> None:
-        check_field_types(self)  # typed before the method's own checks, which come first
-        if self.kl_direction not in KL_DIRECTIONS:
-            raise InputError(f"kl_direction={self.kl_direction!r} is not one of {KL_DIRECTIONS}.")
-        if self.alpha < 0 or self.beta < 0:
-            raise InputError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")
-        super().__post_init__()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from ..errors import InputError
-from ..parsing import check_field_types
+from ..domains import NON_NEGATIVE, field
 from ..pixels import LogitScale
 from .base_config import TECOA_FAMILY, RobustCLIPConfig, cite
 
@@ -46,13 +45,17 @@ class TGAZSRConfig(RobustCLIPConfig):
 
     alpha: float = field(
         default=0.08,
+        domain=NON_NEGATIVE,
         metadata={
-            "help": "Weight of the attention refinement term mean ||A_t(x') - A_0(x)||_2 (official `--Alpha` 0.08)."
+            "help": "Weight of the attention refinement term mean ||A_t(x') - A_0(x)||_2 (official `--Alpha` 0.08).",
         },
     )
     beta: float = field(
         default=0.05,
-        metadata={"help": "Weight of the model constraint term mean ||A_t(x) - A_0(x)||_2 (official `--Beta` 0.05)."},
+        domain=NON_NEGATIVE,
+        metadata={
+            "help": "Weight of the model constraint term mean ||A_t(x) - A_0(x)||_2 (official `--Beta` 0.05).",
+        },
     )
     logit_scale: LogitScale = field(
         default=LogitScale("100"),
@@ -71,9 +74,3 @@ class TGAZSRConfig(RobustCLIPConfig):
     @property
     def uses_reference(self) -> bool:
         return True  # the frozen model's attention maps A_0(x)
-
-    def __post_init__(self) -> None:
-        check_field_types(self)  # typed before the method's own checks, which come first
-        if self.alpha < 0 or self.beta < 0:
-            raise InputError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}.")
-        super().__post_init__()
