@@ -29,6 +29,7 @@ from .data import (
     load_benchmark,
     load_image_dataset,
     load_streaming_split,
+    prompt_class_names,
 )
 from .domains import COUNT, field
 from .errors import InputError, UnknownNameError, exit_on_input_error
@@ -188,13 +189,19 @@ def _hint(unknown: list[str]) -> str:
 
 
 def read_class_names(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    names = (
-        json.loads(text) if path.endswith(".json") else [line.strip() for line in text.splitlines() if line.strip()]
-    )
-    if not isinstance(names, list) or not names:
-        raise InputError(f"{path} must hold a non-empty list of class names in label order.")
+    """The class names of a `--class_names_file` in label order: a JSON list of strings, or one name per line (a blank
+    line inside the list is a blank class, not skipped: skipping it would shift every later label). Checked as the
+    prompts will use them ([`prompt_class_names`])."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        names = json.loads(text) if path.endswith(".json") else text.rstrip().split("\n")
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"--class_names_file {path}: cannot be read as text or JSON ({error}).") from error
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise InputError(f"--class_names_file {path} must hold a non-empty list of class names in label order.")
+    names = [n.strip() for n in names]
+    prompt_class_names(names, f"--class_names_file {path}")
     return names
 
 

@@ -1,6 +1,6 @@
 """Data: the benchmark registry, loading into one schema, image conversion, the collator and dataset checks."""
 
-from .classnames import dataset_class_names, imagenet_wnid_to_name, resolve_class_names
+from .classnames import dataset_class_names, imagenet_wnid_to_name, prompt_class_names, resolve_class_names
 from .decoded import DecodedCollator, DecodedImages, preprocess_on_device
 from .generated import GENERATED, colour_patches
 from .images import ImageClassificationCollator, image_to_tensor, resize_center_crop, to_rgb
@@ -54,6 +54,7 @@ __all__ = [
     "normalize_name",
     "pinned_revision",
     "resize_center_crop",
+    "prompt_class_names",
     "resolve_class_names",
     "rgb_images",
     "select_classes",

@@ -8,6 +8,7 @@ from functools import lru_cache
 from importlib import resources
 
 from ..errors import InputError
+from ..prompts import clean_class_name
 
 WNID_PATTERN = re.compile(r"^n\d{8}$")
 
@@ -40,6 +41,31 @@ def resolve_class_names(names: Sequence[str]) -> list[str]:
             raise InputError(f"WordNet ids not in the ImageNet table: {unknown[:5]}; pass class_names explicitly.")
         return [table[n] for n in names]
     return names
+
+
+def prompt_class_names(names: Sequence[str], where: str) -> list[str]:
+    """The texts a zero-shot head puts in its prompts for `names` (in label order): WordNet ids mapped to ImageNet
+    names, then each cleaned as the official code does ([`clean_class_name`]).
+
+    Raises:
+        [`InputError`]: naming the pair, for two names that are the same text after cleaning (`Red` and `red`, `a_b`
+            and `a b`: the head could not tell those classes apart), and for a blank name.
+    """
+    resolved = resolve_class_names(names)
+    cleaned = [clean_class_name(n) for n in resolved]
+    first: dict[str, int] = {}
+    for index, (raw, text) in enumerate(zip(resolved, cleaned)):
+        if not text:
+            raise InputError(f"{where}: class {index} has a blank name ({raw!r}); every class needs a name for its "
+                             "prompt.")  # fmt: skip
+        if text in first:
+            other = first[text]
+            raise InputError(
+                f"{where}: classes {other} ({resolved[other]!r}) and {index} ({raw!r}) are the same prompt text "
+                f"after cleaning ({text!r}), so the zero-shot head cannot tell them apart: give them distinct names."
+            )
+        first[text] = index
+    return cleaned
 
 
 def dataset_class_names(dataset, label_column: str = "label") -> list[str] | None:

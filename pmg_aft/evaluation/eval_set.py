@@ -20,7 +20,7 @@ from ..data import (
     get_benchmark,
     load_benchmark,
     pinned_revision,
-    resolve_class_names,
+    prompt_class_names,
     rgb_images,
     robustbench_imagenet_files,
     select_classes,
@@ -28,7 +28,7 @@ from ..data import (
     take_rows,
 )
 from ..errors import InputError
-from ..prompts import check_template, clean_class_name
+from ..prompts import check_template
 from .protocols import Protocol, get_protocol
 
 
@@ -107,7 +107,7 @@ class EvalSet:
                 f"Eval set {name!r}: its '{label_column}' column is not a ClassLabel and no class_names were given; "
                 f"pass class_names in label order. Its columns are {getattr(dataset, 'column_names', None)}."
             )
-        names = [clean_class_name(n) for n in resolve_class_names(names)]
+        names = prompt_class_names(names, f"Eval set {name!r}")
         return cls(name, dataset, names, list(templates), label_column=label_column, **kwargs)
 
     def take(self, max_eval_samples: int | None, sample_seed: int | None = None) -> EvalSet:

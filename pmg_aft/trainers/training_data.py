@@ -16,11 +16,10 @@ from ..data import (
     check_dataset,
     check_labels,
     dataset_class_names,
-    resolve_class_names,
+    prompt_class_names,
 )
 from ..data.streaming import EncodedImagesCollator, StreamingImages
 from ..errors import InputError
-from ..prompts import clean_class_name
 from .base_config import RobustCLIPConfig
 
 
@@ -36,7 +35,7 @@ def training_class_names(args: RobustCLIPConfig, train_dataset, class_names: Seq
             )
     if not class_names:
         return None
-    names = [clean_class_name(n) for n in resolve_class_names(class_names)]
+    names = prompt_class_names(class_names, "The training class names")
     if args.uses_labels:
         check_class_count(names, "The training set")
     return names
