@@ -13,7 +13,9 @@ Flags override the config file, e.g. `--train_eps 2/255 --output_dir runs/eps2`.
 method's flags.
 """
 
-from pmg_aft.finetune import main
+import sys
+
+from pmg_aft.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -4,26 +4,24 @@ third-party one) gets a card that claims no training method."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .constants import RUN_INFO_FILE
 from .data import SAMPLE_LISTS
 from .evaluation.protocols import protocol_digest
-from .evaluation.report import Report
+from .evaluation.report import REPORT_FILES, Report
 from .methods import MethodInfo
+from .provenance import Licence, Provenance, publish_licence
 
 BASE_TAGS = ["clip", "zero-shot-image-classification"]
-# The report files a checkpoint is published with; the plots are shown in its card.
-REPORT_FILES = ("accuracy.png", "accuracy_vs_eps.png", "report.json", "report.md")
 
 
 def eval_results(report: Report) -> list[EvalResult]:
     """`model-index` entries: clean and robust accuracy (in %) per dataset, named with the protocol, the logit scale
     (which changes what an attack sees) and the attack settings."""
+    report.check_values("the report")  # a card never carries a value no evaluation gives
     results = []
     head = f"{report.protocol} protocol, logit scale {report.logit_scale:g}"
     # Which protocol ran, exactly, for `pmg-aft leaderboard --from_hub` to keep only like results.
@@ -77,9 +75,10 @@ def build_model_card(
     base_model: str | None = None,
     recipe: dict | None = None,
     train_dataset: str | None = None,
-    license: str = "mit",
+    licence: Licence | None = None,
     plots: list[str] | tuple[str, ...] = (),
     method: MethodInfo | None = None,
+    credits: tuple[str, ...] | list[str] = (),
 ) -> ModelCard:
     """A model card for a (robust) CLIP checkpoint.
 
@@ -89,13 +88,17 @@ def build_model_card(
         base_model (`str`, *optional*): the checkpoint it was fine-tuned from.
         recipe (`dict`, *optional*): the training settings worth a row each (the trainer's `recipe()`).
         train_dataset (`str`, *optional*): the training dataset's Hub id.
-        license (`str`): the licence of the weights (OpenAI CLIP's is MIT).
+        licence ([`Licence`], *optional*): the weights' licence, from their provenance; `None` or an unknown one is
+            written as `other`, "not stated" (never a default licence).
         plots (`Sequence[str]`): image files shipped beside the card (shown in it).
         method (`MethodInfo`, *optional*): the training method; its name, description, tags and paper go in the
             card. Without it the card claims no training method.
+        credits (`Sequence[str]`): whom the weights are credited to (their provenance).
     """
+    licence = licence or Licence(None, None, "no provenance")
     data = ModelCardData(
-        license=license,
+        license=licence.id or "other",
+        license_name=licence.name or (None if licence.id else "not-stated"),
         library_name="transformers",
         pipeline_tag="zero-shot-image-classification",
         base_model=base_model,
@@ -110,6 +113,7 @@ def build_model_card(
         sections += [f"![{os.path.splitext(p)[0]}]({p})" for p in plots]
         if report.warnings:
             sections.append("Sanity warnings from the evaluation:\n\n" + "\n".join(f"- {w}" for w in report.warnings))
+    sections.append(_licence_text(licence, credits))
     if recipe:
         rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in recipe.items())
         sections.append("## Training recipe\n\n| setting | value |\n|---|---|\n" + rows)
@@ -120,6 +124,14 @@ def build_model_card(
             f"```bibtex\n{paper.bibtex}\n```"
         )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+def _licence_text(licence: Licence, credits) -> str:
+    lines = ["## Licence and credits", "", f"Licence: {licence.describe()}."]
+    if licence.id is None:
+        lines[-1] += " Check the terms of the weights' owner before any use."
+    lines += [f"Credit: {credit}." for credit in credits]
+    return "\n".join(lines)
 
 
 def _summary(method: MethodInfo | None, base_model: str | None) -> str:
@@ -192,28 +204,24 @@ def checkpoint_card(
     report: Report | None = None,
     report_dir: str | None = None,
     base_model: str | None = None,
-    license: str = "mit",
-    method: MethodInfo | None = None,
-    recipe: dict | None = None,
+    license: str | None = None,
+    upload: bool = False,
 ) -> tuple[ModelCard, MethodInfo | None]:
     """The model card of a checkpoint folder with `report` (and the plots in `report_dir`), as [`push`] uploads it,
-    and the method it names. The method, recipe, base model and training data come from the folder's
-    `pmg_aft.json`; `method`, `recipe` and `base_model` override it."""
-    info = read_run_info(model_dir)
-    method = method or (MethodInfo.from_dict(info["method"]) if info.get("method") else None)
+    and the method it names. The method, recipe, base model, training data, licence and credits come from the
+    folder's provenance (`pmg_aft.json`; a folder without one claims no method and states no licence);
+    `base_model` names the base where none is recorded, and `license` is checked against the recorded licence
+    ([`publish_licence`]; for an `upload` a licence must be known)."""
+    record = Provenance.load(model_dir)
     plots = [
         n for n in REPORT_FILES if n.endswith(".png") and report_dir and os.path.exists(os.path.join(report_dir, n))
     ]
-    card = build_model_card(repo_id, report, base_model or info.get("base_model"), recipe or info.get("recipe"),
-                            info.get("train_dataset"), license=license, plots=plots, method=method)  # fmt: skip
+    recorded = record.licence if record else Licence(None, None, f"{model_dir} records no provenance")
+    licence = publish_licence(recorded, license, upload=upload)
+    method = record.method if record else None
+    base = base_model or (record.base_model if record else None)
+    hub_base = base if base and base.count("/") == 1 and not os.path.exists(base) else None
+    card = build_model_card(repo_id, report, hub_base, record.recipe if record else None,
+                            record.train_dataset if record else None, licence=licence, plots=plots, method=method,
+                            credits=record.credits if record else ())  # fmt: skip
     return card, method
-
-
-def read_run_info(model_dir: str) -> dict:
-    """What a trainer recorded beside a checkpoint (`pmg_aft.json`: method, recipe, base model, training data, class
-    names); `{}` for a folder without it."""
-    path = os.path.join(model_dir, RUN_INFO_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

@@ -6,25 +6,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, fields, make_dataclass
 
 from accelerate import PartialState
 
 from .attack_settings import AttackGrid
-from .checkpoint_info import checkpoint_method, write_checkpoint_card
+from .checkpoint_info import write_checkpoint_card
 from .checkpoints import load_clip
-from .constants import IMAGE_STATS, PROTOCOLS, RENAMED_OPTIONS
-from .convert import convert_openai_checkpoint
+from .constants import PROTOCOLS, RENAMED_OPTIONS
 from .data import BENCHMARKS
 from .data.download import download_benchmarks
 from .domains import COUNT, SEED, WORKERS, field
-from .errors import InputError, MissingInputError, show_traceback
+from .errors import InputError, MissingInputError, machine_condition, scrubbed_output, show_traceback, tokens
 from .evaluation import PROTOCOL_RECORDS, EvalLoader, compare, evaluate_robustness, get_protocol
+from .evaluation.leaderboard import model_folders
 from .evaluation.protocols import OVERRIDABLE, Protocol
 from .evaluation.suite import benchmark_names
 from .finetune import main as finetune
 from .hub import push
+from .outputs import check_output_dir, refuse_foreign
 from .parsing import ArgumentParser, UnknownFlagsError, check_fields, optional_fields
 from .trainers import TRAINERS
 from .zoo import FORMATS, export_open_clip, get_zoo_entry, import_checkpoint, zoo_table
@@ -63,6 +65,9 @@ class SuiteArguments(ProtocolOverrides):
     )
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
     seed: int = field(default=0, domain=SEED, metadata={"help": "Seeds random starts and AutoAttack."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace another run's or model's results in output_dir (else refused)."}
+    )
 
     def __post_init__(self) -> None:
         # Every value checked here, naming its flag, rather than after the model has loaded.
@@ -77,7 +82,8 @@ class SuiteArguments(ProtocolOverrides):
     def suite_kwargs(self) -> dict:
         """`evaluate_robustness` keyword arguments."""
         return dict(protocol=self.effective_protocol, benchmarks=self.benchmark_names, loader=self.loader,
-                    benchmark_data_dir=self.benchmark_data_dir, seed=self.seed)  # fmt: skip
+                    benchmark_data_dir=self.benchmark_data_dir, seed=self.seed,
+                    overwrite_output_dir=self.overwrite_output_dir)  # fmt: skip
 
 
 @dataclass
@@ -105,7 +111,13 @@ class PushArguments:
     base_model: str | None = field(
         default=None, metadata={"help": "Hub id it was fine-tuned from (default: recorded)."}
     )
-    license: str = field(default="mit", metadata={"help": "Licence of the weights."})
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "Licence of the weights, only where their provenance records none (a recorded licence is kept; "
+            "a different one is refused). Default: the recorded one."
+        },
+    )
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the repository as private."})
 
     def __post_init__(self) -> None:
@@ -126,6 +138,10 @@ class ConvertArguments:
             "or CLIP's (TeCoA, FARE, TGA-ZSR).",
             "choices": ["base", "imagenet", "clip"],
         },
+    )
+
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace another run's or model's results in output_dir (else refused)."}
     )
 
     def __post_init__(self) -> None:
@@ -156,6 +172,10 @@ class ZooImportArguments:
         metadata={"help": "Override the record's training mean/std.", "choices": ["clip", "imagenet"]},
     )
 
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace another run's or model's results in output_dir (else refused)."}
+    )
+
     def __post_init__(self) -> None:
         check_fields(self)
 
@@ -165,6 +185,10 @@ class ExportArguments:
     model_name_or_path: str = field(metadata={"help": "A CLIPModel folder or Hub id."})
     output_dir: str = field(metadata={"help": "Folder for open_clip_config.json and open_clip_model.safetensors."})
     format: str = field(default="open_clip", metadata={"help": "The target layout.", "choices": ["open_clip"]})
+
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace another run's or model's results in output_dir (else refused)."}
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -188,6 +212,10 @@ class LeaderboardArguments:
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
     seed: int = field(default=0, domain=SEED, metadata={"help": "Seeds random starts and AutoAttack."})
 
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace another run's or model's results in output_dir (else refused)."}
+    )
+
     def __post_init__(self) -> None:
         check_fields(self)
 
@@ -208,11 +236,17 @@ def parse_command(prog: str, groups: tuple, argv: list[str], description: str) -
         parser.error(str(error))
 
 
+def _local(path: str | None) -> str | None:
+    """`path` if it names something on this machine (else it is a Hub id, or nothing)."""
+    return path if path and os.path.exists(os.path.expanduser(path)) else None
+
+
 def eval_command(argv: list[str]) -> int:
     """`pmg-aft eval`: run the evaluation suite and write the report (JSON, Markdown, plots)."""
     model_args, suite = parse_command("pmg-aft eval", (EvalModelArguments, SuiteArguments), argv,
                                       "Robust zero-shot evaluation of a CLIPModel.")  # fmt: skip
     path = model_args.model_name_or_path
+    check_output_dir(suite.output_dir, [_local(path), suite.benchmark_data_dir])
     model, processor = load_clip(path, revision=model_args.model_revision)
     report = evaluate_robustness(model, processor, output_dir=suite.output_dir, model_id=path, **suite.suite_kwargs())
     print(report.to_markdown())
@@ -232,29 +266,35 @@ def compare_command(argv: list[str]) -> int:
     """`pmg-aft compare`: several checkpoints, the same suite and settings, one table."""
     args, suite = parse_command("pmg-aft compare", (CompareArguments, SuiteArguments), argv, compare_command.__doc__)
     pairs = [item.split("=", 1) for item in args.models.split(",") if item.strip()]
-    if any(len(p) != 2 for p in pairs):
+    if not pairs or any(len(p) != 2 for p in pairs):
         raise InputError(
             "--models takes name=path pairs, e.g. pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
         )
+    check_output_dir(suite.output_dir, [_local(path) for _, path in pairs] + [suite.benchmark_data_dir])
+    folders = model_folders([name for name, _ in pairs])  # before any model loads
     models = {name: load_clip(path) for name, path in pairs}
-    table = compare(models, suite.output_dir, **suite.suite_kwargs())
+    table = compare(models, suite.output_dir, folders=folders, **suite.suite_kwargs())
     print(table)
     return 0
 
 
 def convert_command(argv: list[str]) -> int:
-    """`pmg-aft convert`: released OpenAI-style checkpoints (TeCoA, PMG-AFT, FARE) to a `CLIPModel` folder."""
+    """`pmg-aft convert`: an OpenAI-layout checkpoint file (TeCoA, PMG-AFT, FARE releases, bare or wrapped) merged onto
+    its base `CLIPModel`, through the strict, checked path of `pmg-aft zoo import --format openai_state_dict`."""
     (args,) = parse_command("pmg-aft convert", (ConvertArguments,), argv, convert_command.__doc__)
-    base, processor = load_clip(args.base_model)
-    model = convert_openai_checkpoint(args.checkpoint, base)
-    stats = IMAGE_STATS.get(args.normalization)
-    if stats:
-        processor.image_processor.image_mean, processor.image_processor.image_std = list(stats[0]), list(stats[1])
-    model.save_pretrained(args.output_dir)
-    processor.save_pretrained(args.output_dir)
+    normalization = None if args.normalization == "base" else args.normalization
+    _, _, provenance = import_checkpoint(args.output_dir, None, file=args.checkpoint, layout="openai_state_dict",
+                                         base_model=args.base_model, normalization=normalization,
+                                         overwrite=args.overwrite_output_dir)  # fmt: skip
     print(f"converted {args.checkpoint} onto {args.base_model}: {args.output_dir} (load it with "
-          "CLIPModel.from_pretrained)")  # fmt: skip
+          f"CLIPModel.from_pretrained); {_checked(provenance)}")  # fmt: skip
     return 0
+
+
+def _checked(provenance) -> str:
+    check = provenance.image_embedding_check
+    said = f"image embeddings checked (largest relative difference {check['max_relative_difference']:.1e})"
+    return (said if check else "loaded as a CLIPModel") + f"; licence {provenance.licence.describe()}"
 
 
 def zoo_command(argv: list[str]) -> int:
@@ -272,19 +312,20 @@ def zoo_command(argv: list[str]) -> int:
         raise InputError("pmg-aft zoo import: name a zoo checkpoint (pmg-aft zoo list), or pass --file and --format.")
     _, _, provenance = import_checkpoint(args.output_dir, entry, file=args.file, layout=args.format,
                                          base_model=args.base_model, tokenizer_from=args.tokenizer_from,
-                                         normalization=args.normalization)  # fmt: skip
-    check = provenance["image_embedding_check"]
-    checked = f"; image embeddings checked (largest relative difference {check['max_relative_difference']:.1e})"
-    print(f"imported {name or args.file} ({provenance['format']}, sha256 {provenance['source_sha256']}) to "
-          f"{args.output_dir}{checked if check else ''}; load it with CLIPModel.from_pretrained")  # fmt: skip
+                                         normalization=args.normalization,
+                                         overwrite=args.overwrite_output_dir)  # fmt: skip
+    print(f"imported {name or args.file} ({provenance.source_format}, sha256 {provenance.source_sha256}) to "
+          f"{args.output_dir}; {_checked(provenance)}; load it with CLIPModel.from_pretrained")  # fmt: skip
     return 0
 
 
 def export_command(argv: list[str]) -> int:
     """`pmg-aft export --format open_clip`: a CLIPModel checkpoint as an open_clip folder, read back and checked."""
     (args,) = parse_command("pmg-aft export", (ExportArguments,), argv, export_command.__doc__)
+    check_output_dir(args.output_dir, [_local(args.model_name_or_path)])
     model, processor = load_clip(args.model_name_or_path)
-    checks = export_open_clip(model, processor, args.output_dir)
+    checks = export_open_clip(model, processor, args.output_dir, source=args.model_name_or_path,
+                              overwrite=args.overwrite_output_dir)  # fmt: skip
     said = ", ".join(f"{k} {v:.1e}" for k, v in checks.items())
     print(f"exported {args.model_name_or_path} to {args.output_dir} (open_clip); embeddings read back equal "
           f"(largest relative difference: {said})")  # fmt: skip
@@ -294,7 +335,7 @@ def export_command(argv: list[str]) -> int:
     return 0
 
 
-def leaderboard_models(spec: str, output_dir: str) -> tuple[dict, dict]:
+def leaderboard_models(spec: str, output_dir: str, overwrite: bool = False) -> tuple[dict, dict]:
     """`{name: loader}` and `{name: reported figures}` for `--models`: zoo names (imported once into
     OUTPUT_DIR/zoo/NAME), checkpoint folders (their zoo provenance, if imported), Hub ids, or name=path."""
     from .zoo import ReportedFigure, read_provenance, zoo_entries
@@ -304,25 +345,33 @@ def leaderboard_models(spec: str, output_dir: str) -> tuple[dict, dict]:
         name, path = item.split("=", 1) if "=" in item else (item, item)
         if path in zoo_entries():
             folder = os.path.join(output_dir, "zoo", path)
-            if not read_provenance(folder):
-                import_checkpoint(folder, get_zoo_entry(path))
+            if read_provenance(folder) is None:
+                import_checkpoint(folder, get_zoo_entry(path), overwrite=overwrite)
             path = folder
-        record = (read_provenance(path) if os.path.isdir(path) else {}).get("zoo_entry") or {}
-        reported[name] = [ReportedFigure(**f) for f in record.get("reported", [])]
+        record = read_provenance(path) if os.path.isdir(path) else None
+        entry = (record.zoo_entry if record else None) or {}
+        reported[name] = [ReportedFigure(**f) for f in entry.get("reported", [])]
         loaders[name] = lambda path=path: load_clip(path)
+    if not loaders:
+        raise InputError("--models names no model: give comma-separated zoo names, folders, Hub ids or name=path.")
     return loaders, reported
 
 
 def leaderboard_command(argv: list[str]) -> int:
     """`pmg-aft leaderboard`: models x protocols through the suite (or read from model cards), one table per
     protocol beside the papers' figures."""
-    from .evaluation.leaderboard import Leaderboard, rows_from_cards, run_leaderboard
+    from .evaluation.leaderboard import LEADERBOARD_FILES, Leaderboard, model_folders, rows_from_cards, run_leaderboard
 
     (args,) = parse_command("pmg-aft leaderboard", (LeaderboardArguments,), argv, leaderboard_command.__doc__)
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
     unknown = [p for p in protocols if p not in PROTOCOLS]
-    if unknown:
-        raise InputError(f"--protocols: unknown {unknown}; the protocols are {list(PROTOCOLS)}.")
+    if unknown or not protocols:
+        raise InputError(f"--protocols: unknown {unknown or 'none given'}; the protocols are {list(PROTOCOLS)}.")
+    paths = [m.split("=", 1)[-1].strip() for m in (args.models or "").split(",") if m.strip()]
+    check_output_dir(args.output_dir, [_local(p) for p in paths] + [args.benchmark_data_dir])
+    if not os.path.isfile(os.path.join(args.output_dir, LEADERBOARD_FILES[0])):  # else it is ours, rebuilt
+        found = [n for n in LEADERBOARD_FILES if os.path.exists(os.path.join(args.output_dir, n))]
+        refuse_foreign(args.output_dir, found, "files pmg_aft did not write", args.overwrite_output_dir)
     if args.from_hub:
         cards = {}
         for item in [c.strip() for c in args.from_hub.split(",") if c.strip()]:
@@ -335,12 +384,15 @@ def leaderboard_command(argv: list[str]) -> int:
         board = Leaderboard(rows_from_cards(cards, protocols))
         board.save(args.output_dir)
     elif args.models:
-        loaders, reported = leaderboard_models(args.models, args.output_dir)
+        names = [m.split("=", 1)[0].strip() if "=" in m else m.strip() for m in args.models.split(",") if m.strip()]
+        model_folders(names)  # names that would share a folder are refused before anything runs
+        loaders, reported = leaderboard_models(args.models, args.output_dir, args.overwrite_output_dir)
         suite = dict(
             benchmarks=benchmark_names(args.benchmarks),
             benchmark_data_dir=args.benchmark_data_dir,
             loader=EvalLoader(batch_size=args.per_device_eval_batch_size),
             seed=args.seed,
+            overwrite_output_dir=args.overwrite_output_dir,
         )
         board = run_leaderboard(loaders, protocols, args.output_dir, reported=reported, **suite)
     else:
@@ -351,11 +403,10 @@ def leaderboard_command(argv: list[str]) -> int:
 
 
 def push_command(argv: list[str]) -> int:
-    """`pmg-aft push`: upload weights, processor, model card and plots."""
+    """`pmg-aft push`: upload weights, processor, model card and plots, each checked against the others."""
     (args,) = parse_command("pmg-aft push", (PushArguments,), argv, "Publish a checkpoint to the Hugging Face Hub.")
-    method, recipe = checkpoint_method(args.model_dir)
     url = push(args.model_dir, args.hub_model_id, args.report_dir, private=args.hub_private_repo,
-               base_model=args.base_model, license=args.license, method=method, recipe=recipe)  # fmt: skip
+               base_model=args.base_model, license=args.license)  # fmt: skip
     print(f"uploaded to {url}")
     return 0
 
@@ -474,7 +525,10 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `pmg-aft` console script."""
+    """Entry point of the `pmg-aft` console script (and of `examples/finetune.py`, as `train`).
+
+    Bad input ([`InputError`]) and conditions of the machine (a full disk, a read-only folder) are one line and an
+    exit status; a bug keeps its traceback. No output, a traceback included, ever shows a Hub token."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
@@ -483,13 +537,29 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print(f"pmg-aft: unknown command {argv[0]!r}.\n\n{usage()}", file=sys.stderr)
         return 2
-    try:
-        return command.run(argv[1:])
-    except InputError as error:  # bad input: one line naming the cause and the fix; a bug keeps its traceback
-        if show_traceback():
-            raise
-        print(f"pmg-aft: {error}", file=sys.stderr)
-        return error.exit_status
+    with scrubbed_output():
+        try:
+            return command.run(argv[1:])
+        except InputError as error:  # bad input: one line naming the cause and the fix
+            if show_traceback():
+                return _traceback_or_raise(1)
+            print(f"pmg-aft: {error}", file=sys.stderr)
+            return error.exit_status
+        except Exception as error:
+            condition = machine_condition(error)
+            if condition is not None and not show_traceback():
+                print(f"pmg-aft: {condition}", file=sys.stderr)
+                return condition.exit_status
+            return _traceback_or_raise(1)  # a bug: its traceback
+
+
+def _traceback_or_raise(status: int) -> int:
+    """Re-raise the exception being handled, except where a Hub token is in the environment: then its traceback is
+    printed here, through the scrubbed stream (Python's own hook would print it unscrubbed), and `status` returned."""
+    if not tokens():
+        raise
+    traceback.print_exc()
+    return status
 
 
 if __name__ == "__main__":

@@ -6,38 +6,13 @@ of open_clip's non-timm ViT models, so their state dicts convert the same way.
 
 from __future__ import annotations
 
-import os
 import re
 
 import torch
 from transformers import CLIPModel
 
-from .errors import InputError, MissingInputError
+from .errors import InputError
 from .zeroshot import check_clip_model
-
-WRAPPERS = ("vision_encoder_state_dict", "state_dict", "model", "model_state_dict")
-
-
-def load_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file safely: safetensors, or a torch file with `weights_only=True` (no arbitrary code).
-
-    Unwraps `{"vision_encoder_state_dict": ...}`, `{"state_dict": ...}` and `{"model": ...}` and strips `module.`.
-    """
-    if not os.path.isfile(path):
-        raise MissingInputError(f"{path}: no such checkpoint file; pass a .pt/.pth/.tar or .safetensors file.")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    while isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
-        key = next((k for k in WRAPPERS if k in state), None)
-        if key is None:
-            raise InputError(f"{path}: no tensors found; top-level keys are {sorted(state)[:10]}.")
-        state = state[key]
-    return {re.sub(r"^(module\.)+", "", k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
 
 # Tensors with a one-to-one counterpart outside the layers.
 SIMPLE = {
@@ -56,6 +31,15 @@ SIMPLE = {
 }
 # OpenAI keeps the projections as (in, out) matrices, transformers as Linear weights (out, in).
 PROJECTIONS = {"visual.proj": "visual_projection.weight", "text_projection": "text_projection.weight"}
+# Entries of OpenAI / open_clip state dicts that hold no weights (OpenAI's files carry the first three as numbers;
+# open_clip keeps the text attention mask as a buffer).
+NOT_WEIGHTS = ("input_resolution", "context_length", "vocab_size", "attn_mask", "visual.attn_mask")
+# Parts of architectures a CLIPModel does not have: their weights would be dropped, so they are refused.
+NOT_MODELLED = {
+    r"\.ls_[12]\.gamma$": "LayerScale (ls_1 / ls_2 gammas)",
+    r"^logit_bias$": "a logit bias (SigLIP-style)",
+    r"(^|\.)attn_pool\.": "attentional pooling",
+}
 # Per-layer parts with a one-to-one counterpart (the fused attention input projection is split separately).
 LAYER_PARTS = [
     ("ln_1.", "layer_norm1."),
@@ -70,11 +54,23 @@ def openai_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename (and split, transpose) an OpenAI-style CLIP state dict into `CLIPModel` names.
 
     A state dict of the image encoder alone (keys without `visual.`, as `model.visual.state_dict()` saves it)
-    is recognised by its `conv1.weight`.
+    is recognised by its `conv1.weight`. Strict: a tensor this mapping does not know is refused with its name,
+    and so are parts of other architectures (LayerScale, ...), rather than dropped.
+
+    Raises:
+        [`InputError`]: naming the tensors that have no place in a `CLIPModel`.
     """
     if "conv1.weight" in state:
         state = {f"visual.{k}": v for k, v in state.items()}
+    modelled = [(k, what) for k in state for pattern, what in NOT_MODELLED.items() if re.search(pattern, k)]
+    if modelled:
+        kinds = sorted({what for _, what in modelled})
+        raise InputError(
+            f"The checkpoint has {', '.join(kinds)}, which a CLIPModel does not model ({len(modelled)} tensors, e.g. "
+            f"{modelled[0][0]}): converting would drop them and change the model. It cannot be converted."
+        )
     out: dict[str, torch.Tensor] = {}
+    unknown = []
     for key, value in state.items():
         for side, hf in (("visual.", "vision_model."), ("", "text_model.")):
             match = re.fullmatch(rf"{re.escape(side)}transformer\.resblocks\.(\d+)\.(.+)", key)
@@ -86,16 +82,24 @@ def openai_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                     for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
                         out[f"{base}self_attn.{name}.{kind}"] = part.clone()
                 else:
-                    for old, new in LAYER_PARTS:
-                        if rest.startswith(old):
-                            out[base + new + rest[len(old) :]] = value
+                    part = next(((old, new) for old, new in LAYER_PARTS if rest.startswith(old)), None)
+                    if part is None:
+                        unknown.append(key)
+                    else:
+                        out[base + part[1] + rest[len(part[0]) :]] = value
                 break
         else:
             if key in SIMPLE:
                 out[SIMPLE[key]] = value
             elif key in PROJECTIONS:
                 out[PROJECTIONS[key]] = value.t().contiguous()
-            # Anything else (attn_mask buffers, input_resolution, ...) carries no weights.
+            elif key not in NOT_WEIGHTS:
+                unknown.append(key)
+    if unknown:
+        raise InputError(
+            f"The checkpoint has {len(unknown)} tensor(s) an OpenAI-layout CLIP does not have ({sorted(unknown)[:5]}"
+            "): converting would drop them. Check the file is a plain ViT CLIP (or its image tower)."
+        )
     return out
 
 
@@ -126,7 +130,7 @@ def hf_to_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def convert_openai_checkpoint(source: str | dict[str, torch.Tensor], base: CLIPModel) -> CLIPModel:
+def convert_openai_checkpoint(source: dict[str, torch.Tensor], base: CLIPModel) -> CLIPModel:
     """Merge an OpenAI-style (or open_clip ViT) state dict into `base`, a `CLIPModel` of the same architecture.
 
     A vision-only checkpoint (TeCoA, PMG-AFT, FARE releases) replaces the image tower and projection and keeps the
@@ -134,14 +138,14 @@ def convert_openai_checkpoint(source: str | dict[str, torch.Tensor], base: CLIPM
     must be present.
 
     Args:
-        source (`str` or `dict`): a checkpoint path (read with `weights_only=True`) or a state dict.
+        source (`dict`): an OpenAI-layout state dict (a file is read by `pmg_aft.zoo.read_checkpoint`, safely).
         base (`CLIPModel`): e.g. `CLIPModel.from_pretrained("openai/clip-vit-base-patch32")`.
 
     Returns:
         `CLIPModel`: `base`, updated in place.
     """
     check_clip_model(base)
-    state = openai_to_hf(load_state_dict(source) if isinstance(source, (str, os.PathLike)) else source)
+    state = openai_to_hf(source)
     if not state:
         raise InputError("No OpenAI-style CLIP weights found (expected keys such as visual.conv1.weight).")
     target = base.state_dict()

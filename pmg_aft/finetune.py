@@ -11,6 +11,8 @@ import argparse
 import json
 import logging
 import os
+import re
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass, fields
@@ -32,12 +34,16 @@ from .data import (
     prompt_class_names,
 )
 from .domains import COUNT, field
-from .errors import InputError, UnknownNameError, exit_on_input_error
+from .errors import InputError, UnknownNameError, exit_on_input_error, machine_conditions
 from .evaluation import EvalSet, benchmark_eval_set
 from .evaluation.suite import benchmark_names
+from .outputs import check_output_dir, output_lock, refuse_foreign
 from .parsing import ArgumentParser, check_fields, read_config_file
+from .provenance import PROVENANCE_FILE, base_provenance, publish_licence
 from .tiny import pretrained_tiny_clip, tiny_tokenizer
 from .trainers import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
+from .trainers.guards import check_same_run
+from .trainers.saving import run_config
 
 logger = logging.getLogger(__name__)
 TINY = "tiny"
@@ -61,6 +67,21 @@ class ScriptArguments:
         },
     )
     model_revision: str = field(default="main", metadata={"help": "Hub revision of the model (a commit sha pins it)."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds another run's checkpoints or model, or files pmg_aft did "
+            "not write (without it such a folder is refused): its checkpoints are removed, so nothing of the other "
+            "run is resumed; files pmg_aft does not write are left alone."
+        },
+    )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "For push_to_hub: the licence of the fine-tuned weights, only where the base model states none "
+            "(the base's own licence is kept; a different one is refused)."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -149,6 +170,8 @@ class DataArguments:
         check_fields(self)
         if self.class_names_file is not None and not os.path.isfile(self.class_names_file):
             raise InputError(f"--class_names_file {self.class_names_file}: no such file.")
+        if self.class_names_file is not None:
+            read_class_names(self.class_names_file)  # its names checked now, before anything is created or loaded
         if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):
             raise InputError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
 
@@ -293,14 +316,40 @@ def train_dataset_id(data_args: DataArguments) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    """Run the job: train (resuming from the last complete checkpoint), evaluate before and after, save, push."""
+    """Run the job: train (resuming its own last complete checkpoint), evaluate before and after, save, push.
+
+    The output folder is checked before any compute ([`claim_output_dir`]) and held by this run alone (an OS lock);
+    a condition of the machine (a full disk, a read-only folder) is one line naming it."""
     script_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
-    with exit_on_input_error():  # bad data, model or options: one line naming the cause, before any compute is spent
-        resume = resume_checkpoint(training_args)
-        trainer = build_trainer(script_args, data_args, training_args)
+    output_dir = training_args.output_dir
+    with exit_on_input_error(), machine_conditions(output_dir):
+        claim_output_dir(script_args, data_args, training_args)
+        with output_lock(output_dir, PartialState(), "training"):
+            return run(script_args, data_args, training_args)
+
+
+def run(script_args: ScriptArguments, data_args: DataArguments, training_args: RobustCLIPConfig) -> dict[str, float]:
+    """The job in its claimed, locked output folder."""
+    state = PartialState()
+    if script_args.overwrite_output_dir and training_args.do_train and state.is_main_process:
+        clear_training_dir(training_args.output_dir)
+    state.wait_for_everyone()
+    resume = resume_checkpoint(training_args)
+    # Before the model and data load: what the arguments alone say of the run to resume or replace, and the licence
+    # a push would publish.
+    saved = [(resume, "checkpoint"), (None if resume else training_args.output_dir, "model saved in")]
+    for folder, what in saved if training_args.do_train else ():
+        if folder and os.path.isfile(os.path.join(folder, PROVENANCE_FILE)):
+            check_same_run(folder, run_config(script_args.method, training_args), what, partial=True)
+    if training_args.do_train and training_args.push_to_hub:
+        publish_licence(base_provenance(script_args.model_name_or_path)[0], script_args.license)
+    trainer = build_trainer(script_args, data_args, training_args)
     trainer.train_dataset_id = train_dataset_id(data_args) or trainer.train_dataset_id
+    trainer.data_record = data_record(data_args)
+    if training_args.do_train and resume is None:
+        check_saved_model(training_args.output_dir, trainer)
     metrics: dict[str, float] = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -317,8 +366,62 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.save_report()
         print_before_after(trainer)
     if training_args.do_train and training_args.push_to_hub:
-        trainer.push_to_hub(finetuned_from=trainer.base_model)
+        trainer.push_to_hub(finetuned_from=trainer.base_model, license=script_args.license)
     return metrics
+
+
+# What a training run writes into its output folder besides the model files it overwrites itself: removed by
+# --overwrite_output_dir, so nothing of an earlier run is resumed, rotated or published with the new one.
+RUN_ARTIFACTS = ("adapter", "eval", PROVENANCE_FILE, "trainer_state.json", "all_results.json", "train_results.json",
+                 "eval_results.json")  # fmt: skip
+CHECKPOINT = re.compile(r"(incomplete-)?checkpoint-\d+(-\d+)?")
+
+
+def _local(path: str | None) -> str | None:
+    return path if path and os.path.exists(os.path.expanduser(path)) else None
+
+
+def claim_output_dir(script_args: ScriptArguments, data_args: DataArguments, training_args: RobustCLIPConfig) -> None:
+    """Check, before any compute, that `output_dir` can take this run: a writable folder that is no input (the base
+    model, the data) and holds none; holding only this toolkit's training output (a run's own, resumed, or another
+    one's, refused once the run is known) or, with `--overwrite_output_dir`, anything."""
+    output_dir = training_args.output_dir
+    inputs = [_local(script_args.model_name_or_path), _local(data_args.dataset_name), data_args.benchmark_data_dir]
+    check_output_dir(output_dir, inputs, contains_inputs_ok=False)
+    folder = output_dir if os.path.isdir(output_dir) else None
+    names = [n for n in os.listdir(folder) if not n.startswith((".", "incomplete-"))] if folder else []
+    ours = os.path.isfile(os.path.join(output_dir, PROVENANCE_FILE)) or any(
+        CHECKPOINT.fullmatch(n) and os.path.isfile(os.path.join(output_dir, n, PROVENANCE_FILE)) for n in names
+    )
+    if not ours:
+        refuse_foreign(output_dir, names, "files that are no pmg_aft training run", script_args.overwrite_output_dir)
+
+
+def clear_training_dir(output_dir: str) -> None:
+    """Remove an earlier run's checkpoints and run files from `output_dir` (`--overwrite_output_dir`), leaving files
+    pmg_aft does not write alone."""
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if CHECKPOINT.fullmatch(name) or name in RUN_ARTIFACTS:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            logger.info("--overwrite_output_dir: removed %s", path)
+
+
+def check_saved_model(output_dir: str, trainer: RobustCLIPTrainer) -> None:
+    """Refuse to train over a finished model of another run in `output_dir` (its result would be lost without a
+    word); the same run may be run again."""
+    if os.path.isfile(os.path.join(output_dir, PROVENANCE_FILE)):
+        check_same_run(output_dir, trainer.run_record(), what="model saved in")
+
+
+def data_record(data_args: DataArguments) -> dict:
+    """Where the training data comes from, as a run record holds it (a local folder by its absolute path)."""
+    local = _local(data_args.dataset_name)
+    return {"dataset": os.path.abspath(local) if local else data_args.dataset_name,
+            "config": data_args.dataset_config, "revision": data_args.dataset_revision,
+            "split": data_args.train_split, "max_train_samples": data_args.max_train_samples,
+            "benchmark": data_args.train_benchmark, "streaming": data_args.streaming,
+            "on_bad_image": data_args.on_bad_image}  # fmt: skip
 
 
 def resume_checkpoint(training_args: RobustCLIPConfig) -> str | None:

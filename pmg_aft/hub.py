@@ -10,12 +10,12 @@ import os
 import shutil
 import tempfile
 
-from huggingface_hub import HfApi, ModelCard, get_token
+from huggingface_hub import HfApi, ModelCard
 
 from .cards import REPORT_FILES, checkpoint_card
-from .errors import MissingInputError, UploadError
-from .evaluation.report import Report
-from .methods import MethodInfo
+from .errors import MissingInputError, UploadError, scrub
+from .evaluation.report import Report, ReportError
+from .provenance import weights_digest
 
 # What a checkpoint folder may publish: weights as safetensors, configs, processor and tokenizer files.
 PUBLISHED = (".safetensors", ".json", ".txt", ".model", ".md", ".png")
@@ -28,26 +28,35 @@ def push(
     report_dir: str | None = None,
     private: bool = False,
     base_model: str | None = None,
-    license: str = "mit",
+    license: str | None = None,
     commit_message: str | None = None,
-    method: MethodInfo | None = None,
-    recipe: dict | None = None,
 ) -> str:
     """Upload a checkpoint folder (safetensors weights, configs, processor), its model card and plots.
 
-    The card is built in a staging folder: the checkpoint folder is never modified, so a failed upload loses
-    nothing and the same command can simply be run again. The token comes from the environment (`HF_TOKEN`) or
-    `hf auth login`, never from an argument, and is never printed. The method, recipe, base model and training
-    data come from the folder's `pmg_aft.json`, written by the trainers' `save_model` (`method` and `recipe`
-    override it, e.g. for checkpoints of earlier releases).
+    Everything is checked first: the weights load (whole, finite, the ones the folder's `pmg_aft.json` records),
+    the report is one pmg_aft wrote (unchanged, every value possible) and measured these weights (its digest), and
+    the licence is the weights' own ([`publish_licence`]: `license` may state one where none is recorded, never
+    replace it). The card is built in a staging folder: the checkpoint folder is never modified, so a failed upload
+    loses nothing and the same command can simply be run again. The token comes from the environment (`HF_TOKEN`) or
+    `hf auth login`, never from an argument, and is never printed. The method, recipe, base model, training data and
+    credits come from the folder's provenance.
 
     Returns:
         `str`: the URL of the uploaded commit.
     """
+    from .checkpoints import load_clip  # the trainers import this module; the checks load models
+
     if not os.path.isdir(model_dir) or not any(f.endswith(".safetensors") for f in os.listdir(model_dir)):
         raise MissingInputError(f"{model_dir} has no .safetensors weights; save the model with save_pretrained first.")
-    report = Report.load(report_dir) if report_dir else None
-    card, method = checkpoint_card(model_dir, repo_id, report, report_dir, base_model, license, method, recipe)
+    report = Report.load(report_dir) if report_dir else None  # before the model loads: a broken report is cheap
+    digest = weights_digest(load_clip(model_dir)[0])
+    if report is not None and report.model_digest != digest:
+        raise ReportError(
+            f"{report_dir} measured other weights (digest {report.model_digest}) than {model_dir} holds ({digest}): "
+            f"a card may only carry the figures of its own weights. Run `pmg-aft eval --model_name_or_path "
+            f"{model_dir}` and push with that report."
+        )
+    card, method = checkpoint_card(model_dir, repo_id, report, report_dir, base_model, license, upload=True)
     message = commit_message or (method.commit_message if method else "Upload CLIP checkpoint (pmg_aft)")
     return upload_checkpoint(repo_id, model_dir, message, card=card, report_dir=report_dir, private=private)
 
@@ -99,5 +108,4 @@ def upload_checkpoint(
 
 def _scrub(text: str) -> str:
     """Remove the token from a message (some HTTP errors echo request headers)."""
-    token = get_token()
-    return text.replace(token, "***") if token else text
+    return scrub(text)

@@ -189,6 +189,8 @@ def read_config_file(path: str) -> dict:
             values = yaml.safe_load(f) or {}
     except yaml.YAMLError as error:
         raise InputError(f"{path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from error
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path} is not a text file (YAML or JSON): byte {error.start} is not UTF-8.") from error
     if not isinstance(values, dict):
         raise InputError(f"{path} must hold a mapping of argument names to values.")
     return values

@@ -100,6 +100,7 @@ def pretrained_tiny_clip(seed: int = 0, steps: int = 300) -> CLIPModel:
     a fresh copy, so a second run (a resumed job, a test) neither waits for it nor shares its weights."""
     model = tiny_clip(seed=seed)
     model.load_state_dict(_pretrained_weights(seed, steps))
+    model.config._name_or_path = "tiny"  # what provenance names it by (pmg_aft.provenance.TINY)
     return model.eval()
 
 

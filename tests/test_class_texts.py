@@ -11,7 +11,7 @@ from pmg_aft.data import prompt_class_names
 from pmg_aft.errors import InputError
 from pmg_aft.finetune import main, read_class_names
 
-from .test_faults import CONFIG, fails
+from .utils import CONFIG, fails
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import CLIPModel
 
-from pmg_aft.convert import convert_openai_checkpoint, load_state_dict
+from pmg_aft.convert import convert_openai_checkpoint
+from pmg_aft.zoo import read_checkpoint
 
 from .utils import (
     EMBED,
@@ -44,13 +45,13 @@ def test_released_vision_encoder_checkpoints_replace_only_the_image_tower(tmp_pa
     torch.save({"epoch": 10, "vision_encoder_state_dict": {f"module.{k}": v for k, v in vision.items()}}, path)
     base = tiny_base()
     text_before = {k: v.clone() for k, v in base.state_dict().items() if k.startswith("text_")}
-    model = convert_openai_checkpoint(str(path), base)
+    model = convert_openai_checkpoint(read_checkpoint(str(path), "openai_state_dict").state, base)
     pixels = torch.rand(2, 3, IMAGE, IMAGE)
     with torch.no_grad():
         ours = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
     assert torch.allclose(ours, openai_image_features(state, pixels), atol=1e-5)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in text_before.items())
-    assert set(load_state_dict(str(path))) == set(vision)
+    assert set(read_checkpoint(str(path), "openai_state_dict").state) == {f"visual.{k}" for k in vision}
 
 
 def test_conversion_errors_name_the_problem(tmp_path):
@@ -63,7 +64,7 @@ def test_conversion_errors_name_the_problem(tmp_path):
         convert_openai_checkpoint(partial, tiny_base())
     torch.save({"optimizer": {"lr": 1.0}}, tmp_path / "empty.pt")
     with pytest.raises(ValueError, match="no tensors found"):
-        load_state_dict(str(tmp_path / "empty.pt"))
+        read_checkpoint(str(tmp_path / "empty.pt"), "openai_state_dict")
 
 
 def test_convert_command_writes_a_loadable_clip_model(tmp_path, capsys):

@@ -19,6 +19,7 @@ from pmg_aft.evaluation import (
     get_protocol,
     sanity_warnings,
 )
+from pmg_aft.outputs import OutputFolderError
 
 from .utils import free_port, run
 
@@ -118,9 +119,14 @@ def test_an_interrupted_suite_resumes_without_recomputing(model, processor, test
     evaluate_robustness(model, processor, protocol.override(steps=3), **common)  # other settings: recomputed
     assert computed[-2:] == ["first", "second"]
     with torch.no_grad():
-        model.visual_projection.weight.mul_(1.01)  # other weights under the same name: recomputed
-    evaluate_robustness(model, processor, protocol.override(steps=3), **common)
+        model.visual_projection.weight.mul_(1.01)  # other weights: another model's evaluation, refused ...
+    with pytest.raises(OutputFolderError, match=r"holds another model's evaluation .*--overwrite_output_dir"):
+        evaluate_robustness(model, processor, protocol.override(steps=3), **common)
     assert computed[-2:] == ["first", "second"]
+    before = json.loads((tmp_path / "report.json").read_text())["model_digest"]
+    evaluate_robustness(model, processor, protocol.override(steps=3), overwrite_output_dir=True, **common)
+    assert computed[-2:] == ["first", "second"]  # ... unless replaced on purpose: recomputed, none reused
+    assert json.loads((tmp_path / "report.json").read_text())["model_digest"] != before
     report = evaluate_robustness(model, processor, protocol.override(steps=3, max_eval_samples=4), **common)
     assert report.results["first"].samples == 4 and report.max_eval_samples == 4
 

@@ -38,9 +38,8 @@ from pmg_aft.evaluation import Report
 from pmg_aft.finetune import main, parse_args
 from pmg_aft.tiny import colour_patches
 
-from .utils import hub_fixture
+from .utils import CONFIG, fails, hub_fixture, kill_after
 
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
 QUICK = dict(
     protocol=get_protocol("pmg_aft").override(random_start=False, first_success=True, mixed_precision="no",
                                               eps=(2 / 255,), steps=1),
@@ -52,15 +51,6 @@ def train_args(out, checkpoint, *extra: str) -> list[str]:
     """The demo config on a saved checkpoint (no pre-training in the test), a few steps, a cheap eval attack."""
     return ["--config", CONFIG, "--output_dir", str(out), "--model_name_or_path", checkpoint, "--max_steps", "2",
             "--eval_attack_steps", "1", "--disable_tqdm", "true", "--save_strategy", "no", *extra]  # fmt: skip
-
-
-def fails(argv: list[str], match: str) -> None:
-    """`pmg-aft train argv` stops with one line (a SystemExit message, no traceback) matching `match`."""
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    message = str(stop.value)
-    assert message.startswith("pmg-aft: ") and "\n" not in message.strip() and "Traceback" not in message
-    assert re.search(match, message), message
 
 
 # ---- silent wrong results ------------------------------------------------------------------------------------------
@@ -108,7 +98,7 @@ def test_a_checkpoint_that_is_not_clip_is_refused(tmp_path, checkpoint, capsys):
     for name in os.listdir(checkpoint):
         if not name.startswith(("config", "model")):
             (bert / name).write_bytes((tmp_path / "clip" / name).read_bytes())
-    fails(train_args(tmp_path / "out", str(bert)), r"is a bert checkpoint .*not a CLIP model")
+    fails(train_args(tmp_path / "out", str(bert)), r"is a 'bert' checkpoint, not a CLIP model")
     assert not (tmp_path / "out" / "model.safetensors").exists()
     assert cli(["eval", "--model_name_or_path", str(bert), "--output_dir", str(tmp_path / "e")]) == 2
     assert "not a CLIP model" in capsys.readouterr().err
@@ -221,7 +211,7 @@ def test_a_second_eval_into_a_busy_output_folder_stops_at_once(checkpoint, tmp_p
         command = ["eval", "--model_name_or_path", checkpoint, "--benchmarks", "colour-patches", "--output_dir",
                    str(out), "--steps", "1"]  # fmt: skip
         assert cli(command) == 2
-        assert "another evaluation is writing into" in capsys.readouterr().err
+        assert "another pmg-aft run is writing into" in capsys.readouterr().err
         assert not (out / "report.json").exists()
     finally:
         holder.kill()
@@ -252,7 +242,8 @@ def test_a_half_written_checkpoint_is_skipped_on_resume(tmp_path, checkpoint, ca
     out = tmp_path / "run"
     common = train_args(out, checkpoint, "--save_strategy", "steps", "--save_steps", "2", "--eval_on_start", "false",
                         "--do_eval", "false")  # fmt: skip
-    main(common)
+    main([*common, "--max_steps", "4", "--save_total_limit", "5"])  # keeps checkpoint-2 (the config: 1)
+    kill_after(out, 2)
     (out / "checkpoint-3").mkdir()
     (out / "checkpoint-3" / "config.json").write_text("{}")  # killed right after the first file
     (out / "checkpoint-9").mkdir()
@@ -408,7 +399,8 @@ def test_resume_true_and_sharded_checkpoints(tmp_path, checkpoint):
     out = tmp_path / "run"
     common = train_args(out, checkpoint, "--save_strategy", "steps", "--save_steps", "2", "--do_eval", "false",
                         "--eval_on_start", "false")  # fmt: skip
-    main(common)
+    main([*common, "--max_steps", "4", "--save_total_limit", "5"])
+    kill_after(out, 2)
     main([*common, "--max_steps", "4", "--resume_from_checkpoint", "true"])  # YAML's `true` too: the last one
     with open(out / "checkpoint-4" / "trainer_state.json") as f:
         assert json.load(f)["global_step"] == 4

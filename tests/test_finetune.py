@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import CLIPModel
 
 from pmg_aft import TRAINERS, FAREConfig, PMGAFTTrainer, TeCoAConfig
@@ -13,7 +13,8 @@ from pmg_aft.cli import main as cli
 from pmg_aft.finetune import main, parse_args
 from pmg_aft.tiny import tiny_clip, tiny_tokenizer
 
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
+from .utils import CONFIG, fails, kill_after
+
 FAST = ["--num_train_epochs", "1", "--max_steps", "3", "--eval_attack_steps", "2", "--disable_tqdm", "true"]
 
 
@@ -83,19 +84,16 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
         "--disable_tqdm",
         "true",
     ]
-    cli(["train", *common, "--max_steps", "2"])
-    checkpoint = out / "checkpoint-2"
-    assert (checkpoint / "model.safetensors").exists() and (checkpoint / "trainer_state.json").exists()
-    # Mark the checkpoint: a resumed run starts from these weights, a restarted one would not.
-    weights = load_file(str(checkpoint / "model.safetensors"))
-    weights["vision_model.post_layernorm.weight"].fill_(2.0)
-    save_file(weights, str(checkpoint / "model.safetensors"), metadata={"format": "pt"})
-    main([*common, "--max_steps", "4"])
+    cli(["train", *common, "--max_steps", "4", "--output_dir", str(tmp_path / "whole")])
+    cli(["train", *common, "--max_steps", "4", "--save_total_limit", "5"])  # keeps checkpoint-2 (the config: 1)
+    kill_after(out, 2)  # killed during step 3: checkpoint-2 is the last complete one
+    assert (out / "checkpoint-2" / "model.safetensors").exists() and not (out / "model.safetensors").exists()
+    main([*common, "--max_steps", "4"])  # the same command: resumes from checkpoint-2
     with open(out / "checkpoint-4" / "trainer_state.json") as f:
         assert json.load(f)["global_step"] == 4
-    resumed = CLIPModel.from_pretrained(str(out)).vision_model.post_layernorm.weight
-    assert torch.allclose(resumed, torch.full_like(resumed, 2.0), atol=0.05)  # two small steps from the mark
-    assert not torch.equal(resumed, torch.full_like(resumed, 2.0))
+    resumed, whole = (load_file(str(folder / "model.safetensors")) for folder in (out, tmp_path / "whole"))
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)  # the uninterrupted run's weights, to the bit
+    fails([*common, "--max_steps", "6"], r"checkpoint-4 was made by another run \(max_steps: 4 -> 6\)")
 
 
 def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -6,7 +7,9 @@ from huggingface_hub import ModelCard
 
 from pmg_aft import TRAINERS, AttackSetting, DatasetResult, EvalSet, Report, cli, get_protocol
 from pmg_aft.cards import build_model_card
+from pmg_aft.errors import InputError
 from pmg_aft.hub import push
+from pmg_aft.provenance import Licence
 
 from .utils import METHODS, hub_fixture
 
@@ -28,7 +31,8 @@ def test_card_renders_reloads_and_holds_every_result(tmp_path):
     card = build_model_card("org/robust-clip", report, base_model="openai/clip-vit-base-patch32",
                             recipe={"alpha": 256, "beta": 256, "learning_rate": 5e-5},
                             train_dataset="zh-plus/tiny-imagenet", plots=["accuracy.png"],
-                            method=TRAINERS["pmg_aft"].method_info)  # fmt: skip
+                            method=TRAINERS["pmg_aft"].method_info, licence=Licence("mit", None, "OpenAI's release"),
+                            credits=("OpenAI's CLIP",))  # fmt: skip
     card.save(str(tmp_path / "README.md"))
     loaded = ModelCard.load(str(tmp_path / "README.md"))
     data = loaded.data
@@ -53,6 +57,9 @@ def test_card_renders_reloads_and_holds_every_result(tmp_path):
     )
     assert "![accuracy](accuracy.png)" in text and "| `alpha` | `256` |" in text
     assert "`pgd-10@1/255`: PGD-10 (L-inf, eps 1/255, step 1/255" in text
+    assert "Licence: mit (OpenAI's release)." in text and "Credit: OpenAI's CLIP." in text
+    unknown = build_model_card("org/robust-clip", report)  # no provenance: no licence is claimed
+    assert unknown.data.license == "other" and unknown.data.license_name == "not-stated"
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -160,68 +167,91 @@ class FakeApi:
 
 
 @pytest.fixture
-def checkpoint(model, make_trainer, tmp_path):
+def checkpoint(model, make_trainer, tmp_path, monkeypatch):
     model.config.name_or_path = "org/base-clip"  # as from_pretrained("org/base-clip") sets it
+    base = (Licence("mit", None, "org/base-clip's model card"), ("the authors of org/base-clip",))  # its card says
+    monkeypatch.setattr("pmg_aft.trainers.base_trainer.base_provenance", lambda name: base)
     trainer = make_trainer("tecoa", model)
     trainer.save_model(str(tmp_path / "ckpt"))
     (tmp_path / "ckpt" / "optimizer.pt").write_bytes(b"never published")
     return str(tmp_path / "ckpt")
 
 
+def evaluated(checkpoint: str, out: str) -> str:
+    """`pmg-aft eval` of the checkpoint into `out` (a quick one): the report a push pairs with its weights."""
+    assert cli.main(["eval", "--model_name_or_path", checkpoint, "--benchmarks", "colour-patches",
+                     "--max_eval_samples", "16", "--steps", "1", "--output_dir", out]) == 0  # fmt: skip
+    return out
+
+
 def test_push_uploads_weights_processor_card_and_plots(checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
-    report = sample_report()
-    report.save(str(tmp_path / "report"))
+    report = evaluated(checkpoint, str(tmp_path / "report"))
     before = sorted(os.listdir(checkpoint))
-    command = ["push", "--model_dir", checkpoint, "--hub_model_id", "org/robust-clip", "--report_dir",
-               str(tmp_path / "report")]  # fmt: skip
+    command = ["push", "--model_dir", checkpoint, "--hub_model_id", "org/robust-clip", "--report_dir", report]
     assert cli.main(command) == 0
     assert "uploaded to https://huggingface.co/org/robust-clip" in capsys.readouterr().out
     assert {"model.safetensors", "config.json", "README.md", "accuracy.png", "report.json"} <= set(FakeApi.uploaded)
     assert not [f for f in FakeApi.uploaded if f.endswith((".pt", ".bin", ".pth"))]
     assert sorted(os.listdir(checkpoint)) == before  # the local folder is not touched
     card = ModelCard.load(FakeApi.card)
-    assert card.data.base_model == "org/base-clip" and len(card.data.eval_results) == 6
+    assert card.data.base_model == "org/base-clip" and len(card.data.eval_results) == 3
+    assert card.data.license == "mit" and "Credit: the authors of org/base-clip." in card.text
     # The method comes from the checkpoint (saved by TeCoATrainer), never guessed from hyper-parameters.
     assert "fine-tuned from [`org/base-clip`](https://huggingface.co/org/base-clip) with TeCoA" in card.text
     assert PAPERS["tecoa"].arxiv_id in card.text and PAPERS["pmg_aft"].arxiv_id not in card.text
     assert FakeApi.message == "TeCoA fine-tuned CLIP (pmg_aft)"
 
 
+def test_push_refuses_a_report_of_other_weights_or_edited_and_relicensing(checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
+    FakeApi.uploaded = []
+    other = sample_report()  # another model's figures (its digest is not these weights')
+    other.save(str(tmp_path / "other"))
+    push_other = [
+        "push",
+        "--model_dir",
+        checkpoint,
+        "--hub_model_id",
+        "org/x",
+        "--report_dir",
+        str(tmp_path / "other"),
+    ]
+    assert cli.main(push_other) == 2
+    assert "measured other weights" in capsys.readouterr().err
+    report = evaluated(checkpoint, str(tmp_path / "report"))
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    for column, value in (("clean_accuracy", 1.5), ("clean_accuracy", float("nan")), ("clean_accuracy", -0.2),
+                          ("clean_accuracy", 0.99)):  # fmt: skip
+        edited = json.loads(json.dumps(saved))
+        edited["results"]["colour-patches"][column] = value
+        (tmp_path / "report" / "report.json").write_text(json.dumps(edited))
+        assert cli.main(["push", "--model_dir", checkpoint, "--hub_model_id", "org/x", "--report_dir", report]) == 2
+        err = capsys.readouterr().err
+        assert ("which no evaluation gives" in err) if value != 0.99 else ("was changed after pmg_aft wrote" in err)
+    (tmp_path / "report" / "report.json").write_text(json.dumps(saved))
+    assert cli.main(["push", "--model_dir", checkpoint, "--hub_model_id", "org/x", "--license", "apache-2.0"]) == 2
+    assert "pmg_aft does not relicense someone else's weights as 'apache-2.0'" in capsys.readouterr().err
+    assert FakeApi.uploaded == []  # nothing was uploaded by any of them
+    weights = os.path.join(checkpoint, "model.safetensors")
+    data = open(weights, "rb").read()
+    with open(weights, "wb") as f:
+        f.write(data[: len(data) // 2])  # a truncated file is not published
+    assert cli.main(["push", "--model_dir", checkpoint, "--hub_model_id", "org/x", "--report_dir", report]) == 2
+    assert "its weights cannot be read" in capsys.readouterr().err and FakeApi.uploaded == []
+
+
 def test_a_checkpoint_without_a_method_gets_a_card_that_claims_none(checkpoint, monkeypatch):
     monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
     os.remove(os.path.join(checkpoint, "pmg_aft.json"))  # e.g. a converted or third-party checkpoint
-    push(checkpoint, "org/converted")
+    with pytest.raises(InputError, match="the licence of these weights is not known .* pass --license"):
+        push(checkpoint, "org/converted")  # no licence is assumed for someone else's weights
+    push(checkpoint, "org/converted", license="mit")
     card = ModelCard.load(FakeApi.card)
     assert "fine-tuned" not in card.text and all(p.arxiv_id not in card.text for p in PAPERS.values())
     assert "adversarial-robustness" not in card.data.tags and FakeApi.message == "Upload CLIP checkpoint (pmg_aft)"
-
-
-def test_checkpoints_and_reports_of_release_0_1_still_push(checkpoint, tmp_path, monkeypatch):
-    """0.1 saved the method in training_args.json and the threat model beside the report's settings."""
-    import json
-
-    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
-    os.remove(os.path.join(checkpoint, "pmg_aft.json"))
-    with open(os.path.join(checkpoint, "training_args.json")) as f:
-        training = json.load(f)
-    training["method"] = "tecoa"
-    with open(os.path.join(checkpoint, "training_args.json"), "w") as f:
-        json.dump(training, f)
-    old = {"model": "m", "protocol": "paper", "logit_scale": 1.0, "norm": "linf", "image_mean": [0.5] * 3,
-           "image_std": [0.5] * 3, "max_samples": 100, "results": {"cifar10": {
-               "clean_accuracy": 0.5, "samples": 100, "robust_accuracy": {"pgd-10@1/255": 0.25}}},
-           "settings": [{"attack": "pgd", "eps": 1 / 255, "steps": 10, "step_size": 1 / 255,
-                         "key": "pgd-10@1/255"}]}  # fmt: skip
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "report.json").write_text(json.dumps(old))
-    report = Report.load(str(tmp_path / "old"))
-    assert report.attack_keys == ["pgd-10@1/255"] and report.max_eval_samples == 100
-    assert cli.main(["push", "--model_dir", checkpoint, "--hub_model_id", "org/old", "--report_dir",
-                     str(tmp_path / "old")]) == 0  # fmt: skip
-    card = ModelCard.load(FakeApi.card)
-    assert "with TeCoA" in card.text and "| `learning_rate` |" in card.text and FakeApi.message.startswith("TeCoA")
+    assert card.data.license == "mit" and "stated by the uploader (--license)" in card.text
 
 
 def test_a_failed_push_loses_nothing_and_says_how_to_retry(checkpoint, monkeypatch, capsys):
@@ -264,10 +294,7 @@ def test_eval_command_end_to_end(checkpoint, tmp_path, capsys):
 
 def test_eval_of_a_local_checkpoint_writes_the_card_push_uploads(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
-    out = str(tmp_path / "eval")
-    command = ["eval", "--model_name_or_path", checkpoint, "--benchmarks", "colour-patches", "--max_eval_samples",
-               "16", "--steps", "1", "--output_dir", out]  # fmt: skip
-    assert cli.main(command) == 0
+    out = evaluated(checkpoint, str(tmp_path / "eval"))
     written = ModelCard.load(os.path.join(out, "README.md"))
     assert "with TeCoA" in written.text and written.data.base_model == "org/base-clip"
     assert written.data.eval_results and "colour-patches" in written.text

@@ -8,8 +8,8 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
+from safetensors.torch import load_file
 from torchdata.stateful_dataloader import StatefulDataLoader
-from transformers import CLIPModel
 
 from pmg_aft import TRAINERS
 from pmg_aft.data import BenchmarkUnavailableError, ImageClassificationCollator, get_benchmark, load_benchmark
@@ -17,7 +17,7 @@ from pmg_aft.data.streaming import StreamingImages
 from pmg_aft.errors import InputError
 from pmg_aft.tiny import colour_patches, tiny_tokenizer
 
-from .utils import png, snapshot
+from .utils import kill_after, png, snapshot
 
 CLASSES = ("red", "green", "blue", "yellow")
 TINY_CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")
@@ -192,9 +192,12 @@ def test_finetune_streams_local_parquet_shards_and_resumes(tmp_path):
               "--eval_split", "train", "--do_eval", "false", "--eval_on_start", "false",
               "--per_device_train_batch_size", "8", "--save_strategy", "steps", "--save_steps", "2",
               "--shuffle_buffer_size", "8", "--output_dir", str(tmp_path / "out")]  # fmt: skip
-    main([*common, "--max_steps", "2"])
+    main([*common, "--max_steps", "4", "--save_total_limit", "5"])  # keeps checkpoint-2 (the config: 1)
     assert (tmp_path / "out" / "checkpoint-2" / "stream_state_0.pt").is_file()
-    main([*common, "--max_steps", "4"])  # the same command with more steps: resumes from checkpoint-2
+    whole = load_file(str(tmp_path / "out" / "model.safetensors"))
+    kill_after(tmp_path / "out", 2)
+    main([*common, "--max_steps", "4"])  # the same command: resumes from checkpoint-2, where the stream was
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
-    assert CLIPModel.from_pretrained(str(tmp_path / "out")) is not None
+    resumed = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)

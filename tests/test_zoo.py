@@ -96,9 +96,9 @@ def test_each_release_layout_imports_with_the_source_embeddings(layout, base_dir
     assert torch.allclose(ours, openai_image_features(state, pixels), atol=1e-5)
     base = CLIPModel.from_pretrained(base_dir)
     assert all(torch.equal(v, saved.state_dict()[k]) for k, v in base.state_dict().items() if k.startswith("text_"))
-    assert provenance["source_sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
-    assert provenance["image_embedding_check"]["max_relative_difference"] < 1e-5
-    assert read_provenance(str(tmp_path / "out"))["format"] == layout
+    assert provenance.source_sha256 == hashlib.sha256(open(path, "rb").read()).hexdigest()
+    assert provenance.image_embedding_check["max_relative_difference"] < 1e-5
+    assert read_provenance(str(tmp_path / "out")).source_format == layout
     assert os.path.exists(tmp_path / "out" / "model.safetensors")
     reloaded = CLIPProcessor.from_pretrained(str(tmp_path / "out"))
     assert reloaded.image_processor.image_mean == pytest.approx([0.485, 0.456, 0.406])
@@ -132,7 +132,7 @@ def test_an_open_clip_hub_folder_imports_whole_without_a_base_model(base_dir, tm
     assert torch.allclose(image, openai_image_features(state, pixels), atol=1e-5)
     assert torch.allclose(text, openai_text_features(state, tokens()), atol=1e-5)
     assert model.config.vision_config.hidden_act == "quick_gelu"
-    assert provenance["base_model"] is None and provenance["normalization"] == "the release's preprocess_cfg"
+    assert provenance.base_model is None and provenance.normalization == "the release's preprocess_cfg"
     assert processor.image_processor.image_mean == pytest.approx([0.48145466, 0.4578275, 0.40821073])
 
 
@@ -222,7 +222,7 @@ def test_zoo_commands_list_and_import(base_dir, tmp_path, capsys):
     card = open(tmp_path / "tecoa4" / "README.md").read()
     entry = zoo_entries()["tecoa4-vitl14"]
     assert entry.paper["title"] in card and f"Licence as stated by the authors: **{entry.licence}**" in card
-    assert read_provenance(str(tmp_path / "tecoa4"))["source_sha256"] in card
-    assert read_provenance(str(tmp_path / "tecoa4"))["zoo_entry"]["name"] == "tecoa4-vitl14"
+    assert read_provenance(str(tmp_path / "tecoa4")).source_sha256 in card
+    assert read_provenance(str(tmp_path / "tecoa4")).zoo_entry["name"] == "tecoa4-vitl14"
     assert cli.main(["zoo", "import", "tecoa9-vitl14", "--output_dir", str(tmp_path / "x")]) == 2
     assert "is not in the zoo; the checkpoints are: tecoa2-vitl14" in capsys.readouterr().err

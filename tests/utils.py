@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import socket
 import subprocess
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, Features, Value
@@ -21,6 +23,33 @@ from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, TRAINERS, ZeroShotClassifier
 from pmg_aft.data import get_benchmark
 
 METHODS = list(TRAINERS)  # every registered method, as registered when the tests are collected
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "tiny_offline.yaml")  # the demo's
+
+
+def kill_after(out, step: int) -> None:
+    """Leave the training folder `out` as a run killed after it saved checkpoint-`step`: the later checkpoints and
+    the finished model's files are removed."""
+    import shutil
+
+    for path in list(out.iterdir()):
+        number = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if number and int(number.group(1)) > step or path.name == "eval":
+            shutil.rmtree(path)
+        elif path.is_file() and not path.name.startswith("."):
+            path.unlink()
+
+
+def fails(argv: list[str], match: str) -> None:
+    """`pmg-aft train argv` stops with one line (a SystemExit message, no traceback) matching `match`."""
+    from pmg_aft.finetune import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    message = str(stop.value)
+    assert message.startswith("pmg-aft: ") and "\n" not in message.strip() and "Traceback" not in message
+    assert re.search(match, message), message
+
+
 VISION = ("vision_model.", "visual_projection.")
 
 # ---- models and parameters ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import os
 from huggingface_hub import HfApi, get_token
 
 from ..errors import DownloadError
+from ..outputs import write_json
 from .loading import hub_split_files, unavailable_message
 from .registry import BENCHMARKS, get_benchmark, revisions_file
 
@@ -38,8 +39,6 @@ def download_benchmarks(names: list[str], revision: str | None = None, lock: str
     if os.path.exists(lock):
         with open(lock, encoding="utf-8") as f:
             recorded = json.load(f)
-    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
-    with open(lock, "w", encoding="utf-8") as f:
-        json.dump({**recorded, **resolved}, f, indent=1)
+    write_json(lock, {**recorded, **resolved})
     print(f"resolved revisions written to {lock}; load_benchmark and reports use them from now on")
     return resolved

@@ -76,6 +76,23 @@ def _check_shards(files: list[str], where: str) -> None:
             raise IncompleteCacheError(f"{where}: {total - len(present)} of {total} shards are not in the cache.")
 
 
+def check_parquet_files(files: list[str]) -> list[str]:
+    """Raise [`InputError`] naming the first parquet file whose footer cannot be read (a download or a copy cut
+    short), before anything is loaded from them; return `files`."""
+    import pyarrow.parquet as pq
+
+    for path in files:
+        if path.endswith(".parquet"):
+            try:
+                pq.read_metadata(path)
+            except Exception as error:  # pyarrow's errors for a broken file have several types; each names it
+                said = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+                raise InputError(
+                    f"{path} is not a readable parquet file ({said}): it may be truncated; download or copy it again."
+                ) from error
+    return files
+
+
 def hub_split_files(
     bench: Benchmark, split: str, revision: str | None = None, local_files_only: bool = False
 ) -> list[str]:
@@ -101,7 +118,7 @@ def hub_split_files(
             raise IncompleteCacheError(f"{bench.name}: no {split} files of {bench.hub_id} in the cache.")
         raise InputError(f"{bench.name}: {bench.hub_id} has no files for split {split!r} ({patterns}).")
     _check_shards(files, f"{bench.name} ({bench.hub_id}, {split})")
-    return files
+    return check_parquet_files(files)
 
 
 def load_hub_split(bench: Benchmark, split: str, revision: str | None = None, streaming: bool = False):
@@ -171,7 +188,8 @@ def load_streaming_split(name: str, split: str = "train", config: str | None = N
     elif os.path.isdir(name):
         files = sorted(glob.glob(os.path.join(name, "**", "*.parquet"), recursive=True))
         named = [f for f in files if re.search(rf"(^|[/_.\-]){re.escape(split)}([/_.\-]|$)", os.path.relpath(f, name))]
-        data = load_dataset("parquet", data_files={split: named or files}, split=split, streaming=True)
+        data = load_dataset("parquet", data_files={split: check_parquet_files(named or files)}, split=split,
+                            streaming=True)  # fmt: skip
     else:
         data = load_dataset(name, config, split=split, revision=revision, streaming=True)
     if image_column in (data.column_names or []):
@@ -193,6 +211,7 @@ def _load_local(path: str, split: str):
                 f"{path} holds an empty dataset (0 rows): save one with rows, or pass another folder."
             ) from error
     elif glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True):
+        check_parquet_files(sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True)))
         data = load_dataset("parquet", data_dir=path)
     else:
         data = load_dataset("imagefolder", data_dir=path)

@@ -1,6 +1,8 @@
 """Robust zero-shot evaluation: the engine, the suite, the report and sanity checks."""
 
 from ..attack_settings import AttackGrid, AttackSetting
+from ..outputs import OutputDirBusyError
+from ..provenance import weights_digest
 from .autoattack import AutoAttackPlan, autoattack, autoattack_plan
 from .checks import gradient_health, sanity_warnings
 from .compare import compare, comparison_table
@@ -9,7 +11,6 @@ from .eval_set import EvalSet, as_eval_set, benchmark_eval_set
 from .protocols import PROTOCOL_RECORDS, Protocol, get_protocol, protocol_prompts
 from .report import Report
 from .results import WORST_CASE, DatasetResult
-from .resume import OutputDirBusyError, weights_digest
 from .suite import evaluate_robustness
 
 __all__ = [

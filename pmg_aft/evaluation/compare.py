@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..errors import InputError
+from ..outputs import write_text
 from .report import Report
 from .suite import evaluate_robustness
 
@@ -51,19 +52,21 @@ def _setup(report: Report) -> dict:
             "datasets": sorted(report.results), "image_mean": report.image_mean}  # fmt: skip
 
 
-def compare(models: dict, output_dir: str, **suite_kwargs) -> str:
+def compare(models: dict, output_dir: str, folders: dict[str, str] | None = None, **suite_kwargs) -> str:
     """Evaluate each `{name: (model, processor)}` with the same settings and write `comparison.md`.
 
-    Each model's report goes to `output_dir/<name>/` (so an interrupted comparison resumes per model and dataset).
-    `suite_kwargs` are [`evaluate_robustness`]'s arguments. Returns the table.
+    Each model's report goes to `output_dir/<folder>/` (`folders[name]`, by default a folder name made from the
+    model's name; names that would share one are refused), so an interrupted comparison resumes per model and
+    dataset. `suite_kwargs` are [`evaluate_robustness`]'s arguments. Returns the table.
     """
+    from .leaderboard import model_folders
+
+    folders = folders or model_folders(models)
     reports = {}
     for name, (model, processor) in models.items():
         reports[name] = evaluate_robustness(
-            model, processor, output_dir=os.path.join(output_dir, name), model_id=name, **suite_kwargs
+            model, processor, output_dir=os.path.join(output_dir, folders[name]), model_id=name, **suite_kwargs
         )
     table = comparison_table(reports)
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "comparison.md"), "w", encoding="utf-8") as f:
-        f.write(table)
+    write_text(os.path.join(output_dir, "comparison.md"), table)
     return table

@@ -3,12 +3,13 @@ beside the figure the model's paper reports for the same protocol (and the gap),
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
 
 from ..errors import DownloadError, InputError
+from ..outputs import atomic_path, write_json, write_text
 from .protocols import PROTOCOL_RECORDS, Protocol, get_protocol, protocol_digest
 from .report import Report
 from .results import WORST_CASE
@@ -112,12 +113,10 @@ class Leaderboard:
         }
 
     def save(self, output_dir: str) -> list[str]:
-        os.makedirs(output_dir, exist_ok=True)
+        """Write `leaderboard.json`, `leaderboard.md` and the plots, each whole or not at all."""
         paths = [os.path.join(output_dir, n) for n in LEADERBOARD_FILES]
-        with open(paths[0], "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        with open(paths[1], "w", encoding="utf-8") as f:
-            f.write(self.to_markdown())
+        write_json(paths[0], self.to_dict(), indent=2)
+        write_text(paths[1], self.to_markdown())
         return paths + self.plot(output_dir)
 
     def plot(self, output_dir: str) -> list[str]:
@@ -142,7 +141,8 @@ class Leaderboard:
             ax.set_title(f"clean vs robust, {protocol} protocol", fontsize="medium")
             fig.tight_layout()
             paths.append(os.path.join(output_dir, f"tradeoff_{protocol}.png"))
-            fig.savefig(paths[-1], dpi=120)
+            with atomic_path(paths[-1]) as temporary:
+                fig.savefig(temporary, dpi=120, format="png")
             datasets = sorted({d for r in rows for d in r.per_dataset})
             grid = [
                 [100 * r.per_dataset.get(d, {}).get(c, float("nan")) for d in datasets] for r, c in zip(rows, robust)
@@ -159,7 +159,8 @@ class Leaderboard:
             ax.set_title(f"robust accuracy per dataset, {protocol} protocol", fontsize="medium")
             fig.tight_layout()
             paths.append(os.path.join(output_dir, f"heatmap_{protocol}.png"))
-            fig.savefig(paths[-1], dpi=120)
+            with atomic_path(paths[-1]) as temporary:
+                fig.savefig(temporary, dpi=120, format="png")
         return paths
 
 
@@ -175,6 +176,22 @@ def _robust_column(row: Row) -> str | None:
 def slug(name: str) -> str:
     """A folder name for a model name, a path or a Hub id."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip("/")).strip("_") or "model"
+
+
+def model_folders(names) -> dict[str, str]:
+    """`{name: folder name}` for the models of a leaderboard or comparison, refusing names that would share a folder
+    (`org/a` and `org_a`; `a` and `A` on a case-insensitive disk), whose results would overwrite each other."""
+    folders: dict[str, str] = {}
+    for name in names:
+        folder = slug(name)
+        other = next((n for n, f in folders.items() if f.lower() == folder.lower()), None)
+        if other is not None:
+            raise InputError(
+                f"the models {other!r} and {name!r} would share the results folder {folder!r}: name them apart "
+                "(--models NAME=PATH,...)."
+            )
+        folders[name] = folder
+    return folders
 
 
 def run_leaderboard(
@@ -200,18 +217,32 @@ def run_leaderboard(
 
     if not models or not protocols:
         raise InputError("A leaderboard needs at least one model and one protocol.")
+    folders = model_folders(models)
     rows = []
     for name, source in models.items():
         model, processor = source() if callable(source) else source
         for protocol in tqdm(protocols, desc=name, disable=not progress):
             record = get_protocol(protocol)
-            folder = os.path.join(output_dir, slug(name), record.name)
+            folder = os.path.join(output_dir, folders[name], record.name)
             report = evaluate_robustness(model, processor, record, model_id=name, output_dir=folder, **suite_kwargs)
             rows.append(Row.from_report(name, report, (reported or {}).get(name, ())))
         del model
     board = Leaderboard(rows)
     board.save(output_dir)
     return board
+
+
+def card_value(where: str, result) -> float:
+    """A `model-index` value as a leaderboard takes it: a finite accuracy in [0, 100] (%), else refused naming the
+    card and the entry."""
+    value = result.metric_value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not 0 <= value <= 100:
+        raise InputError(
+            f"{where}: its card gives {result.dataset_name} {result.metric_name!r} = {value!r}, which is no "
+            "accuracy in [0, 100] %: the card is broken or hand-edited, so its figures are not taken."
+        )
+    return float(value)
 
 
 def rows_from_cards(cards: dict[str, str], protocols: list[str]) -> list[Row]:
@@ -231,11 +262,12 @@ def rows_from_cards(cards: dict[str, str], protocols: list[str]) -> list[Row]:
         per_protocol: dict[str, dict[str, dict[str, float]]] = {}
         for result in card.data.eval_results or []:
             args = result.metric_args or {}
-            name = args.get("protocol")
+            name = args.get("protocol") if isinstance(args, dict) else None
             if name not in protocols or args.get("overrides") or args.get("protocol_digest") != protocol_digest(name):
                 continue
             column = {None: "clean", "worst-case": WORST_CASE}.get(result.metric_config, result.metric_config)
-            per_protocol.setdefault(name, {}).setdefault(result.dataset_name, {})[column] = result.metric_value / 100
+            value = card_value(where, result)
+            per_protocol.setdefault(name, {}).setdefault(result.dataset_name, {})[column] = value / 100
         for name, per_dataset in per_protocol.items():
             columns = list(dict.fromkeys(c for d in per_dataset.values() for c in d))
             rows.append(Row(model, name, columns, per_dataset, source="model card"))

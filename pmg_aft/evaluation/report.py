@@ -11,21 +11,17 @@ from dataclasses import asdict, dataclass, field
 from ..attack_settings import AttackSetting
 from ..constants import CUSTOM_PROTOCOL, __version__
 from ..data import SAMPLE_LISTS
-from ..errors import InputError, MissingInputError
+from ..errors import MissingInputError
+from ..outputs import atomic_path, write_json, write_text
 from .protocols import LEGACY_VALUES
-from .results import WORST_CASE, DatasetResult
+from .results import WORST_CASE, DatasetResult, ReportError
 
 REPORT_FILE = "report.json"
+# The files a saved report consists of (a checkpoint is published with them; its card shows the plots).
+REPORT_FILES = ("accuracy.png", "accuracy_vs_eps.png", REPORT_FILE, "report.md")
 # Protocol fields added after 0.2 that say what its figures compare with, not how they are computed: left out of
 # the fingerprint, so that results saved by 0.2 are still reused.
 NOT_FINGERPRINTED = ("comparable_with",)
-# pmg_aft 0.1's only protocol, as its reports name it.
-LEGACY_PAPER = {
-    "name": "paper",
-    "description": "pmg_aft 0.1's protocol: one prompt per dataset, s = 1, PGD from the image with the first "
-    "success kept.",
-    "comparable_with": "Its figures compare with no paper's.",
-}
 
 
 @dataclass
@@ -54,6 +50,8 @@ class Report:
     overrides: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     pmg_aft_version: str = __version__
+    # A digest of everything above, set when the report is saved: a report changed afterwards is refused on load.
+    report_digest: str | None = None
 
     def __post_init__(self) -> None:
         self.settings = [s if isinstance(s, AttackSetting) else AttackSetting.from_dict(s) for s in self.settings]
@@ -65,6 +63,18 @@ class Report:
     def to_dict(self) -> dict:
         """JSON-ready form (settings with their keys)."""
         return asdict(self) | {"settings": [s.to_dict() for s in self.settings]}
+
+    def content_digest(self) -> str:
+        """A digest of the report's content (all but `report_digest`), as its JSON form holds it."""
+        values = json.loads(json.dumps(self.to_dict(), default=str))
+        values.pop("report_digest", None)
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+    def check_values(self, where: str = "the report") -> None:
+        """Raise [`ReportError`] for a value no evaluation can produce: an accuracy outside [0, 1] or not finite, a
+        sample count that is not a whole number >= 1, a result without its columns."""
+        for name, result in self.results.items():
+            result.check_values(f"{where}: {name}", self.attack_keys)
 
     def fingerprint(self) -> str:
         """A hash of everything that determines a dataset's numbers (so a resumed run reuses only matching ones)."""
@@ -185,38 +195,46 @@ class Report:
         return ["Prompts of the custom eval sets: " + "; ".join(" / ".join(f"`{t}`" for t in c) for c in custom), ""]
 
     def save(self, output_dir: str) -> list[str]:
-        """Write `report.json`, `report.md` and the plots; return the written paths."""
-        os.makedirs(output_dir, exist_ok=True)
+        """Write `report.json` (with its digest), `report.md` and the plots, each whole or not at all; return the
+        written paths."""
+        self.check_values()
+        self.report_digest = self.content_digest()
         paths = [os.path.join(output_dir, REPORT_FILE), os.path.join(output_dir, "report.md")]
-        with open(paths[0], "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        with open(paths[1], "w", encoding="utf-8") as f:
-            f.write(self.to_markdown())
+        write_json(paths[0], self.to_dict())
+        write_text(paths[1], self.to_markdown())
         return paths + self.plot(output_dir)
 
     @classmethod
     def load(cls, path: str) -> Report:
-        """Load a report from its JSON file or the folder holding it."""
+        """Load a report from its JSON file or the folder holding it, checked: readable, unchanged since it was
+        written (its digest), and holding only values an evaluation can produce.
+
+        Raises:
+            [`ReportError`]: naming the file and what is wrong with it.
+        """
         if os.path.isdir(path):
             path = os.path.join(path, REPORT_FILE)
         if not os.path.isfile(path):
             raise MissingInputError(f"{path}: no such report; pass a `pmg-aft eval` output folder or its report.json.")
+        rerun = "rerun `pmg-aft eval` with the same --output_dir to rewrite it (finished datasets are kept)"
         try:
             with open(path, encoding="utf-8") as f:
-                values = json.load(f)
+                report = cls(**json.load(f))
         except json.JSONDecodeError as error:
-            raise InputError(
+            raise ReportError(
                 f"{path} is not a readable report ({error.msg} at line {error.lineno}); the file may be truncated: "
-                "rerun `pmg-aft eval` with the same --output_dir to rewrite it (finished datasets are kept)."
+                f"{rerun}."
             ) from error
-        # Reports of pmg_aft 0.1 kept the threat model beside the settings and called the cap max_samples.
-        norm = values.pop("norm", "linf")
-        if "max_samples" in values:
-            values["max_eval_samples"] = values.pop("max_samples")
-        if values.get("protocol") == "paper" and not values.get("protocol_record"):
-            values["protocol_record"] = dict(LEGACY_PAPER)
-        values["settings"] = [{"norm": norm, **s} for s in values.get("settings", [])]
-        return cls(**values)
+        except (TypeError, ValueError, KeyError, AttributeError, UnicodeDecodeError) as error:
+            raise ReportError(
+                f"{path} is not a pmg_aft report ({type(error).__name__}: {str(error)[:160]})."
+            ) from error
+        report.check_values(path)
+        if report.report_digest is None:
+            raise ReportError(f"{path} carries no digest (written before reports had one, or by hand): {rerun}.")
+        if report.report_digest != report.content_digest():
+            raise ReportError(f"{path} was changed after pmg_aft wrote it (its digest no longer matches): {rerun}.")
+        return report
 
     def plot(self, output_dir: str) -> list[str]:
         """Per-dataset clean vs robust bars (`accuracy.png`) and, with several budgets, accuracy vs eps."""
@@ -244,7 +262,8 @@ class Report:
         ax.legend(fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
         fig.tight_layout()
         paths = [os.path.join(output_dir, "accuracy.png")]
-        fig.savefig(paths[0], dpi=120)
+        with atomic_path(paths[0]) as temporary:
+            fig.savefig(temporary, dpi=120, format="png")
         curves = self._eps_curves()
         if curves:
             fig = Figure(figsize=(6, 4))
@@ -256,7 +275,8 @@ class Report:
             ax.legend(fontsize="small")
             fig.tight_layout()
             paths.append(os.path.join(output_dir, "accuracy_vs_eps.png"))
-            fig.savefig(paths[-1], dpi=120)
+            with atomic_path(paths[-1]) as temporary:
+                fig.savefig(temporary, dpi=120, format="png")
         return paths
 
     def _eps_curves(self) -> dict[str, list[tuple[float, float]]]:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import InputError
+
+
+class ReportError(InputError):
+    """A report that cannot be trusted: unreadable, changed after it was written, or holding impossible values."""
+
 
 # The column of the per-sample worst case over every attack and iterate, beside the per-attack ones.
 WORST_CASE = "worst case"
@@ -62,6 +70,24 @@ class DatasetResult:
     gradient_health: dict | None = None
     first_step_zero_gradient: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def check_values(self, where: str, attack_keys: list[str]) -> None:
+        """Raise `ReportError` for values no evaluation produces: an accuracy outside [0, 1] or not finite, a
+        sample count that is not a whole number >= 1, a missing attack column."""
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise ReportError(f"{where}: samples={self.samples!r} is not a whole number >= 1.")
+        missing = [k for k in attack_keys if k not in self.robust_accuracy]
+        if missing:
+            raise ReportError(f"{where}: no result for {missing}.")
+        values = {"clean": self.clean_accuracy, **self.robust_accuracy}
+        if self.worst_case_accuracy is not None:
+            values[WORST_CASE] = self.worst_case_accuracy
+        for column, value in values.items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or not 0 <= value <= 1:
+                raise ReportError(
+                    f"{where}: the {column} accuracy is {value!r}, which no evaluation gives (a fraction in [0, 1])."
+                )
 
     def accuracy(self, column: str) -> float:
         """The accuracy in a report column: an attack setting's key, or [`WORST_CASE`]."""

@@ -1,68 +1,59 @@
 """What lets an evaluation resume safely: finished datasets' results saved as they finish and reused only for the
-same settings, weights and data, and a lock on the output folder against a second run writing into it."""
+same settings, weights and data, in a folder that holds no other model's evaluation."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
 
-from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
-from filelock import FileLock, Timeout
-
-from ..errors import InputError
+from ..outputs import refuse_foreign, write_json
+from .report import REPORT_FILE, REPORT_FILES
 from .results import DatasetResult
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = ".pmg_aft_eval.lock"
 
-
-class OutputDirBusyError(InputError):
-    """Another evaluation is writing into the same output folder."""
-
-
-@contextlib.contextmanager
-def output_lock(output_dir: str | None, accelerator: Accelerator):
-    """Hold `output_dir` for this evaluation: a second one started into the same folder stops at once with
-    [`OutputDirBusyError`] instead of both writing a report and one run's results being lost. The lock is an OS file
-    lock, released when the process ends, however it ends (a killed run leaves no stale lock)."""
-    if not output_dir:
-        yield
+def claim_results(output_dir: str | None, model_digest: str | None, overwrite: bool = False) -> None:
+    """Refuse an evaluation folder that holds another model's evaluation (a report or results of other weights), or
+    files an evaluation writes that pmg_aft did not write there (a `README.md`, plots), unless `overwrite`; then the
+    other weights' results are removed, so that nothing of theirs is reused or shown."""
+    if not output_dir or not os.path.isdir(output_dir):
         return
-    lock, problem = None, [None]
-    if accelerator.is_main_process:
-        try:
-            os.makedirs(output_dir, exist_ok=True)
-            lock = FileLock(os.path.join(output_dir, LOCK_FILE))
-            lock.acquire(timeout=0)
-        except Timeout:
-            problem[0] = (
-                f"another evaluation is writing into {output_dir} (it holds {os.path.join(output_dir, LOCK_FILE)}); "
-                "wait for it to finish (a rerun then resumes its results) or pass another output folder."
-            )
-        except OSError as error:
-            problem[0] = f"cannot write into {output_dir}: {error}"
-    broadcast_object_list(problem)  # every process stops, not only the main one
-    if problem[0] is not None:
-        raise OutputDirBusyError(problem[0])
+    found, stale = [], []
+    report = os.path.join(output_dir, REPORT_FILE)
+    if os.path.isfile(report):
+        digest = _recorded_digest(report)
+        if digest not in (model_digest, UNREADABLE):
+            found.append(f"{REPORT_FILE} of weights {digest}")
+    results = os.path.join(output_dir, "results")
+    for name in sorted(os.listdir(results)) if os.path.isdir(results) else ():
+        path = os.path.join(results, name)
+        recorded = _recorded_digest(path)
+        if name.endswith(".json") and recorded != UNREADABLE and recorded != model_digest:
+            found.append(f"results/{name}")
+            stale.append(path)
+    if found:
+        refuse_foreign(output_dir, found, "another model's evaluation", overwrite)
+    elif not os.path.isfile(report):
+        foreign = [n for n in (*REPORT_FILES, "README.md") if os.path.exists(os.path.join(output_dir, n))]
+        refuse_foreign(output_dir, foreign, "files pmg_aft did not write", overwrite)
+    for path in stale:
+        os.remove(path)
+
+
+UNREADABLE = "unreadable"  # a file cut short: recomputed and rewritten, not another model's
+
+
+def _recorded_digest(path: str) -> str | None:
+    """The weights digest a report or result file records (`None` if it records none, [`UNREADABLE`] if it cannot be
+    read)."""
     try:
-        yield
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def weights_digest(model) -> str:
-    """A short hash of the model's weights: results of other weights under the same name are never reused."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except (OSError, ValueError):
+        return UNREADABLE
+    return values.get("model_digest") if isinstance(values, dict) else None
 
 
 def result_path(output_dir: str, name: str) -> str:
@@ -91,9 +82,7 @@ def load_result(output_dir: str | None, name: str, fingerprint: str, data_digest
     return result if same else None
 
 
-def save_result(output_dir: str, name: str, fingerprint: str, result: DatasetResult) -> None:
-    os.makedirs(os.path.join(output_dir, "results"), exist_ok=True)
-    path = result_path(output_dir, name)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"fingerprint": fingerprint, "result": result.to_dict()}, f, indent=1)
-    os.replace(path + ".tmp", path)  # a killed run never leaves a half-written result
+def save_result(output_dir: str, name: str, fingerprint: str, model_digest: str | None, result: DatasetResult) -> None:
+    """Save a finished dataset's result (whole or not at all: a killed run never leaves a half-written one)."""
+    values = {"fingerprint": fingerprint, "model_digest": model_digest, "result": result.to_dict()}
+    write_json(result_path(output_dir, name), values)

@@ -12,6 +12,8 @@ from accelerate.utils import broadcast_object_list
 
 from ..data import EVAL_SUITE, get_benchmark
 from ..errors import InputError
+from ..outputs import OutputDirBusyError, check_output_dir, output_lock
+from ..provenance import weights_digest
 from ..zeroshot import ZeroShotClassifier
 from .checks import sanity_warnings
 from .engine import EvalLoader, effective_precision, evaluate_dataset
@@ -19,7 +21,7 @@ from .eval_set import EvalSet, as_eval_set, benchmark_eval_set
 from .protocols import Protocol, get_protocol
 from .report import Report
 from .results import DatasetResult
-from .resume import OutputDirBusyError, load_result, output_lock, save_result, weights_digest
+from .resume import claim_results, load_result, save_result
 
 __all__ = ["OutputDirBusyError", "evaluate_robustness", "output_lock", "weights_digest"]
 
@@ -40,6 +42,7 @@ def evaluate_robustness(
     on_bad_image: str = "raise",
     seed: int = 0,
     accelerator: Accelerator | None = None,
+    overwrite_output_dir: bool = False,
 ) -> Report:
     r"""Clean, per-attack and per-sample worst-case robust zero-shot accuracy of a `CLIPModel` under a protocol.
 
@@ -63,6 +66,8 @@ def evaluate_robustness(
         seed (`int`): seeds random starts and AutoAttack.
         accelerator (`accelerate.Accelerator`, *optional*): defaults to a new one; under `accelerate launch` the
             samples are sharded across processes and the results gathered, each sample counted once.
+        overwrite_output_dir (`bool`): replace another model's evaluation in `output_dir` (without it, a folder
+            holding one is refused).
 
     Returns:
         [`Report`]: per dataset a [`DatasetResult`] (clean accuracy, robust accuracy for every attack setting and the
@@ -74,7 +79,12 @@ def evaluate_robustness(
     loader = loader or EvalLoader()
     names = list(datasets) if datasets is not None else benchmark_names(benchmarks)
     report = new_report(model, processor, record, accelerator, model_id or "", seed)
-    with output_lock(output_dir, accelerator), frozen_for_attacks(model, accelerator) as model:
+    if output_dir:
+        check_output_dir(output_dir)
+    with output_lock(output_dir, accelerator, "evaluation"), frozen_for_attacks(model, accelerator) as model:
+        if accelerator.is_main_process:
+            claim_results(output_dir, report.model_digest, overwrite_output_dir)
+        accelerator.wait_for_everyone()
         for name in names:
             data = datasets[name] if datasets is not None else None
             eval_set = suite_eval_set(name, record, data, benchmark_data_dir, on_bad_image, accelerator)
@@ -118,7 +128,7 @@ def run_dataset(model, processor, name: str, eval_set: EvalSet, report: Report, 
     if scale != report.logit_scale:
         result.logit_scale = scale
     if output_dir and accelerator.is_main_process:
-        save_result(output_dir, name, report.fingerprint(), result)
+        save_result(output_dir, name, report.fingerprint(), report.model_digest, result)
     accelerator.wait_for_everyone()
     return result
 

@@ -19,17 +19,27 @@ from accelerate.utils import is_compiled_module
 from torch import nn
 from transformers import CLIPModel, Trainer
 from transformers.models.clip.modeling_clip import CLIPOutput
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..attacks import Objective, pgd
+from ..checkpoints import load_clip
 from ..data import preprocess_on_device
 from ..data.streaming import StreamingImages, decode_on_device
 from ..errors import InputError
 from ..evaluation import EvalLoader, Report, evaluate_dataset
 from ..methods import MethodInfo
+from ..provenance import base_provenance, weights_digest
 from ..zeroshot import ImageEncoder, ZeroShotClassifier, check_clip_model, clip_processor
 from .base_config import RobustCLIPConfig
 from .engines import fsdp_kwargs, place_reference, shard_clip, sharding_problem
 from .eval_metrics import eval_metrics, eval_sets, trainer_report
+from .guards import (
+    NothingLearnedError,
+    check_finite_loss,
+    check_same_run,
+    nothing_learned_message,
+    trainable_fingerprint,
+)
 from .heads import Heads
 from .lora import add_lora, load_adapter_weights
 from .models import freeze_all_but_vision, reference_model
@@ -84,10 +94,14 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         optimizers=(None, None),
         **kwargs: Any,
     ) -> None:
-        model = CLIPModel.from_pretrained(model) if isinstance(model, str) else model
+        model = load_clip(model)[0] if isinstance(model, str) else model
         args = self._checked_arguments(model, args, ref_model)
         name = getattr(model.config, "_name_or_path", "") or ""
         self.base_model = name if name.count("/") == 1 and not os.path.exists(name) else None  # a Hub id
+        # What the weights start from, for their provenance: name, digest, licence and credits.
+        self.base_name, self.base_digest = name, weights_digest(model)
+        self.base_licence, self.base_credits = base_provenance(name)
+        self.data_record: dict = {}  # where the training data comes from (set by the job; part of the run record)
         self.image_size = model.config.vision_config.image_size
         # Recorded for the model card: the Hub id the training set was loaded from, if datasets knows it.
         self.train_dataset_id = getattr(getattr(train_dataset, "info", None), "dataset_name", None)
@@ -144,6 +158,22 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         if self.lora_config is None:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         load_adapter_weights(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
+        """Trainer's `train`, refusing to resume a checkpoint of another run ([`check_same_run`]) and to end a run
+        that changed no trained weight ([`NothingLearnedError`]); a non-finite loss stops it ([`log`])."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        if resume_from_checkpoint:
+            check_same_run(resume_from_checkpoint, self.run_record())
+        watch = not self.is_deepspeed_enabled  # ZeRO-3 holds no parameter values in place to compare
+        before = trainable_fingerprint(self.model) if watch else None
+        result = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        if watch and self.state.global_step > 0:
+            same = torch.equal(before, trainable_fingerprint(self.model).to(before.device))
+            if bool(self.accelerator.reduce(torch.tensor([float(same)], device=self.args.device), "min").item()):
+                raise NothingLearnedError(nothing_learned_message(self.state.global_step, self.args))
+        return result
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """transformers' scheduler, except the cosine warm-up counted from the first step where the method's code
@@ -318,7 +348,9 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         self._metrics[name].append(value.detach().float())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the averaged loss terms and training accuracies (over steps and processes) to the training logs."""
+        """Add the averaged loss terms and training accuracies (over steps and processes) to the training logs; a
+        non-finite training loss stops the run ([`check_finite_loss`])."""
+        check_finite_loss(logs, self.state.global_step)
         if "loss" in logs and self._metrics:
             names = list(self._metrics)
             values = torch.stack([torch.stack(self._metrics[n]).mean() for n in names])

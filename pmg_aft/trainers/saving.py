@@ -12,9 +12,11 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy
 
 from ..cards import build_model_card
-from ..constants import RUN_INFO_FILE
 from ..hub import upload_checkpoint
+from ..outputs import write_text
+from ..provenance import Provenance, publish_licence, state_digest
 from .base_config import PIXEL_FIELDS, RobustCLIPConfig
+from .guards import check_finite_state
 from .lora import merged_copy, save_adapter
 
 # Optimisation settings a model card's recipe table shows beside the method's own fields.
@@ -23,6 +25,22 @@ RECIPE_KEYS = ("optim", "optim_args", "learning_rate", "weight_decay", "lr_sched
                "max_grad_norm", "bf16", "fp16", "seed")  # fmt: skip
 DATA_PLUMBING = ("image_column", "label_column", "decode_on_device", "shuffle_buffer_size")
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+# Fields that change how a run is watched, saved, evaluated or published, never the weights it makes: a resumed run
+# may change them. Any other field that differs makes it another run (a field transformers adds later included).
+RUN_CONTROL = frozenset({
+    "output_dir", "logging_strategy", "logging_steps", "logging_first_step", "log_on_each_node",
+    "logging_nan_inf_filter", "log_level", "log_level_replica", "disable_tqdm", "report_to", "run_name", "project",
+    "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id", "include_num_input_tokens_seen",
+    "skip_memory_metrics", "do_train", "do_eval", "do_predict", "eval_strategy", "eval_steps", "eval_delay",
+    "per_device_eval_batch_size", "eval_on_start", "eval_do_concat_batches", "eval_use_gather_object",
+    "eval_accumulation_steps", "include_for_metrics", "batch_eval_metrics", "prediction_loss_only", "eval_eps",
+    "eval_step_size", "eval_attack_steps", "eval_mixed_precision", "bf16_full_eval", "fp16_full_eval",
+    "save_only_model", "save_strategy", "save_steps", "save_on_each_node", "save_total_limit", "enable_jit_checkpoint",
+    "push_to_hub", "hub_token", "hub_private_repo", "hub_model_id", "hub_strategy", "hub_always_push", "hub_revision",
+    "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "resume_from_checkpoint",
+    "ignore_data_skip", "restore_callback_states_from_checkpoint", "dataloader_pin_memory", "local_rank",
+    "ddp_timeout", "torch_empty_cache_steps",
+})  # fmt: skip
 
 
 def recipe_of(config_class: type[RobustCLIPConfig], values: dict) -> dict:
@@ -38,17 +56,23 @@ def recipe_of(config_class: type[RobustCLIPConfig], values: dict) -> dict:
     return {k: (f"{values[k] * 255:g}/255" if k in PIXEL_FIELDS and linf else values[k]) for k in keys if k in values}
 
 
-def save_checkpoint(output_dir: str, model, processor, args: RobustCLIPConfig, info: dict, state_dict=None) -> None:
-    """Save the full `CLIPModel` (safetensors), its processor, the training arguments as JSON (no pickle) and `info`
-    as `pmg_aft.json`: what the model card needs that the checkpoint cannot say (the method, recipe, base model,
-    training data and class names; transformers does not save `_name_or_path`)."""
+def run_config(method: str, args: RobustCLIPConfig) -> dict:
+    """The part of a run record the arguments alone give: the method and every config field but the
+    [`RUN_CONTROL`] ones."""
+    config = {k: v for k, v in json.loads(args.to_json_string()).items() if k not in RUN_CONTROL}
+    return {"method": method, "config": config}
+
+
+def save_checkpoint(output_dir: str, model, processor, args: RobustCLIPConfig, provenance: Provenance,
+                    state_dict=None) -> None:  # fmt: skip
+    """Save the full `CLIPModel` (safetensors), its processor, the training arguments as JSON (no pickle) and, last,
+    its [`Provenance`] as `pmg_aft.json`: the method, recipe, run, base, licence and the weights' digest (what the
+    card needs and the checkpoint cannot say; transformers does not save `_name_or_path`)."""
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir, state_dict=state_dict, is_main_process=True)
     processor.save_pretrained(output_dir)
-    with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as f:
-        f.write(args.to_json_string())
-    with open(os.path.join(output_dir, RUN_INFO_FILE), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1)
+    write_text(os.path.join(output_dir, "training_args.json"), args.to_json_string())
+    provenance.save(output_dir)
 
 
 class SavingMixin:
@@ -59,6 +83,20 @@ class SavingMixin:
     def recipe(self) -> dict:
         """The settings a model card shows ([`recipe_of`]), without the fields the method does not use."""
         return recipe_of(type(self.args), json.loads(self.args.to_json_string()))
+
+    def run_record(self) -> dict:
+        """What decides this run's weights, compared when it is resumed: the method and config ([`run_config`]), the
+        data (`data_record`, set by the job), the class texts, the base weights' digest and the process count."""
+        return {**run_config(self.method_info.key, self.args), "data": dict(self.data_record),
+                "class_names": self.class_names, "base_digest": self.base_digest,
+                "world_size": self.args.world_size}  # fmt: skip
+
+    def provenance(self, digest: str) -> Provenance:
+        """The [`Provenance`] of the weights with `digest` that this run saves."""
+        return Provenance(kind="trained", weights_digest=digest, licence=self.base_licence,
+                          credits=self.base_credits, base_model=self.base_name or None, base_digest=self.base_digest,
+                          method=self.method_info, recipe=self.recipe(), run=self.run_record(),
+                          train_dataset=self.train_dataset_id, class_names=self.class_names)  # fmt: skip
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
                           license: str | None = None, finetuned_from: str | None = None,
@@ -73,9 +111,10 @@ class SavingMixin:
         repo_id = (getattr(self, "hub_model_id", None) or self.args.hub_model_id or model_name
                    or os.path.basename(os.path.abspath(self.args.output_dir)))  # fmt: skip
         dataset = dataset[0] if isinstance(dataset, (list, tuple)) and dataset else dataset
+        licence = publish_licence(self.base_licence, license, upload=False)
         card = build_model_card(repo_id, self.report, finetuned_from or self.base_model, self.recipe(),
-                                dataset_name or dataset or self.train_dataset_id, license=license or "mit",
-                                method=self.method_info)  # fmt: skip
+                                dataset_name or dataset or self.train_dataset_id, licence=licence,
+                                method=self.method_info, credits=self.base_credits)  # fmt: skip
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
     def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
@@ -114,14 +153,17 @@ class SavingMixin:
         return folder
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Save the checkpoint ([`save_checkpoint`]) with what its card needs in `pmg_aft.json`."""
+        """Save the checkpoint ([`save_checkpoint`]) with its provenance in `pmg_aft.json`; weights that are not
+        finite are never saved ([`check_finite_state`])."""
         if not self.args.should_save:
             return
-        info = {"method": self.method_info.to_dict(), "recipe": self.recipe(), "base_model": self.base_model,
-                "train_dataset": self.train_dataset_id, "class_names": self.class_names}  # fmt: skip
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if self.lora_config is not None:  # a plain CLIPModel users load without peft, and the adapter beside it
-            save_adapter(model, self.lora_config, output_dir, self.base_model)
             model, state_dict = merged_copy(model), None
-        save_checkpoint(output_dir, model, self.processing_class, self.args, info, state_dict)
+        state = state_dict if state_dict is not None else model.state_dict()
+        check_finite_state(state, self.state.global_step)
+        if self.lora_config is not None:
+            save_adapter(self.accelerator.unwrap_model(self.model), self.lora_config, output_dir, self.base_model)
+        save_checkpoint(output_dir, model, self.processing_class, self.args, self.provenance(state_digest(state)),
+                        state_dict)  # fmt: skip

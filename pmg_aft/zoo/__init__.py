@@ -1,9 +1,10 @@
 """The zoo of published robust CLIP checkpoints: their records, one reader per release format, the import to a plain
 `CLIPModel` (checked against the source architecture) and the export back to open_clip."""
 
+from ..provenance import PROVENANCE_FILE
 from .export import export_open_clip
 from .formats import FORMATS, READERS, Source, read_checkpoint
-from .importing import PROVENANCE_FILE, import_checkpoint, read_provenance
+from .importing import import_checkpoint, read_provenance
 from .registry import ReportedFigure, ZooEntry, get_zoo_entry, zoo_entries, zoo_table
 
 __all__ = [

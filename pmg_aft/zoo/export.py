@@ -12,6 +12,8 @@ from transformers import CLIPModel, CLIPProcessor
 
 from ..convert import hf_to_openai
 from ..errors import InputError
+from ..outputs import staged_folder, write_json
+from ..provenance import Provenance, base_provenance, claim_model_dir, weights_digest
 from .architecture import open_clip_config_from_model
 from .formats import OPEN_CLIP_CONFIG, read_open_clip
 from .importing import build_model
@@ -19,14 +21,22 @@ from .importing import build_model
 OPEN_CLIP_SAFE_WEIGHTS = "open_clip_model.safetensors"
 
 
-def export_open_clip(model: CLIPModel, processor: CLIPProcessor, output_dir: str) -> dict:
-    """Write `open_clip_config.json` (`model_cfg`, `preprocess_cfg` with the processor's mean/std) and
-    `open_clip_model.safetensors` (the OpenAI-layout state dict), then read them back and check them.
+def export_open_clip(model: CLIPModel, processor: CLIPProcessor, output_dir: str, source: str | None = None,
+                     overwrite: bool = False) -> dict:  # fmt: skip
+    """Write `open_clip_config.json` (`model_cfg`, `preprocess_cfg` with the processor's mean/std),
+    `open_clip_model.safetensors` (the OpenAI-layout state dict), the processor and the weights' provenance (their
+    licence and credits carried over from `source`, the folder or Hub id they were loaded from), after reading the
+    folder back and checking it; nothing is written if a check fails.
+
+    `output_dir` must be empty or hold an export of the same weights (else refused unless `overwrite`).
 
     Returns:
         `dict`: the checks that ran, each the largest relative difference of embeddings (`reread`: our reader of
         the folder; `open_clip`: open_clip's own model, where open_clip is installed).
     """
+    digest = weights_digest(model)
+    claim_model_dir(output_dir, lambda record: record.kind == "exported" and record.weights_digest == digest,
+                    overwrite, "an export of these weights")  # fmt: skip
     config = {
         "model_cfg": open_clip_config_from_model(model),
         "preprocess_cfg": {
@@ -37,17 +47,21 @@ def export_open_clip(model: CLIPModel, processor: CLIPProcessor, output_dir: str
         },
     }
     state = {k: v.detach().cpu().contiguous() for k, v in hf_to_openai(model.state_dict()).items()}
-    os.makedirs(output_dir, exist_ok=True)
-    save_file(state, os.path.join(output_dir, OPEN_CLIP_SAFE_WEIGHTS))
-    with open(os.path.join(output_dir, OPEN_CLIP_CONFIG), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-    processor.save_pretrained(output_dir)  # open_clip folders carry no tokenizer: with it the folder re-imports alone
-    checks = {"reread": _difference(model, build_model(read_open_clip(output_dir), None, None, output_dir)[0])}
-    try:
-        import open_clip  # noqa: F401  (the interop extra)
-    except ImportError:
-        return checks
-    checks["open_clip"] = check_with_open_clip(model, output_dir)
+    licence, credits = base_provenance(source or "")
+    record = Provenance(kind="exported", weights_digest=digest, licence=licence, credits=credits, base_model=source,
+                        source_format="open_clip")  # fmt: skip
+    with staged_folder(output_dir) as staging:
+        save_file(state, os.path.join(staging, OPEN_CLIP_SAFE_WEIGHTS))
+        write_json(os.path.join(staging, OPEN_CLIP_CONFIG), config, indent=2)
+        processor.save_pretrained(staging)  # open_clip folders carry no tokenizer: with it the folder re-imports alone
+        checks = {"reread": _difference(model, build_model(read_open_clip(staging), None, None, output_dir)[0])}
+        try:
+            import open_clip  # noqa: F401  (the interop extra)
+        except ImportError:
+            pass
+        else:
+            checks["open_clip"] = check_with_open_clip(model, staging)
+        record.save(staging)
     return checks
 
 

@@ -17,6 +17,8 @@ import torch
 
 from ..errors import InputError, MissingInputError
 
+# Keys under which training scripts save an OpenAI-layout state dict (`pmg-aft convert` unwraps them).
+WRAPPERS = ("vision_encoder_state_dict", "state_dict", "model", "model_state_dict")
 # Files of an open_clip Hub folder (open_clip's HF_CONFIG_NAME, HF_WEIGHTS_NAME, HF_SAFE_WEIGHTS_NAME).
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -82,7 +84,13 @@ def _visual(state: dict[str, torch.Tensor], path: str, layout: str) -> Source:
         raise InputError(
             f"{path}: not an OpenAI-layout ViT image tower ({layout}): no conv1.weight among {sorted(state)[:6]}."
         )
-    return Source({k: v for k, v in state.items() if k.startswith("visual.")})
+    others = sorted(k for k in state if not k.startswith("visual."))
+    if others:  # a text tower would be dropped for the base's: refused, not substituted
+        raise InputError(
+            f"{path}: besides the image tower it holds {len(others)} other tensor(s) ({others[:4]}), which the "
+            f"{layout} format does not read; a whole CLIP is the open_clip format."
+        )
+    return Source(state)
 
 
 def read_openai_visual(path: str) -> Source:
@@ -149,12 +157,31 @@ def read_open_clip(path: str) -> Source:
     return Source(state, full=True, model_cfg=config["model_cfg"], preprocess_cfg=config.get("preprocess_cfg"))
 
 
+def read_openai_state_dict(path: str) -> Source:
+    """An OpenAI-layout state dict of a ViT CLIP or of its image tower, bare or under `state_dict`, `model`,
+    `model_state_dict` or `vision_encoder_state_dict` (`pmg-aft convert`): merged onto a base CLIP of the same
+    architecture, its text tower too where the file holds one."""
+    obj = read_torch_file(path)
+    while isinstance(obj, dict) and obj and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        key = next((k for k in WRAPPERS if k in obj), None)
+        if key is None:
+            raise InputError(f"{path}: no tensors found; top-level keys are {sorted(map(str, obj))[:10]}.")
+        obj = obj[key]
+    state = _tensors(obj, path, "the top level")
+    if "conv1.weight" in state:
+        state = {f"visual.{k}": v for k, v in state.items()}
+    if "visual.conv1.weight" not in state:
+        raise InputError(f"{path}: not an OpenAI-layout ViT CLIP: no visual.conv1.weight among {sorted(state)[:6]}.")
+    return Source(state)
+
+
 READERS = {
     "open_clip": read_open_clip,
     "openai_visual": read_openai_visual,
     "vision_encoder_state_dict": read_vision_encoder_state_dict,
     "partial_state_dict": read_partial_state_dict,
     "agft_modules": read_agft_modules,
+    "openai_state_dict": read_openai_state_dict,
 }
 # `hf_clip` releases (LEAF) are CLIPModel folders already: they load with `load_clip`, not through a reader.
 FORMATS = (*READERS, "hf_clip")

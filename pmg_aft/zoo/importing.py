@@ -1,14 +1,13 @@
 """`pmg-aft zoo import`: a published checkpoint to a plain `CLIPModel` folder, checked, credited and traceable.
 
 The folder holds the weights (safetensors), a `CLIPProcessor` with the normalisation the model was trained with,
-`pmg_aft_zoo.json` (the zoo record, the source file's sha256, the reader, the check's result) and a model card that
-credits the authors and states their licence.
+`pmg_aft.json` (its provenance: the zoo record, licence and credits, the source file's sha256, the reader, the
+check's result, the weights' digest) and a model card that credits the authors and states their licence.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 
@@ -16,19 +15,19 @@ from huggingface_hub import ModelCard
 from transformers import CLIPModel, CLIPProcessor
 
 from ..cards import build_model_card
-from ..checkpoints import load_clip
-from ..constants import IMAGE_STATS, __version__
+from ..checkpoints import check_finite, check_processor, load_clip
+from ..constants import IMAGE_STATS
 from ..convert import convert_openai_checkpoint, openai_to_hf
 from ..errors import DownloadError, InputError
+from ..outputs import check_output_dir, staged_folder, write_text
+from ..provenance import Licence, Provenance, claim_model_dir, weights_digest
 from .architecture import check_image_tower, clip_config_from_open_clip
 from .formats import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, Source, read_checkpoint
 from .registry import ZooEntry
 
 logger = logging.getLogger(__name__)
 
-PROVENANCE_FILE = "pmg_aft_zoo.json"
 DEFAULT_TOKENIZER = "openai/clip-vit-base-patch32"
-HUB_LICENCES = {"MIT": "mit", "Apache-2.0": "apache-2.0"}  # any other statement: `other`, spelled out in the card
 
 
 def sha256(path: str) -> str:
@@ -80,10 +79,12 @@ def build_model(
         target = model.state_dict()
         missing = sorted(k for k in target if k not in state and "position_ids" not in k)
         wrong = sorted(k for k in state if k in target and state[k].shape != target[k].shape)
-        if missing or wrong:
+        extra = sorted(k for k in state if k not in target)
+        if missing or wrong or extra:
             raise InputError(
                 f"{what}: the weights do not fit their own open_clip config: {len(missing)} tensors missing "
-                f"({missing[:3]}), {len(wrong)} of another shape ({wrong[:3]})."
+                f"({missing[:3]}), {len(wrong)} of another shape ({wrong[:3]}), {len(extra)} it has no place for "
+                f"({extra[:3]})."
             )
         model.load_state_dict(state, strict=False)
         return model, None
@@ -116,31 +117,40 @@ def import_checkpoint(
     base_model: str | None = None,
     tokenizer_from: str | None = None,
     normalization: str | None = None,
-) -> tuple[CLIPModel, CLIPProcessor, dict]:
+    overwrite: bool = False,
+) -> tuple[CLIPModel, CLIPProcessor, Provenance]:
     r"""Convert a published checkpoint to a `CLIPModel` folder, after checking the conversion.
 
     Args:
-        output_dir (`str`): the folder to write (weights, processor, `pmg_aft_zoo.json`, `README.md`).
-        entry ([`ZooEntry`], *optional*): the zoo record (its format, base model, normalisation, credits).
+        output_dir (`str`): the folder to write (weights, processor, `pmg_aft.json`, `README.md`): empty, or holding
+            an import of the same file (else refused unless `overwrite`).
+        entry ([`ZooEntry`], *optional*): the zoo record (its format, base model, normalisation, licence, credits).
         file (`str`, *optional*): the downloaded file (or open_clip folder); default: download a Hub release.
         layout (`str`, *optional*): the format, for a file without a zoo record (`formats.READERS` or `hf_clip`).
         base_model (`str`, *optional*): the CLIP an image tower is merged into (default: the record's).
         tokenizer_from (`str`, *optional*): where a whole open_clip CLIP takes its tokenizer (default: the base).
         normalization (`str`, *optional*): `clip` or `imagenet`, overriding the record.
+        overwrite (`bool`): replace whatever `output_dir` holds.
 
     Returns:
-        `(model, processor, provenance)`.
+        `(model, processor, provenance)`: the [`Provenance`] written beside the weights (`imported` with a zoo
+        record, whose licence and authors it carries; `converted` without one, whose licence is not known).
 
     Raises:
-        [`InputError`]: a file of another layout, weights that do not cover the architecture, or converted
-            embeddings that differ from the source architecture's; nothing is written then.
+        [`InputError`]: a file of another layout, tensors a CLIPModel has no place for, weights that do not cover
+            the architecture, or converted embeddings that differ from the source architecture's; nothing is
+            written then.
     """
     layout = layout or (entry.format if entry else None)
     if layout is None:
         raise InputError("Pass a zoo name or --format for a file without a zoo record (pmg-aft zoo list).")
     what = entry.name if entry else (file or "checkpoint")
-    path = file or fetch_source(entry)
     base_model = base_model or (entry.base_model if entry else None)
+    check_output_dir(output_dir, [file, _local(base_model), _local(tokenizer_from)])
+    path = file or fetch_source(entry)
+    digest = sha256(path) if os.path.exists(path) else None
+    claim_model_dir(output_dir, lambda record: record.source_sha256 == digest and record.source_format == layout,
+                    overwrite, f"an import of {os.path.basename(os.path.normpath(path))}")  # fmt: skip
     source, check = None, None
     if layout == "hf_clip":
         model, processor = load_clip(path)
@@ -150,7 +160,8 @@ def import_checkpoint(
         check = check_image_tower(model, source.state, what)
         if processor is None:
             # open_clip's ViT CLIPs all tokenize with OpenAI's BPE (49408 tokens): a release without a base takes it
-            processor = CLIPProcessor.from_pretrained(tokenizer_from or base_model or DEFAULT_TOKENIZER)
+            processor = CLIPProcessor.from_pretrained(tokenizer_from or base_model or DEFAULT_TOKENIZER,
+                                                      trust_remote_code=False)  # fmt: skip
     image_processor = processor.image_processor
     if layout == "hf_clip" and not (normalization or (entry and entry.normalization)):
         stats_from = "the release's own processor"
@@ -159,62 +170,90 @@ def import_checkpoint(
         size = model.config.vision_config.image_size
         image_processor.image_mean, image_processor.image_std = list(mean), list(std)
         image_processor.size, image_processor.crop_size = {"shortest_edge": size}, {"height": size, "width": size}
-    provenance = {
-        "zoo_entry": entry.to_dict() if entry else None,
-        "source_file": os.path.basename(os.path.normpath(path)) if os.path.exists(path) else path,
-        "source_sha256": sha256(path) if os.path.exists(path) else None,
-        "format": layout,
-        "base_model": None if source is not None and source.full else base_model,
-        "normalization": stats_from,
-        "image_embedding_check": None if check is None else {
+    check_finite(model, what)
+    check_processor(processor, what)
+    licence, credits = source_licence(entry, path)
+    provenance = Provenance(
+        kind="imported" if entry else "converted",
+        weights_digest=weights_digest(model),
+        licence=licence,
+        credits=credits,
+        base_model=None if source is not None and source.full else base_model,
+        source_file=os.path.basename(os.path.normpath(path)) if os.path.exists(path) else path,
+        source_sha256=digest,
+        source_format=layout,
+        normalization=stats_from,
+        image_embedding_check=None if check is None else {
             "reference": "an independent forward of the OpenAI-layout image tower on a fixed batch",
             "max_relative_difference": check,
         },
-        "pmg_aft_version": __version__,
-    }  # fmt: skip
-    os.makedirs(output_dir, exist_ok=True)
-    model.save_pretrained(output_dir)  # safetensors
-    processor.save_pretrained(output_dir)
-    with open(os.path.join(output_dir, PROVENANCE_FILE), "w", encoding="utf-8") as f:
-        json.dump(provenance, f, indent=2)
-    import_card(provenance, os.path.basename(os.path.normpath(output_dir))).save(os.path.join(output_dir, "README.md"))
+        zoo_entry=entry.to_dict() if entry else None,
+    )  # fmt: skip
+    with staged_folder(output_dir) as staging:
+        model.save_pretrained(staging)  # safetensors
+        processor.save_pretrained(staging)
+        write_text(os.path.join(staging, "README.md"), str(import_card(provenance, os.path.basename(
+            os.path.normpath(output_dir)))))  # fmt: skip
+        provenance.save(staging)
     return model, processor, provenance
 
 
-def read_provenance(model_dir: str) -> dict:
-    """What `import_checkpoint` recorded beside a model (`{}` for any other folder)."""
-    path = os.path.join(model_dir, PROVENANCE_FILE)
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def source_licence(entry: ZooEntry | None, path: str) -> tuple[Licence, tuple[str, ...]]:
+    """The licence and credits of what is imported: the zoo record's, else those a folder pmg_aft wrote records (an
+    export read back), else unknown."""
+    if entry is not None:
+        return Licence.stated(entry.licence, f"the zoo record of {entry.name}"), entry_credits(entry)
+    record = Provenance.load(path) if os.path.isdir(path) else None
+    if record is not None:
+        return record.licence, record.credits
+    return Licence(None, None, f"{os.path.basename(os.path.normpath(path))} was converted without a zoo record"), ()
 
 
-def import_card(provenance: dict, repo_id: str) -> ModelCard:
-    """The model card of an imported checkpoint: the authors' work credited, their licence as they state it, and
-    where the weights came from (file and sha256)."""
-    entry = provenance.get("zoo_entry") or {}
-    licence = entry.get("licence", "none stated")
-    card = build_model_card(repo_id, base_model=provenance.get("base_model") or entry.get("base_model"),
-                            license=HUB_LICENCES.get(licence, "other"))  # fmt: skip
+def _local(path: str | None) -> str | None:
+    return path if path and os.path.exists(os.path.expanduser(path)) else None
+
+
+def entry_credits(entry: ZooEntry) -> tuple[str, ...]:
+    """Whom an imported release is credited to: its method's authors, as its record names them."""
+    paper = entry.paper or {}
+    where = f", {paper['venue']}" if paper.get("venue") else ""
+    return (f"{entry.method}: {paper.get('title') or 'the authors paper'}{where}; released by {entry.released_by}",)
+
+
+def read_provenance(model_dir: str) -> Provenance | None:
+    """What `import_checkpoint` (or any pmg_aft command) recorded beside a model (`None` for any other folder)."""
+    return Provenance.load(model_dir)
+
+
+def import_card(provenance: Provenance, repo_id: str) -> ModelCard:
+    """The model card of an imported (or converted) checkpoint: the authors' work credited, their licence as they
+    state it, and where the weights came from (file and sha256)."""
+    entry = provenance.zoo_entry or {}
+    card = build_model_card(repo_id, base_model=provenance.base_model or entry.get("base_model"),
+                            licence=provenance.licence, credits=provenance.credits)  # fmt: skip
     paper = entry.get("paper") or {}
     title = paper.get("title") or "the authors' paper"
     arxiv = f" (arXiv:{paper['arxiv']})" if paper.get("arxiv") else ""
+    authors = (
+        f"These weights are the work of the authors of {entry.get('method', 'the release')}: *{title}*"
+        f"{', ' + paper['venue'] if paper.get('venue') else ''}{arxiv}, released by {entry.get('released_by', '?')}. "
+        if entry
+        else "These weights come from a checkpoint file without a zoo record: their authors and licence are not "
+        "recorded here. "
+    )
     lines = [
         "## Credits and provenance",
         "",
-        f"These weights are the work of the authors of {entry.get('method', 'the release')}: *{title}*"
-        f"{', ' + paper['venue'] if paper.get('venue') else ''}{arxiv}, released by {entry.get('released_by', '?')}. "
-        "pmg_aft only converted them to the `transformers` layout; cite the authors, not pmg_aft.",
+        authors + "pmg_aft only converted them to the `transformers` layout; cite the authors, not pmg_aft.",
         "",
-        f"- Licence as stated by the authors: **{licence}**.",
+        f"- Licence as stated by the authors: **{entry.get('licence', 'not known')}**.",
         f"- Source: {entry.get('source', {}).get('url') or entry.get('source', {}).get('repo') or 'a local file'}"
-        f", file `{provenance['source_file']}`, sha256 `{provenance['source_sha256']}`.",
-        f"- Format read: `{provenance['format']}` (with `weights_only=True` or safetensors); image-tower base: "
-        f"`{provenance.get('base_model') or 'the release itself'}`; normalisation: {provenance['normalization']}.",
+        f", file `{provenance.source_file}`, sha256 `{provenance.source_sha256}`.",
+        f"- Format read: `{provenance.source_format}` (with `weights_only=True` or safetensors); image-tower base: "
+        f"`{provenance.base_model or 'the release itself'}`; normalisation: {provenance.normalization}.",
     ]
-    if provenance.get("image_embedding_check"):
-        check = provenance["image_embedding_check"]
+    if provenance.image_embedding_check:
+        check = provenance.image_embedding_check
         lines.append(f"- Checked: image embeddings equal {check['reference']} (largest relative difference "
                      f"{check['max_relative_difference']:.1e}).")  # fmt: skip
     if entry.get("train_eps") or entry.get("training_data"):
