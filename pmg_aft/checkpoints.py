@@ -86,7 +86,7 @@ def load_clip(name_or_path: str, revision: str | None = None) -> tuple[CLIPModel
         raise CheckpointError(
             f"{name_or_path}: no CLIP processor (tokenizer and image processor) can be read ({_first_line(error)})."
         ) from error
-    check_processor(processor, name_or_path)
+    check_processor(processor, name_or_path, model)
     record = Provenance.load(where) if local else None
     if record is not None:
         record.check_weights(weights_digest(model), name_or_path)
@@ -143,8 +143,15 @@ def check_finite(model, name: str) -> None:
             )
 
 
-def check_processor(processor, name: str) -> None:
-    """Refuse an image processor whose normalisation is not 3 finite means and 3 finite stds > 0."""
+def check_processor(processor, name: str, model=None) -> None:
+    """Refuse an image processor whose normalisation is not 3 finite means and 3 finite stds > 0, and a tokenizer
+    with more tokens than `model`'s text tower embeds (its prompts would index past the embedding table)."""
+    tokenizer = getattr(processor, "tokenizer", None)
+    if model is not None and tokenizer is not None and len(tokenizer) > model.config.text_config.vocab_size:
+        raise CheckpointError(
+            f"{name}: its tokenizer has {len(tokenizer)} tokens but the text tower embeds "
+            f"{model.config.text_config.vocab_size}: the processor is not this model's."
+        )
     image_processor = getattr(processor, "image_processor", processor)
     for field_name in ("image_mean", "image_std"):
         values = getattr(image_processor, field_name, None)

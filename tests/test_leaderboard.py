@@ -98,3 +98,23 @@ def test_from_cards_keeps_only_results_of_the_matching_protocol(two_models, test
     assert "| matching | model card |" in out and "overridden |" not in out
     assert cli.main(["leaderboard", "--protocols", "pmg", "--models", "x", "--output_dir", str(tmp_path)]) == 2
     assert "unknown ['pmg']; the protocols are" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["150.0", ".nan", "-20.0", "'85.1'"])
+def test_a_card_value_no_evaluation_gives_is_refused(value, two_models, test_set, tmp_path, capsys):
+    # Was: the leaderboard took 150% and NaN from cards (and a value of the wrong type was a traceback).
+    from pmg_aft.evaluation import evaluate_robustness
+
+    model, processor = two_models["base"]
+    report = evaluate_robustness(model, processor, get_protocol("pmg_aft").override(steps=1),
+                                 datasets={"patches": test_set.select(range(8))})  # fmt: skip
+    report.overrides, report.protocol_record = [], get_protocol("pmg_aft").to_dict()
+    card = build_model_card("org/m", report)
+    first = card.data.eval_results[0].metric_value
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "README.md").write_text(str(card).replace(f"value: {first}", f"value: {value}", 1))
+    command = ["leaderboard", "--from_hub", str(tmp_path / "m"), "--protocols", "pmg_aft",
+               "--output_dir", str(tmp_path / "board")]  # fmt: skip
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert "which is no accuracy in [0, 100] %" in err and not (tmp_path / "board" / "leaderboard.json").exists()

@@ -226,3 +226,36 @@ def test_zoo_commands_list_and_import(base_dir, tmp_path, capsys):
     assert read_provenance(str(tmp_path / "tecoa4")).zoo_entry["name"] == "tecoa4-vitl14"
     assert cli.main(["zoo", "import", "tecoa9-vitl14", "--output_dir", str(tmp_path / "x")]) == 2
     assert "is not in the zoo; the checkpoints are: tecoa2-vitl14" in capsys.readouterr().err
+
+
+def test_imported_weights_keep_their_authors_licence_and_credits_in_cards_and_push(base_dir, tmp_path, monkeypatch,
+                                                                                  capsys):  # fmt: skip
+    # Was: eval and push of an imported CC-BY-4.0 (or unlicensed) model wrote `license: mit` and dropped the credits.
+    from huggingface_hub import ModelCard
+
+    from pmg_aft.cards import checkpoint_card
+    from tests.test_hub import FakeApi
+
+    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
+    folder = open_clip_folder(tmp_path / "delta", random_openai_state(seed=12))
+    out = str(tmp_path / "delta-clip")
+    assert cli.main(["zoo", "import", "delta-clip-l14-224", "--file", folder, "--tokenizer_from", base_dir,
+                     "--output_dir", out]) == 0  # fmt: skip
+    record = read_provenance(out)
+    assert record.kind == "imported" and record.licence.id == "cc-by-4.0" and "Delta-CLIP" in record.credits[0]
+    assert ModelCard.load(os.path.join(out, "README.md")).data.license == "cc-by-4.0"
+    card, _ = checkpoint_card(out, "delta-clip")  # the card `pmg-aft eval` writes beside its report
+    assert card.data.license == "cc-by-4.0" and "Credit: Delta-CLIP" in card.text
+    assert cli.main(["push", "--model_dir", out, "--hub_model_id", "me/delta", "--license", "mit"]) == 2
+    assert "does not relicense someone else's weights as 'mit'" in capsys.readouterr().err
+    assert cli.main(["push", "--model_dir", out, "--hub_model_id", "me/delta"]) == 0
+    assert ModelCard.load(FakeApi.card).data.license == "cc-by-4.0"
+    tga = str(tmp_path / "tga.pth.tar")
+    torch.save(RELEASES["vision_encoder_state_dict"](random_openai_state(seed=13)), tga)
+    unlicensed = str(tmp_path / "tga-zsr")
+    assert cli.main(["zoo", "import", "tga-zsr-vitb32", "--file", tga, "--base_model", base_dir,
+                     "--output_dir", unlicensed]) == 0  # fmt: skip
+    assert cli.main(["push", "--model_dir", unlicensed, "--hub_model_id", "me/tga"]) == 2
+    assert "the licence of these weights is not known (the zoo record of tga-zsr-vitb32 states no licence)" in (
+        capsys.readouterr().err
+    )

@@ -81,7 +81,8 @@ def perturbed(model: torch.nn.Module, scale: float = 0.05, seed: int = 0) -> tor
 
 
 # An OpenAI-layout CLIP small enough for conversion tests (tests/test_convert.py, tests/interop).
-WIDTH, LAYERS, HEADS, PATCH, IMAGE, EMBED, VOCAB, CONTEXT, TEXT_WIDTH = 32, 2, 4, 8, 32, 24, 64, 12, 16
+# VOCAB: the tiny tokenizer's size, so a converted model takes its processor.
+WIDTH, LAYERS, HEADS, PATCH, IMAGE, EMBED, VOCAB, CONTEXT, TEXT_WIDTH = 32, 2, 4, 8, 32, 24, 514, 12, 16
 
 
 def tiny_base() -> CLIPModel:

@@ -33,7 +33,7 @@ class OtherRunError(InputError):
 def run_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
     """The entries of two run records that differ, as `name: saved -> current` (nested records flattened)."""
     out = []
-    for key in sorted(set(saved) | set(current)):
+    for key in sorted(set(saved) | set(current), key=lambda k: (k != "method", k)):  # the method first
         old, new = saved.get(key), current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
             out += run_differences(old, new, f"{prefix}{key}.")

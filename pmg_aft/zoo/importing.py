@@ -171,7 +171,7 @@ def import_checkpoint(
         image_processor.image_mean, image_processor.image_std = list(mean), list(std)
         image_processor.size, image_processor.crop_size = {"shortest_edge": size}, {"height": size, "width": size}
     check_finite(model, what)
-    check_processor(processor, what)
+    check_processor(processor, what, model)
     licence, credits = source_licence(entry, path)
     provenance = Provenance(
         kind="imported" if entry else "converted",
