@@ -11,9 +11,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .data import SAMPLE_LISTS
 from .evaluation.protocols import protocol_digest
-from .evaluation.report import REPORT_FILES, Report
+from .evaluation.report import Report
 from .methods import MethodInfo
-from .provenance import Licence, Provenance, publish_licence
+from .provenance import Licence, Provenance, base_provenance, publish_licence
 
 BASE_TAGS = ["clip", "zero-shot-image-classification"]
 
@@ -202,21 +202,18 @@ def checkpoint_card(
     model_dir: str,
     repo_id: str,
     report: Report | None = None,
-    report_dir: str | None = None,
     base_model: str | None = None,
     license: str | None = None,
     upload: bool = False,
 ) -> tuple[ModelCard, MethodInfo | None]:
-    """The model card of a checkpoint folder with `report` (and the plots in `report_dir`), as [`push`] uploads it,
+    """The model card of a checkpoint folder with `report` (and the plots it makes), as [`push`] uploads it,
     and the method it names. The method, recipe, base model, training data, licence and credits come from the
     folder's provenance (`pmg_aft.json`; a folder without one claims no method and states no licence);
     `base_model` names the base where none is recorded, and `license` is checked against the recorded licence
     ([`publish_licence`]; for an `upload` a licence must be known)."""
     record = Provenance.load(model_dir)
-    plots = [
-        n for n in REPORT_FILES if n.endswith(".png") and report_dir and os.path.exists(os.path.join(report_dir, n))
-    ]
-    recorded = record.licence if record else Licence(None, None, f"{model_dir} records no provenance")
+    plots = report.plot_files() if report is not None else []
+    recorded = record.licence if record else base_provenance(model_dir)[0]  # its own card's, where it states one
     licence = publish_licence(recorded, license, upload=upload)
     method = record.method if record else None
     base = base_model or (record.base_model if record else None)

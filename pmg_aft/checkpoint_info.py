@@ -15,5 +15,5 @@ def write_checkpoint_card(model_dir: str, report: Report, report_dir: str) -> st
     at all); return its path."""
     repo_id = os.path.basename(os.path.abspath(model_dir))
     path = os.path.join(report_dir, "README.md")
-    write_text(path, str(checkpoint_card(model_dir, repo_id, report, report_dir)[0]))
+    write_text(path, str(checkpoint_card(model_dir, repo_id, report)[0]))
     return path

@@ -7,8 +7,8 @@ import logging
 import math
 import os
 import re
-import zipfile
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from transformers import AutoConfig, CLIPModel, CLIPProcessor
@@ -207,10 +207,18 @@ def set_aside(path: str, problem: str) -> str:
     return target
 
 
+# What a Trainer checkpoint needs to continue its run exactly (a checkpoint of FSDP or DeepSpeed keeps its states in
+# folders of its own): a checkpoint without them would resume as another run.
+RUN_STATE = ("optimizer.pt", "scheduler.pt")
+# The top-level keys each torch file of a checkpoint must hold (loaded with weights_only=True: nothing runs).
+TORCH_FILES = {"optimizer.pt": ("state", "param_groups"), "rng_state": ("python", "numpy", "cpu"), "scheduler.pt": ()}
+
+
 def checkpoint_problem(path: str) -> str | None:
     """Why the training checkpoint folder `path` cannot be resumed from, or `None` if it can: any of its files that
-    cannot be read (a kill or a full disk cut it short) makes the whole checkpoint unusable, since `Trainer` would
-    fail on it at every rerun, and so do weights that are not the ones its `pmg_aft.json` records."""
+    cannot be read (a kill or a full disk cut it short) or is not what its name says, a missing optimizer, scheduler
+    or RNG state, weights or a step that are not the ones its `pmg_aft.json` records. Trainer would fail on such a
+    checkpoint at every rerun, or resume it as another run."""
     if not os.path.isdir(path):
         return "no such folder"
     state = os.path.join(path, "trainer_state.json")
@@ -219,9 +227,13 @@ def checkpoint_problem(path: str) -> str | None:
     names = os.listdir(path)
     weights = sorted(n for n in names if n.endswith(".safetensors"))
     # FSDP's sharded state dicts and DeepSpeed's ZeRO states are folders, and accelerate may write .bin files.
-    other = [n for n in names if n.startswith(("pytorch_model_fsdp", "global_step")) or n.endswith(".bin")]
-    if not weights and not other:
+    sharded = [n for n in names if n.startswith(("pytorch_model_fsdp", "global_step", "optimizer_0"))]
+    if not weights and not sharded and not any(n.endswith(".bin") for n in names):
         return "it holds no model weights"
+    missing = [n for n in RUN_STATE if n not in names] + ([] if any(n.startswith("rng_state") for n in names)
+                                                          else ["rng_state.pth"])  # fmt: skip
+    if missing and not sharded:
+        return f"it has no {', '.join(missing)} (it cannot continue its run exactly)"
     for root, _, files in os.walk(path):
         for name in sorted(files):
             problem = file_problem(os.path.join(root, name))
@@ -231,29 +243,40 @@ def checkpoint_problem(path: str) -> str | None:
         record = Provenance.load(path)
     except InputError as error:
         return str(error)
-    if record is not None and weights:
-        tensors = {}
-        for name in weights:
-            tensors.update(load_file(os.path.join(path, name)))
-        if state_digest(tensors) != record.weights_digest:
-            return "its weights are not the ones its pmg_aft.json records (the files were changed)"
+    if record is not None:
+        with open(state, encoding="utf-8") as f:
+            step = json.load(f).get("global_step")
+        if record.step is not None and step != record.step:
+            return f"its trainer_state.json says step {step}, its pmg_aft.json step {record.step} (changed by hand?)"
+        if weights:
+            tensors = {}
+            for name in weights:
+                tensors.update(load_file(os.path.join(path, name)))
+            if state_digest(tensors) != record.weights_digest:
+                return "its weights are not the ones its pmg_aft.json records (the files were changed)"
     return None
 
 
 def file_problem(path: str) -> str | None:
     """Why a file of a checkpoint cannot be read, or `None`: a JSON file that does not parse, a safetensors file
-    whose header does not cover it, a torch (zip) file whose entries fail their CRC check. Nothing is unpickled."""
+    whose header does not cover it, a torch file that does not load with `weights_only=True` (nothing is run) or
+    lacks what its name says it holds."""
+    name = os.path.basename(path)
     try:
-        if path.endswith(".json"):
+        if name.endswith(".json"):
             with open(path, encoding="utf-8") as f:
                 json.load(f)
-        elif path.endswith(".safetensors"):
+        elif name.endswith(".safetensors"):
             safe_open(path, framework="pt")  # checks the header covers the whole file
-        elif path.endswith((".pt", ".pth", ".bin")):
-            with zipfile.ZipFile(path) as archive:
-                broken = archive.testzip()
-            if broken is not None:
-                return f"its entry {broken} is damaged"
-    except (OSError, ValueError, SafetensorError, zipfile.BadZipFile, UnicodeDecodeError) as error:
+        elif name.endswith((".pt", ".pth", ".bin")):
+            from transformers.trainer_pt_utils import safe_globals  # what Trainer allows in an RNG state
+
+            with safe_globals():
+                loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            keys = next((k for prefix, k in TORCH_FILES.items() if name.startswith(prefix)), None)
+            if keys is not None and (not isinstance(loaded, dict) or any(k not in loaded for k in keys)):
+                found = sorted(map(str, loaded))[:5] if isinstance(loaded, dict) else type(loaded).__name__
+                return f"it is not the state its name says: expected {list(keys) or 'a dict'}, found {found}"
+    except Exception as error:  # torch and safetensors raise many types for a damaged or unsafe file; each is that
         return _first_line(error)
     return None

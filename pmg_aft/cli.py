@@ -18,8 +18,16 @@ from .checkpoints import load_clip
 from .constants import PROTOCOLS, RENAMED_OPTIONS
 from .data import BENCHMARKS
 from .data.download import download_benchmarks
-from .domains import COUNT, SEED, WORKERS, field
-from .errors import InputError, MissingInputError, machine_condition, scrubbed_output, show_traceback, tokens
+from .domains import BATCH, SEED, WORKERS, field
+from .errors import (
+    InputError,
+    InputExit,
+    MissingInputError,
+    machine_condition,
+    scrubbed_output,
+    show_traceback,
+    tokens,
+)
 from .evaluation import PROTOCOL_RECORDS, EvalLoader, compare, evaluate_robustness, get_protocol
 from .evaluation.leaderboard import model_folders
 from .evaluation.protocols import OVERRIDABLE, Protocol
@@ -55,7 +63,7 @@ class SuiteArguments(ProtocolOverrides):
             "choices": list(PROTOCOLS),
         },
     )
-    per_device_eval_batch_size: int = field(default=64, domain=COUNT, metadata={"help": "Batch size per process."})
+    per_device_eval_batch_size: int = field(default=64, domain=BATCH, metadata={"help": "Batch size per process."})
     dataloader_num_workers: int = field(
         default=0,
         domain=WORKERS,
@@ -122,6 +130,17 @@ class PushArguments:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_repo_id(self.hub_model_id)
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse, before anything loads, a Hub repository id that cannot be one."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise InputError(f"--hub_model_id {repo_id!r} is not a Hub repository id (org/name): {error}") from None
 
 
 @dataclass
@@ -208,7 +227,7 @@ class LeaderboardArguments:
         metadata={"help": "Build the table from model cards instead (comma-separated Hub ids or local card files / "
                   "folders): only results whose protocol record matches are kept; nothing is run."},
     )  # fmt: skip
-    per_device_eval_batch_size: int = field(default=64, domain=COUNT, metadata={"help": "Batch size per process."})
+    per_device_eval_batch_size: int = field(default=64, domain=BATCH, metadata={"help": "Batch size per process."})
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
     seed: int = field(default=0, domain=SEED, metadata={"help": "Seeds random starts and AutoAttack."})
 
@@ -545,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
                 return _traceback_or_raise(1)
             print(f"pmg-aft: {error}", file=sys.stderr)
             return error.exit_status
+        except InputExit as stop:  # the same, from the training job (printed here, scrubbed, not by Python)
+            print(stop.code, file=sys.stderr)
+            return stop.status
         except Exception as error:
             condition = machine_condition(error)
             if condition is not None and not show_traceback():

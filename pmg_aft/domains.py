@@ -118,7 +118,14 @@ UNIT_OPEN_LEFT = Domain(low=0, high=1, low_open=True)  # crop_pct
 PIXEL = Domain(low=0)
 SEED = Domain(low=0, high=2**32 - 1, whole=True)  # numpy's seeds; torch's and random's accept these too
 STEPS = Domain(low=1, high=100_000, whole=True)  # attack steps: a robust-accuracy column needs at least one
+# Upper bounds no run means, that would hang the machine or crash it instead of running: a billion optimiser steps, a
+# million epochs, a batch of more than 65,536 images per process.
+TRAINING_STEPS = Domain(low=1, high=10**9, whole=True)
+EPOCHS = Domain(low=0, low_open=True, high=10**6)
+BATCH = Domain(low=1, high=65_536, whole=True)
+ACCUMULATION = Domain(low=1, high=10**6, whole=True)
 WORKERS = Domain(low=0, high=256, whole=True)  # data-loader worker processes
+LOGIT_SCALE = Domain(low=0, low_open=True, high=1000)  # CLIP clamps its own learned scale at 100
 RGB = Domain(length=3)  # a per-channel mean
 RGB_POSITIVE = Domain(low=0, low_open=True, length=3)  # a per-channel std
 NOT_SET = -1

@@ -171,16 +171,26 @@ def show_traceback() -> bool:
     return bool(os.environ.get(TRACEBACK_VARIABLE))
 
 
+class InputExit(SystemExit):
+    """`SystemExit("pmg-aft: <message>")` that keeps the input error's exit status (`status`): the `pmg-aft` command
+    prints its message (scrubbed of tokens) and exits with it; run directly, Python prints it and exits 1."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @contextlib.contextmanager
 def exit_on_input_error():
-    """Inside the block, an [`InputError`] becomes `SystemExit("pmg-aft: <its message>")`: one line naming the cause,
-    no traceback (unless `PMG_AFT_TRACEBACK=1`). Every other exception propagates with its traceback."""
+    """Inside the block, an [`InputError`] becomes [`InputExit`] (`SystemExit("pmg-aft: <its message>")`): one line
+    naming the cause, no traceback (unless `PMG_AFT_TRACEBACK=1`). Every other exception propagates with its
+    traceback."""
     try:
         yield
     except InputError as error:
         if show_traceback():
             raise
-        raise SystemExit(f"pmg-aft: {error}") from error
+        raise InputExit(f"pmg-aft: {error}", error.exit_status) from error
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass, fields
 
 from accelerate import PartialState
+from datasets import ClassLabel
 from transformers import set_seed
 
 from .checkpoints import checkpoint_problem, last_complete_checkpoint, load_clip, set_aside
@@ -37,7 +38,7 @@ from .domains import COUNT, field
 from .errors import InputError, UnknownNameError, exit_on_input_error, machine_conditions
 from .evaluation import EvalSet, benchmark_eval_set
 from .evaluation.suite import benchmark_names
-from .outputs import check_output_dir, output_lock, refuse_foreign
+from .outputs import OutputFolderError, check_output_dir, output_lock, refuse_foreign
 from .parsing import ArgumentParser, check_fields, read_config_file
 from .provenance import PROVENANCE_FILE, base_provenance, publish_licence
 from .tiny import pretrained_tiny_clip, tiny_tokenizer
@@ -288,6 +289,14 @@ def load_split(data_args: DataArguments, training_args: RobustCLIPConfig, split:
 def eval_split(data_args: DataArguments, training_args: RobustCLIPConfig, class_names, train_dataset) -> EvalSet:
     """`eval_split` of `dataset_name` as an eval set; named after what it holds when a folder has no splits."""
     data = load_split(data_args, training_args, data_args.eval_split, data_args.max_eval_samples)
+    own = dataset_class_names(data, training_args.label_column)
+    if class_names is not None and own is not None:  # the names file renames the split's classes, as training's
+        if len(own) != len(class_names):
+            raise InputError(
+                f"--class_names_file has {len(class_names)} names but {data_args.eval_split}'s "
+                f"'{training_args.label_column}' ClassLabel has {len(own)} classes: give one name per class."
+            )
+        data = data.cast_column(training_args.label_column, ClassLabel(names=list(class_names)))
     # Without a ClassLabel of its own, the eval split takes the training classes, as the trainer would.
     names = class_names or dataset_class_names(train_dataset, training_args.label_column)
     title = "eval"
@@ -325,6 +334,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     set_seed(training_args.seed)
     output_dir = training_args.output_dir
     with exit_on_input_error(), machine_conditions(output_dir):
+        evaluates = (data_args.eval_split or data_args.eval_benchmarks) and (
+            training_args.do_eval or training_args.eval_strategy != "no"
+        )
+        if not training_args.do_train and not evaluates:
+            raise InputError(
+                "nothing to do: do_train is false and no evaluation is asked for (do_eval with an eval_split or "
+                "eval_benchmarks); set do_train true to train."
+            )
         claim_output_dir(script_args, data_args, training_args)
         with output_lock(output_dir, PartialState(), "training"):
             return run(script_args, data_args, training_args)
@@ -336,13 +353,15 @@ def run(script_args: ScriptArguments, data_args: DataArguments, training_args: R
     if script_args.overwrite_output_dir and training_args.do_train and state.is_main_process:
         clear_training_dir(training_args.output_dir)
     state.wait_for_everyone()
-    resume = resume_checkpoint(training_args)
+    resume = None if script_args.overwrite_output_dir else resume_checkpoint(training_args)
     # Before the model and data load: what the arguments alone say of the run to resume or replace, and the licence
     # a push would publish.
     saved = [(resume, "checkpoint"), (None if resume else training_args.output_dir, "model saved in")]
+    named = resume is not None and resume == training_args.resume_from_checkpoint
+    fix = "name a checkpoint of this run in --resume_from_checkpoint, or leave it out" if named else None
     for folder, what in saved if training_args.do_train else ():
         if folder and os.path.isfile(os.path.join(folder, PROVENANCE_FILE)):
-            check_same_run(folder, run_config(script_args.method, training_args), what, partial=True)
+            check_same_run(folder, run_config(script_args.method, training_args), what, partial=True, fix=fix)
     if training_args.do_train and training_args.push_to_hub:
         publish_licence(base_provenance(script_args.model_name_or_path)[0], script_args.license)
     trainer = build_trainer(script_args, data_args, training_args)
@@ -395,15 +414,32 @@ def claim_output_dir(script_args: ScriptArguments, data_args: DataArguments, tra
     )
     if not ours:
         refuse_foreign(output_dir, names, "files that are no pmg_aft training run", script_args.overwrite_output_dir)
+        # Not even --overwrite_output_dir lets Trainer's checkpoint rotation remove a folder pmg_aft did not write.
+        foreign = [n for n in names if CHECKPOINT.fullmatch(n) and not os.path.isfile(
+            os.path.join(output_dir, n, "trainer_state.json"))]  # fmt: skip
+        if foreign:
+            raise OutputFolderError(
+                f"{output_dir} holds {', '.join(foreign)}, which no training run wrote: a run's checkpoint rotation "
+                "would remove it. Move it away or pass another --output_dir."
+            )
+
+
+# What marks a folder of RUN_ARTIFACTS, or a checkpoint, as written by a run (a user's own `eval/` is left alone).
+MARKS = {"eval": "report.json", "adapter": "adapter_config.json"}
 
 
 def clear_training_dir(output_dir: str) -> None:
     """Remove an earlier run's checkpoints and run files from `output_dir` (`--overwrite_output_dir`), leaving files
-    pmg_aft does not write alone."""
+    and folders pmg_aft does not write alone."""
     for name in os.listdir(output_dir):
         path = os.path.join(output_dir, name)
-        if CHECKPOINT.fullmatch(name) or name in RUN_ARTIFACTS:
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if os.path.isdir(path):
+            mark = "trainer_state.json" if CHECKPOINT.fullmatch(name) else MARKS.get(name)
+            if mark and os.path.isfile(os.path.join(path, mark)):
+                shutil.rmtree(path)
+                logger.info("--overwrite_output_dir: removed %s", path)
+        elif name in RUN_ARTIFACTS:
+            os.remove(path)
             logger.info("--overwrite_output_dir: removed %s", path)
 
 

@@ -12,7 +12,7 @@ import tempfile
 
 from huggingface_hub import HfApi, ModelCard
 
-from .cards import REPORT_FILES, checkpoint_card
+from .cards import checkpoint_card
 from .errors import MissingInputError, UploadError, scrub
 from .evaluation.report import Report, ReportError
 from .provenance import weights_digest
@@ -56,9 +56,9 @@ def push(
             f"a card may only carry the figures of its own weights. Run `pmg-aft eval --model_name_or_path "
             f"{model_dir}` and push with that report."
         )
-    card, method = checkpoint_card(model_dir, repo_id, report, report_dir, base_model, license, upload=True)
+    card, method = checkpoint_card(model_dir, repo_id, report, base_model, license, upload=True)
     message = commit_message or (method.commit_message if method else "Upload CLIP checkpoint (pmg_aft)")
-    return upload_checkpoint(repo_id, model_dir, message, card=card, report_dir=report_dir, private=private)
+    return upload_checkpoint(repo_id, model_dir, message, card=card, report=report, private=private)
 
 
 def stage(folder: str, staging: str, keep_card: bool = False) -> list[str]:
@@ -79,18 +79,18 @@ def upload_checkpoint(
     folder: str,
     commit_message: str,
     card: ModelCard | None = None,
-    report_dir: str | None = None,
+    report: Report | None = None,
     private: bool = False,
     token: str | None = None,
     revision: str | None = None,
 ) -> str:
     """Upload the publishable files of `folder` ([`stage`]), with `card` as README.md (else the folder's own) and
-    the report files of `report_dir`, from a staging folder; return the commit URL. Blocks until done."""
+    `report`'s files, written afresh from the checked report (its JSON, Markdown and plots: nothing edited by hand, no
+    plot of another report), from a staging folder; return the commit URL. Blocks until done."""
     with tempfile.TemporaryDirectory() as staging:
         stage(folder, staging, keep_card=card is None)
-        for name in REPORT_FILES if report_dir else ():
-            if os.path.exists(os.path.join(report_dir, name)):
-                shutil.copy2(os.path.join(report_dir, name), staging)
+        if report is not None:
+            report.save(staging)
         if card is not None:
             card.save(os.path.join(staging, "README.md"))
         api = HfApi(token=token)

@@ -16,7 +16,7 @@ from dataclasses import MISSING, Field, fields
 from types import MappingProxyType
 
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser
 
 from .domains import DomainError, field, field_domain
 from .errors import InputError, MissingInputError, as_input_error
@@ -24,7 +24,24 @@ from .pixels import LogitScale, Names, PixelValue, PixelValues, StepCounts, pars
 
 # Types that parse their own values (fractions, comma-separated lists, `model`): built from the value as it is.
 PARSED_TYPES = (PixelValue, PixelValues, StepCounts, Names, LogitScale)
-TRAINING_ARGUMENTS = frozenset(f.name for f in fields(TrainingArguments))
+# transformers' text fields that also take a list in a config file.
+TAKES_A_LIST = frozenset({"fsdp"})
+# YAML reads `1e-6` (no dot) as a string: inside a mapping (`lr_scheduler_kwargs`) it is turned into the number.
+SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _yaml_numbers(name: str, values):
+    """`values` (a mapping or list of a config file) with numbers YAML read as text made numbers, every number
+    checked finite."""
+    if isinstance(values, dict):
+        return {k: _yaml_numbers(name, v) for k, v in values.items()}
+    if isinstance(values, list):
+        return [_yaml_numbers(name, v) for v in values]
+    if isinstance(values, str) and SCIENTIFIC.match(values.strip()):
+        values = float(values)
+    if isinstance(values, float) and not math.isfinite(values):
+        raise DomainError(name, f"{name} holds {values!r}: every number in it must be finite.")
+    return values
 
 
 class FieldTypeError(InputError):
@@ -80,6 +97,8 @@ def typed_value(cls: type, name: str, value):
     of fields that take several types are returned as they are, and so is `None` where the field allows it."""
     hint = _hints(cls).get(name)
     kind = _kind(hint)
+    if isinstance(value, dict):  # a mapping of a config file (`lr_scheduler_kwargs`): its numbers checked
+        return _yaml_numbers(name, value)
     if kind is None:
         return value
     if value is None:
@@ -97,10 +116,16 @@ def typed_value(cls: type, name: str, value):
         except InputError as error:
             raise FieldTypeError(name, str(error)) from error
     if kind in (int, float):
-        return _number(name, value, kind)
+        try:
+            return _number(name, value, kind)
+        except FieldTypeError:
+            domain = field_domain(cls, name)
+            if domain is None or not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise
+            raise FieldTypeError(name, f"{name}={value!r}: {name} must be {domain.describe()}.") from None
     if kind is bool and not isinstance(value, bool):
         raise FieldTypeError(name, f"{name} must be true or false, got {value!r}.")
-    if kind is str and isinstance(value, (list, dict)) and name not in TRAINING_ARGUMENTS:  # fsdp takes a list too
+    if kind is str and isinstance(value, list) and name not in TAKES_A_LIST:
         raise FieldTypeError(name, f"{name} must be a single value, got {value!r}.")
     if typing.get_origin(kind) is list and typing.get_args(kind)[:1] == (float,):
         if not isinstance(value, (list, tuple)):
@@ -157,6 +182,8 @@ def check_value(cls: type, f: Field, value) -> None:
         raise DomainError(name, f"{name} is empty; give it a value (or leave it out for the default).")
     if isinstance(value, (list, tuple)) and not value and not (isinstance(default, (list, tuple)) and not default):
         raise DomainError(name, f"{name} is an empty list; give at least one value (or leave it out).")
+    if isinstance(value, (list, tuple)) and any(isinstance(v, str) and not v.strip() for v in value):
+        raise DomainError(name, f"{name}={list(value)!r} holds an empty item; give each one a value.")
 
 
 def optional_fields(cls: type, names: typing.Iterable[str] | None = None) -> list[tuple[str, object, Field]]:
@@ -205,19 +232,27 @@ class ArgumentParser(HfArgumentParser):
         super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
         # argparse takes only -1 and -0.5 for negative numbers, so `--train_eps -1/255` would read the value as an
         # unknown option; this is the pattern argparse itself uses from Python 3.13 on, plus fractions.
-        self._negative_number_matcher = re.compile(r"^-\.?\d")
+        self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
 
     def _add_dataclass_arguments(self, dtype) -> None:
         self._adding = dtype  # whose fields the next `_parse_dataclass_field` calls add
         super()._add_dataclass_arguments(dtype)
 
     def _parse_dataclass_field(self, parser, spec: Field) -> None:
-        """HfArgumentParser's, with the field's domain said in its help."""
+        """HfArgumentParser's, with the field's domain said in its help, and numbers read as text: the record's
+        validator ([`check_fields`]) parses them, so a bad value gets the same line (the field, the value, its
+        domain) from a flag as from a config file or Python."""
         domain = field_domain(self._adding, spec.name)
-        if domain is not None:
+        kind = _kind(spec.type)
+        if domain is not None or kind in (*PARSED_TYPES, int, float) or kind == list[float]:
             spec = copy.copy(spec)
-            help_text = f"{spec.metadata.get('help', '')} Domain: {domain.describe()}.".strip()
-            spec.metadata = MappingProxyType({**spec.metadata, "help": help_text})
+            if domain is not None:
+                help_text = f"{spec.metadata.get('help', '')} Domain: {domain.describe()}.".strip()
+                spec.metadata = MappingProxyType({**spec.metadata, "help": help_text})
+            if kind in (*PARSED_TYPES, int, float):
+                spec.type = str if kind is spec.type else str | None
+            elif kind == list[float]:
+                spec.type = list[str]
         HfArgumentParser._parse_dataclass_field(parser, spec)
 
     def set_choices(self, dest: str, choices: list) -> None:
@@ -261,4 +296,5 @@ class ArgumentParser(HfArgumentParser):
             with as_input_error():
                 return self.parse_dict({**defaults, **given})
         except (FieldTypeError, DomainError) as error:
-            raise InputError(f"{source}: {error}" if source and error.field in defaults else str(error)) from error
+            from_file = source and error.field in defaults and error.field not in given
+            raise InputError(f"{source}: {error}" if from_file else str(error)) from error

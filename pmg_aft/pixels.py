@@ -117,7 +117,8 @@ def check_budget(name: str, value: float, norm: str = "linf", stacklevel: int = 
     if not math.isfinite(value) or value < 0:
         raise InputError(f"{name}={value!r}: budgets and step sizes are finite numbers >= 0.")
     if norm == "linf" and value > 1:
-        hint = f" Did you mean {value:g}/255 (= {value / 255:.6f})?" if value <= 255 else ""
+        whole = value.is_integer() and value <= 255  # 4 may mean 4/255; 300 or 1.18 are no grey levels
+        hint = f" Did you mean {value:g}/255 (= {value / 255:.6f})?" if whole else ""
         raise InputError(f"{name}={value:g} is larger than 1, but pixel quantities are in [0, 1] units.{hint}")
     if norm == "linf" and value > 32 / 255:
         warnings.warn(

@@ -102,6 +102,7 @@ class Provenance:
         normalization (`str`, *optional*): where the processor's mean/std come from (imports).
         image_embedding_check (`dict`, *optional*): how the conversion was checked.
         zoo_entry (`dict`, *optional*): the zoo record of an imported release.
+        step (`int`, *optional*): the training step the weights were saved at (`trained` only).
         pmg_aft_version (`str`): the version that wrote it.
     """
 
@@ -122,6 +123,7 @@ class Provenance:
     normalization: str | None = None
     image_embedding_check: dict | None = None
     zoo_entry: dict | None = None
+    step: int | None = None
     pmg_aft_version: str = __version__
 
     def __post_init__(self) -> None:
@@ -161,7 +163,7 @@ class Provenance:
         try:
             with open(path, encoding="utf-8") as f:
                 return cls.from_dict(json.load(f))
-        except (OSError, ValueError, TypeError, KeyError) as error:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
             raise ProvenanceError(
                 f"{path} cannot be read as pmg_aft provenance ({type(error).__name__}: {str(error)[:160]}): it may be "
                 "truncated or edited; re-create the folder with the command that made it."

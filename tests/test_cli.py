@@ -112,7 +112,7 @@ def test_one_name_for_each_concept_everywhere():
 
 
 def test_train_names_the_owner_or_the_new_name_of_an_unknown_flag(capsys):
-    with pytest.raises(SystemExit, match=r"unknown flags for method tecoa: \['alpha'\] \(alpha is a field of pmg_aft"):
-        cli.main(["train", "--method", "tecoa", "--alpha", "3"])
-    with pytest.raises(SystemExit, match="eval_max_samples is now max_eval_samples"):
-        cli.main(["train", "--eval_max_samples", "5"])
+    assert cli.main(["train", "--method", "tecoa", "--alpha", "3"]) == 2
+    assert "unknown flags for method tecoa: ['alpha'] (alpha is a field of pmg_aft" in capsys.readouterr().err
+    assert cli.main(["train", "--eval_max_samples", "5"]) == 2
+    assert "eval_max_samples is now max_eval_samples" in capsys.readouterr().err

@@ -152,7 +152,7 @@ def test_config_files_refuse_them_too(name, tmp_path, no_compute):
 def test_domains_are_said_in_the_help_and_described_in_words():
     text = " ".join(ArgumentParser((TRAINERS["pmg_aft"].config_class,)).format_help().split())
     assert "(the code's default is 5). Domain: a whole number in [1, 100000]." in text
-    assert "Domain: -1 (num_train_epochs decides) or a whole number >= 1." in text
+    assert "Domain: -1 (num_train_epochs decides) or a whole number in [1, 1000000000]." in text
     assert "Domain: a finite number > 0." in text
     assert COUNT.contains(3) and not COUNT.contains(2.5) and not COUNT.contains(True)
 

@@ -11,7 +11,7 @@ from pmg_aft.errors import InputError
 from pmg_aft.hub import push
 from pmg_aft.provenance import Licence
 
-from .utils import METHODS, hub_fixture
+from .utils import METHODS, FakeApi, hub_fixture
 
 PAPERS = {key: trainer.method_info.paper for key, trainer in TRAINERS.items() if trainer.method_info.paper}
 
@@ -143,27 +143,6 @@ def test_training_with_push_to_hub_uploads_no_pickle_and_names_the_method(model,
     assert {"README.md", "report.json", "accuracy.png"} <= set(commits[-1][1])
     with pytest.raises(ValueError, match="pickle files; use hub_strategy='every_save'"):
         make_trainer("fare", model, push_to_hub=True, hub_model_id="org/x", hub_strategy="checkpoint")
-
-
-class FakeApi:
-    uploaded: list[str] = []
-    fail = False
-
-    def __init__(self, token=None):
-        pass
-
-    def create_repo(self, repo_id, private=False, exist_ok=False):
-        self.repo = repo_id
-
-    def upload_folder(self, repo_id, folder_path, commit_message, revision=None):
-        if FakeApi.fail:  # some HTTP errors echo the request's headers
-            raise ConnectionError(f"401 Unauthorized (Authorization: Bearer {os.environ['HF_TOKEN']})")
-        FakeApi.uploaded = sorted(os.listdir(folder_path))
-        FakeApi.message = commit_message
-        FakeApi.card = os.path.join(os.path.dirname(folder_path), "uploaded-README.md")
-        with open(os.path.join(folder_path, "README.md")) as src, open(FakeApi.card, "w") as dst:
-            dst.write(src.read())
-        return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/1"})()
 
 
 @pytest.fixture

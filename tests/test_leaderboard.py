@@ -9,6 +9,7 @@ import pytest
 
 from pmg_aft import IMAGENET_MEAN, IMAGENET_STD, cli
 from pmg_aft.cards import build_model_card
+from pmg_aft.errors import InputError
 from pmg_aft.evaluation import EvalLoader, get_protocol
 from pmg_aft.evaluation.leaderboard import Leaderboard, Row, rows_from_cards, run_leaderboard
 from pmg_aft.zeroshot import clip_processor
@@ -82,7 +83,8 @@ def test_from_cards_keeps_only_results_of_the_matching_protocol(two_models, test
     overridden_card = tmp_path / "overridden" / "README.md"
     overridden_card.parent.mkdir()
     build_model_card("org/overridden", report).save(str(overridden_card))
-    assert rows_from_cards({"overridden": str(overridden_card)}, ["pmg_aft"]) == []  # steps overridden: not kept
+    with pytest.raises(InputError, match="none of the cards .* has results of pmg_aft as the protocol runs them"):
+        rows_from_cards({"overridden": str(overridden_card)}, ["pmg_aft"])  # steps overridden: not kept, and said
     report.overrides = []  # as a card of the unaltered protocol writes it
     report.protocol_record = get_protocol("pmg_aft").to_dict()
     matching = tmp_path / "matching" / "README.md"

@@ -115,7 +115,9 @@ def test_evaluating_another_model_into_a_used_folder_is_refused(tmp_path, checkp
     other = tmp_path / "other"
     cli.main(["train", *train(other, checkpoint)])
     assert cli.main([*command[:2], str(other), *command[3:]]) == 2
-    assert "holds another model's evaluation (report.json of weights" in capsys.readouterr().err
+    assert "holds another model's evaluation or files pmg_aft cannot read (report.json of weights" in (
+        capsys.readouterr().err
+    )
     assert digest(out) == kept
     assert cli.main([*command[:2], str(other), *command[3:], "--overwrite_output_dir", "true"]) == 0
     assert (

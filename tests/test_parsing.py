@@ -41,10 +41,10 @@ def test_pixel_fractions_only_for_pixel_fields(tmp_path):
     # Was: every number of a config file went through the pixel parser, so `learning_rate: 1/255` was accepted.
     with pytest.raises(ValueError, match=r"^c.yaml: rate must be a number, got '1/255'\.$"):
         ArgumentParser((Options,)).parse([], {"rate": "1/255"}, source="c.yaml")
-    with pytest.raises(SystemExit):  # a flag's value is argparse's to refuse, with the usage
+    with pytest.raises(ValueError, match=r"^rate must be a number, got '1/255'\.$"):  # a flag's value alike
         ArgumentParser((Options,)).parse(["--rate", "1/255"])
     (tmp_path / "c.yaml").write_text("learning_rate: 1/255\n")
-    with pytest.raises(SystemExit, match=r"c.yaml: learning_rate must be a number, got '1/255'"):
+    with pytest.raises(SystemExit, match=r"c.yaml: learning_rate='1/255': learning_rate must be a finite number > 0"):
         parse_args(["--output_dir", "x", "--config", str(tmp_path / "c.yaml")])
     with pytest.raises(ValueError, match="alpha must be a number, got '1/255'"):
         PMGAFTConfig(output_dir="x", alpha="1/255")  # from Python: the same check

@@ -28,6 +28,7 @@ from .utils import (
     TEXT_WIDTH,
     VOCAB,
     WIDTH,
+    FakeApi,
     openai_image_features,
     openai_text_features,
     random_openai_state,
@@ -234,7 +235,6 @@ def test_imported_weights_keep_their_authors_licence_and_credits_in_cards_and_pu
     from huggingface_hub import ModelCard
 
     from pmg_aft.cards import checkpoint_card
-    from tests.test_hub import FakeApi
 
     monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
     folder = open_clip_folder(tmp_path / "delta", random_openai_state(seed=12))

@@ -300,3 +300,27 @@ def run(command: list[str], cwd) -> subprocess.CompletedProcess:
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
+
+
+# ---- the Hub, faked (no network in tests) ------------------------------------------------------------------
+
+
+class FakeApi:
+    uploaded: list[str] = []
+    fail = False
+
+    def __init__(self, token=None):
+        pass
+
+    def create_repo(self, repo_id, private=False, exist_ok=False):
+        self.repo = repo_id
+
+    def upload_folder(self, repo_id, folder_path, commit_message, revision=None):
+        if FakeApi.fail:  # some HTTP errors echo the request's headers
+            raise ConnectionError(f"401 Unauthorized (Authorization: Bearer {os.environ['HF_TOKEN']})")
+        FakeApi.uploaded = sorted(os.listdir(folder_path))
+        FakeApi.message = commit_message
+        FakeApi.card = os.path.join(os.path.dirname(folder_path), "uploaded-README.md")
+        with open(os.path.join(folder_path, "README.md")) as src, open(FakeApi.card, "w") as dst:
+            dst.write(src.read())
+        return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/1"})()

@@ -20,7 +20,7 @@ from .loading import (
 )
 from .registry import BENCHMARKS, EVAL_SUITE, Benchmark, Head, get_benchmark, pinned_revision
 from .sample_lists import SAMPLE_LISTS, robustbench_imagenet_files, select_files
-from .validation import check_class_count, check_dataset, check_labels
+from .validation import check_class_count, check_dataset, check_labels, rows_digest
 
 __all__ = [
     "DecodedCollator",
@@ -56,6 +56,7 @@ __all__ = [
     "resize_center_crop",
     "prompt_class_names",
     "resolve_class_names",
+    "rows_digest",
     "rgb_images",
     "select_classes",
     "take_rows",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from collections.abc import Sequence
 
@@ -88,3 +90,30 @@ def check_class_count(class_names: Sequence[str], name: str) -> None:
             f"{name} has {len(class_names)} class name(s) ({list(class_names)}); zero-shot classification needs at "
             "least 2, else every prediction is right by construction. Check class_names or the label column."
         )
+
+
+def rows_digest(data, image_column: str = "image", label_column: str = "label") -> str:
+    """A short hash of a dataset's rows as far as it can be read cheaply: the row count, every label and the bytes of
+    a few images (first, middle, last). Other data under the same name or path gets another digest. (For data other
+    than a `datasets.Dataset`, only the sampled rows' labels are read, so as not to load every image.)"""
+    digest = hashlib.sha256()
+    rows = sorted({0, len(data) // 2, len(data) - 1}) if len(data) else []
+    if hasattr(data, "with_format"):
+        labels = data.with_format("arrow")[label_column].to_pylist() if label_column in data.column_names else []
+    else:
+        labels = [data[i].get(label_column) for i in rows]
+    digest.update(json.dumps([len(data), labels], default=str).encode())
+    for index in rows:
+        digest.update(_image_bytes(data[index].get(image_column)))
+    return digest.hexdigest()[:16]
+
+
+def _image_bytes(image) -> bytes:
+    """The content of one image as a dataset row holds it: a PIL image, a `{"bytes", "path"}` dict or an array."""
+    if hasattr(image, "tobytes"):  # PIL images, numpy arrays
+        return image.tobytes()
+    if isinstance(image, dict):
+        return image.get("bytes") or str(image.get("path")).encode()
+    if hasattr(image, "numpy"):  # tensors
+        return image.numpy().tobytes()
+    return repr(image).encode()

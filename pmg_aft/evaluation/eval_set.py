@@ -23,6 +23,7 @@ from ..data import (
     prompt_class_names,
     rgb_images,
     robustbench_imagenet_files,
+    rows_digest,
     select_classes,
     select_files,
     take_rows,
@@ -147,29 +148,9 @@ class EvalSet:
         return self.__dict__["_digest"]
 
     def _compute_digest(self) -> str:
-        data, digest = self.dataset, hashlib.sha256()
-        rows = sorted({0, len(data) // 2, len(data) - 1}) if len(data) else []
-        if hasattr(data, "with_format"):
-            labels = data.with_format("arrow")[self.label_column].to_pylist()
-        else:
-            labels = [data[i][self.label_column] for i in rows]
-        facts = [len(data), labels, self.class_names, self.templates, self.native_resolution, self.crop_pct,
-                 self.interpolation, self.revision]  # fmt: skip
-        digest.update(json.dumps(facts, default=str).encode())
-        for index in rows:
-            digest.update(_image_bytes(data[index][self.image_column]))
-        return digest.hexdigest()[:16]
-
-
-def _image_bytes(image) -> bytes:
-    """The content of one image as a dataset row holds it: a PIL image, a `{"bytes", "path"}` dict or an array."""
-    if hasattr(image, "tobytes"):  # PIL images, numpy arrays
-        return image.tobytes()
-    if isinstance(image, dict):
-        return image.get("bytes") or str(image.get("path")).encode()
-    if hasattr(image, "numpy"):  # tensors
-        return image.numpy().tobytes()
-    return repr(image).encode()
+        facts = [rows_digest(self.dataset, self.image_column, self.label_column), self.class_names, self.templates,
+                 self.native_resolution, self.crop_pct, self.interpolation, self.revision]  # fmt: skip
+        return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
 
 
 def benchmark_eval_set(

@@ -271,4 +271,10 @@ def rows_from_cards(cards: dict[str, str], protocols: list[str]) -> list[Row]:
         for name, per_dataset in per_protocol.items():
             columns = list(dict.fromkeys(c for d in per_dataset.values() for c in d))
             rows.append(Row(model, name, columns, per_dataset, source="model card"))
+    if not rows:
+        raise InputError(
+            f"none of the cards ({', '.join(cards)}) has results of {', '.join(protocols)} as the protocol runs them "
+            "unaltered (a result is kept only with its protocol's name and digest, and no overrides): nothing to "
+            "tabulate."
+        )
     return rows

@@ -24,7 +24,7 @@ from ..constants import (
     TEXT_SOURCES,
 )
 from ..data import get_benchmark
-from ..domains import COUNT, POSITIVE, SEED, UNIT_OPEN_LEFT, field
+from ..domains import BATCH, COUNT, LOGIT_SCALE, SEED, UNIT_OPEN_LEFT, field
 from ..errors import InputError
 from ..parsing import check_fields
 
@@ -106,7 +106,7 @@ class Protocol:
     description: str
     comparable_with: str
     texts: str = field(metadata={"choices": list(TEXT_SOURCES)})
-    logit_scale: float | None = field(domain=POSITIVE, metadata={"help": "The cosine logits' scale (1 or 100)."})
+    logit_scale: float | None = field(domain=LOGIT_SCALE, metadata={"help": "The cosine logits' scale (1 or 100)."})
     normalization: str = field(metadata={"help": "Image mean/std.", "choices": list(NORMALIZATIONS)})
     native_resolution: bool
     crop_pct: float = field(domain=UNIT_OPEN_LEFT)
@@ -128,7 +128,7 @@ class Protocol:
         metadata={"help": "exact (a sound attack) or official (the published tables' fp16 numerics, batch-mean loss, "
                   "no loss scaling, the official test batch).", "choices": list(ATTACK_NUMERICS)},
     )  # fmt: skip
-    official_batch_size: int | None = field(default=None, domain=COUNT)
+    official_batch_size: int | None = field(default=None, domain=BATCH)
     caltech256_names: str = field(
         default="cleaned",
         metadata={"help": "Caltech-256's official names: cleaned, or literal (the crashing loader read as a copy: "

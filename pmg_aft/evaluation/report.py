@@ -18,7 +18,8 @@ from .results import WORST_CASE, DatasetResult, ReportError
 
 REPORT_FILE = "report.json"
 # The files a saved report consists of (a checkpoint is published with them; its card shows the plots).
-REPORT_FILES = ("accuracy.png", "accuracy_vs_eps.png", REPORT_FILE, "report.md")
+PLOTS = ("accuracy.png", "accuracy_vs_eps.png")
+REPORT_FILES = (*PLOTS, REPORT_FILE, "report.md")
 # Protocol fields added after 0.2 that say what its figures compare with, not how they are computed: left out of
 # the fingerprint, so that results saved by 0.2 are still reused.
 NOT_FINGERPRINTED = ("comparable_with",)
@@ -236,8 +237,18 @@ class Report:
             raise ReportError(f"{path} was changed after pmg_aft wrote it (its digest no longer matches): {rerun}.")
         return report
 
+    def plot_files(self) -> list[str]:
+        """The plots [`plot`] writes for this report (a card shows them)."""
+        if not self.results:
+            return []
+        return ["accuracy.png"] + (["accuracy_vs_eps.png"] if self._eps_curves() else [])
+
     def plot(self, output_dir: str) -> list[str]:
-        """Per-dataset clean vs robust bars (`accuracy.png`) and, with several budgets, accuracy vs eps."""
+        """Per-dataset clean vs robust bars (`accuracy.png`) and, with several budgets, accuracy vs eps; a plot of an
+        earlier report that this one does not make is removed (it would show other figures beside these)."""
+        for stale in set(PLOTS) - set(self.plot_files()):
+            if os.path.exists(os.path.join(output_dir, stale)):
+                os.remove(os.path.join(output_dir, stale))
         # The Figure API draws off-screen without touching the user's pyplot backend.
         from matplotlib import colormaps
         from matplotlib.figure import Figure

@@ -3,11 +3,13 @@ same settings, weights and data, in a folder that holds no other model's evaluat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 
 from ..outputs import refuse_foreign, write_json
+from ..provenance import PROVENANCE_FILE
 from .report import REPORT_FILE, REPORT_FILES
 from .results import DatasetResult
 
@@ -21,11 +23,15 @@ def claim_results(output_dir: str | None, model_digest: str | None, overwrite: b
     if not output_dir or not os.path.isdir(output_dir):
         return
     found, stale = [], []
+    if os.path.isfile(os.path.join(output_dir, PROVENANCE_FILE)):  # a model's own folder: its card would be replaced
+        found.append(f"{PROVENANCE_FILE} (a model folder)")
     report = os.path.join(output_dir, REPORT_FILE)
-    if os.path.isfile(report):
+    if os.path.isfile(report):  # written whole by pmg_aft (temp + rename): one that cannot be read is not ours
         digest = _recorded_digest(report)
-        if digest not in (model_digest, UNREADABLE):
-            found.append(f"{REPORT_FILE} of weights {digest}")
+        if digest != model_digest:
+            found.append(
+                f"{REPORT_FILE} of weights {digest}" if digest != UNREADABLE else f"an unreadable {REPORT_FILE}"
+            )
     results = os.path.join(output_dir, "results")
     for name in sorted(os.listdir(results)) if os.path.isdir(results) else ():
         path = os.path.join(results, name)
@@ -34,7 +40,7 @@ def claim_results(output_dir: str | None, model_digest: str | None, overwrite: b
             found.append(f"results/{name}")
             stale.append(path)
     if found:
-        refuse_foreign(output_dir, found, "another model's evaluation", overwrite)
+        refuse_foreign(output_dir, found, "another model's evaluation or files pmg_aft cannot read", overwrite)
     elif not os.path.isfile(report):
         foreign = [n for n in (*REPORT_FILES, "README.md") if os.path.exists(os.path.join(output_dir, n))]
         refuse_foreign(output_dir, foreign, "files pmg_aft did not write", overwrite)
@@ -42,7 +48,7 @@ def claim_results(output_dir: str | None, model_digest: str | None, overwrite: b
         os.remove(path)
 
 
-UNREADABLE = "unreadable"  # a file cut short: recomputed and rewritten, not another model's
+UNREADABLE = "unreadable"  # a result file cut short by hand: recomputed, as a file of this folder's results
 
 
 def _recorded_digest(path: str) -> str | None:
@@ -72,6 +78,8 @@ def load_result(output_dir: str | None, name: str, fingerprint: str, data_digest
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
+        if saved.pop("digest", None) != _content_digest(saved):
+            raise ValueError("it was changed after pmg_aft wrote it")
         result = DatasetResult.from_dict(saved["result"], name)
         same = saved.get("fingerprint") == fingerprint and result.data_digest == data_digest
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -83,6 +91,12 @@ def load_result(output_dir: str | None, name: str, fingerprint: str, data_digest
 
 
 def save_result(output_dir: str, name: str, fingerprint: str, model_digest: str | None, result: DatasetResult) -> None:
-    """Save a finished dataset's result (whole or not at all: a killed run never leaves a half-written one)."""
+    """Save a finished dataset's result (whole or not at all: a killed run never leaves a half-written one), with a
+    digest of its content: a result changed afterwards is never reused."""
     values = {"fingerprint": fingerprint, "model_digest": model_digest, "result": result.to_dict()}
-    write_json(result_path(output_dir, name), values)
+    write_json(result_path(output_dir, name), values | {"digest": _content_digest(values)})
+
+
+def _content_digest(values: dict) -> str:
+    text = json.dumps(json.loads(json.dumps(values, default=str)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

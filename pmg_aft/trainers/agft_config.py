@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..domains import POSITIVE, field
+from ..domains import LOGIT_SCALE, POSITIVE, field
 from ..pixels import LogitScale
 from .base_config import RobustCLIPConfig, cite
 
@@ -49,7 +49,7 @@ class AGFTConfig(RobustCLIPConfig):
 
     train_logit_scale: float = field(
         default=180.0,
-        domain=POSITIVE,
+        domain=LOGIT_SCALE,
         metadata={
             "help": f"The student's scale s_s of cos(V_t(x'), T) in the loss and the attack: 180 ({README}); "
             "the code's default is 100 (main.py:24).",

@@ -16,7 +16,11 @@ from transformers.trainer_utils import HubStrategy
 from ..attack_settings import AttackGrid, AttackSetting
 from ..constants import CLIP_MEAN, CLIP_STD, DEFAULT_CROP_PCT, DEFAULT_TEMPLATE, INTERPOLATIONS, NORMS
 from ..domains import (
+    ACCUMULATION,
+    BATCH,
     COUNT,
+    EPOCHS,
+    LOGIT_SCALE,
     NON_NEGATIVE,
     PIXEL,
     POSITIVE,
@@ -24,6 +28,7 @@ from ..domains import (
     RGB_POSITIVE,
     SEED,
     STEPS,
+    TRAINING_STEPS,
     UNIT_OPEN_LEFT,
     UNIT_OPEN_RIGHT,
     WORKERS,
@@ -83,19 +88,31 @@ def cite(sources: dict[str, str]) -> Callable[[type], type]:
 
 # The domains of transformers' numeric training arguments: the fields are theirs, what they may hold is declared here.
 TRAINING_ARGUMENT_DOMAINS = {
-    "per_device_train_batch_size": COUNT, "per_device_eval_batch_size": COUNT, "gradient_accumulation_steps": COUNT,
-    "eval_accumulation_steps": COUNT, "num_train_epochs": POSITIVE,
-    "max_steps": unset_or(COUNT, "num_train_epochs decides"), "learning_rate": POSITIVE,
-    "warmup_steps": NON_NEGATIVE,  # below 1: a share of the steps
+    "per_device_train_batch_size": BATCH, "per_device_eval_batch_size": BATCH,
+    "gradient_accumulation_steps": ACCUMULATION, "eval_accumulation_steps": ACCUMULATION, "num_train_epochs": EPOCHS,
+    "max_steps": unset_or(TRAINING_STEPS, "num_train_epochs decides"), "learning_rate": POSITIVE,
+    "warmup_steps": Domain(low=0, high=10**9),  # below 1: a share of the steps
     "weight_decay": NON_NEGATIVE, "adam_beta1": UNIT_OPEN_RIGHT, "adam_beta2": UNIT_OPEN_RIGHT,
     "adam_epsilon": POSITIVE,
     "max_grad_norm": NON_NEGATIVE,  # 0: no clipping
     "label_smoothing_factor": UNIT_OPEN_RIGHT, "neftune_noise_alpha": POSITIVE, "torch_empty_cache_steps": COUNT,
     "logging_steps": POSITIVE, "eval_steps": POSITIVE, "save_steps": POSITIVE,  # below 1: a share of the steps
     "eval_delay": NON_NEGATIVE, "save_total_limit": COUNT, "seed": SEED, "data_seed": SEED,
-    "dataloader_num_workers": WORKERS, "dataloader_prefetch_factor": COUNT, "ddp_bucket_cap_mb": POSITIVE,
+    "dataloader_num_workers": WORKERS, "dataloader_prefetch_factor": Domain(low=1, high=1024, whole=True),
+    "ddp_bucket_cap_mb": POSITIVE,
     "ddp_timeout": COUNT, "local_rank": Domain(low=-1, whole=True),
 }  # fmt: skip
+
+
+# transformers' options that have no effect on these trainers, or break them: set to anything but their default,
+# they are refused, rather than ignored or left to fail mid-run.
+NOT_APPLICABLE = {
+    "label_smoothing_factor": (0.0, "the methods' losses are their own (compute_loss), not Trainer's label smoother"),
+    "neftune_noise_alpha": (None, "NEFTune perturbs a language model's input embeddings; CLIP training has none"),
+    "use_liger_kernel": (False, "Liger kernels are for language models"),
+    "train_sampling_strategy": ("random", "batches are drawn at random (group_by_length needs text lengths)"),
+    "optim_target_modules": (None, "GaLore-style optimisers target a language model's modules"),
+}
 
 
 @with_domains(TRAINING_ARGUMENT_DOMAINS)
@@ -149,7 +166,7 @@ class RobustCLIPConfig(TrainingArguments):
     # Zero-shot head.
     logit_scale: LogitScale = field(
         default=LogitScale("100"),
-        domain=POSITIVE,
+        domain=LOGIT_SCALE,
         metadata={
             "help": "Scale s of the cosine logits in training and attacks: a number (1 for PMG-AFT, 100 for "
             "TeCoA, TGA-ZSR and FARE's evaluation) or `model` for the checkpoint's own exp(logit_scale).",
@@ -373,6 +390,12 @@ class RobustCLIPConfig(TrainingArguments):
         # What no single field says: an L-inf budget above 1 (named by its field), a step of 0 with steps.
         for name in PIXEL_FIELDS if self.uses_training_attack else PIXEL_FIELDS[2:]:
             check_budget(name, getattr(self, name), self.attack_norm, stacklevel=5)
+        for prefix, steps in (("train", "train_steps"), ("eval", "eval_attack_steps")):
+            if (prefix == "eval" or self.uses_training_attack) and getattr(self, f"{prefix}_step_size") == 0:
+                raise InputError(
+                    f"{prefix}_step_size=0 with {steps}={getattr(self, steps)}: the {prefix} attack would never move "
+                    f"(its accuracy would be clean accuracy under an attack's name); give a step size, e.g. 1/255."
+                )
         if self.uses_training_attack:
             self.train_attack_setting()
         self.eval_attack_grid()
@@ -391,6 +414,11 @@ class RobustCLIPConfig(TrainingArguments):
             )
 
     def _check_trainer_options(self) -> None:
+        if self.output_dir is None:  # transformers would write into ./trainer_output without a word
+            raise InputError("output_dir is not set: name the folder for the checkpoints and the model.")
+        for name, (default, why) in NOT_APPLICABLE.items():
+            if getattr(self, name) != default:
+                raise InputError(f"{name}={getattr(self, name)!r}: {why}; leave it at {default!r}.")
         if self.hub_token is not None:
             raise InputError(
                 "hub_token: the Hub token is read from the environment only (HF_TOKEN, or `hf auth login`): given as "

@@ -19,11 +19,13 @@ from accelerate.utils import is_compiled_module
 from torch import nn
 from transformers import CLIPModel, Trainer
 from transformers.models.clip.modeling_clip import CLIPOutput
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
 from ..attacks import Objective, pgd
 from ..checkpoints import load_clip
-from ..data import preprocess_on_device
+from ..data import preprocess_on_device, rows_digest
 from ..data.streaming import StreamingImages, decode_on_device
 from ..errors import InputError
 from ..evaluation import EvalLoader, Report, evaluate_dataset
@@ -35,6 +37,7 @@ from .engines import fsdp_kwargs, place_reference, shard_clip, sharding_problem
 from .eval_metrics import eval_metrics, eval_sets, trainer_report
 from .guards import (
     NothingLearnedError,
+    check_batches,
     check_finite_loss,
     check_same_run,
     nothing_learned_message,
@@ -106,6 +109,9 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         # Recorded for the model card: the Hub id the training set was loaded from, if datasets knows it.
         self.train_dataset_id = getattr(getattr(train_dataset, "info", None), "dataset_name", None)
         self.class_names = check_training_data(args, train_dataset, eval_dataset, class_names)
+        # What the training rows are (a changed file under the same path is other data): part of the run record.
+        map_style = hasattr(train_dataset, "__len__") and hasattr(train_dataset, "column_names")
+        self.train_rows = rows_digest(train_dataset, args.image_column, args.label_column) if map_style else None
         freeze_all_but_vision(model)
         self.lora_config = None
         if args.use_peft:
@@ -166,6 +172,11 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
         if resume_from_checkpoint:
             check_same_run(resume_from_checkpoint, self.run_record())
+            finished = self._finished(resume_from_checkpoint)
+            if finished is not None:
+                return finished
+        else:
+            check_batches(self)
         watch = not self.is_deepspeed_enabled  # ZeRO-3 holds no parameter values in place to compare
         before = trainable_fingerprint(self.model) if watch else None
         result = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
@@ -174,6 +185,16 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
             if bool(self.accelerator.reduce(torch.tensor([float(same)], device=self.args.device), "min").item()):
                 raise NothingLearnedError(nothing_learned_message(self.state.global_step, self.args))
         return result
+
+    def _finished(self, checkpoint: str) -> TrainOutput | None:
+        """For a checkpoint at or past `max_steps` (the run ended, or was killed after its last checkpoint), its
+        weights and state, without a step: Trainer would train one more step past the end on each rerun."""
+        state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+        if self.args.max_steps <= 0 or state.global_step < self.args.max_steps:
+            return None
+        self._load_from_checkpoint(checkpoint)
+        self.state = state
+        return TrainOutput(state.global_step, 0.0, {"train_runtime": 0.0, "global_step": state.global_step})
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """transformers' scheduler, except the cosine warm-up counted from the first step where the method's code
@@ -350,7 +371,7 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the averaged loss terms and training accuracies (over steps and processes) to the training logs; a
         non-finite training loss stops the run ([`check_finite_loss`])."""
-        check_finite_loss(logs, self.state.global_step)
+        check_finite_loss(logs, self.state.global_step, self.args)
         if "loss" in logs and self._metrics:
             names = list(self._metrics)
             values = torch.stack([torch.stack(self._metrics[n]).mean() for n in names])

@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy
 
 from ..cards import build_model_card
+from ..errors import UploadError, scrub
 from ..hub import upload_checkpoint
 from ..outputs import write_text
 from ..provenance import Provenance, publish_licence, state_digest
@@ -87,7 +88,7 @@ class SavingMixin:
     def run_record(self) -> dict:
         """What decides this run's weights, compared when it is resumed: the method and config ([`run_config`]), the
         data (`data_record`, set by the job), the class texts, the base weights' digest and the process count."""
-        return {**run_config(self.method_info.key, self.args), "data": dict(self.data_record),
+        return {**run_config(self.method_info.key, self.args), "data": {**self.data_record, "rows": self.train_rows},
                 "class_names": self.class_names, "base_digest": self.base_digest,
                 "world_size": self.args.world_size}  # fmt: skip
 
@@ -96,7 +97,8 @@ class SavingMixin:
         return Provenance(kind="trained", weights_digest=digest, licence=self.base_licence,
                           credits=self.base_credits, base_model=self.base_name or None, base_digest=self.base_digest,
                           method=self.method_info, recipe=self.recipe(), run=self.run_record(),
-                          train_dataset=self.train_dataset_id, class_names=self.class_names)  # fmt: skip
+                          train_dataset=self.train_dataset_id, class_names=self.class_names,
+                          step=self.state.global_step)  # fmt: skip
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
                           license: str | None = None, finetuned_from: str | None = None,
@@ -117,6 +119,18 @@ class SavingMixin:
                                 method=self.method_info, credits=self.base_credits)  # fmt: skip
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Trainer's, with a Hub that cannot be reached (offline, a token without rights) said in one line, scrubbed
+        of the token, instead of a traceback from the trainer's construction."""
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except Exception as error:  # network, token, permissions: a condition the user can act on
+            raise UploadError(
+                f"creating the Hub repository {self.args.hub_model_id} failed: {type(error).__name__}: "
+                f"{scrub(str(error))[:300]}. Check HF_TOKEN (write access) and the network, or train without "
+                "--push_to_hub and use `pmg-aft push` afterwards."
+            ) from None
+
     def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
                     revision: str | None = None, private: bool | None = None, **kwargs: Any):  # fmt: skip
         """Save the model, write the card, and upload what may be published (safetensors weights, configs, processor,
@@ -129,10 +143,10 @@ class SavingMixin:
             return None
         kwargs.setdefault("model_name", self.hub_model_id.split("/")[-1])
         self.create_model_card(**kwargs)
-        report_dir = self.save_report()
+        self.save_report()
         message = commit_message or self.method_info.commit_message
         token, revision = token or self.args.hub_token, revision or self.args.hub_revision
-        return upload_checkpoint(self.hub_model_id, self.args.output_dir, message, report_dir=report_dir, token=token,
+        return upload_checkpoint(self.hub_model_id, self.args.output_dir, message, report=self.report, token=token,
                                  revision=revision)  # fmt: skip
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
@@ -162,7 +176,7 @@ class SavingMixin:
         if self.lora_config is not None:  # a plain CLIPModel users load without peft, and the adapter beside it
             model, state_dict = merged_copy(model), None
         state = state_dict if state_dict is not None else model.state_dict()
-        check_finite_state(state, self.state.global_step)
+        check_finite_state(state, self.state.global_step, self.args)
         if self.lora_config is not None:
             save_adapter(self.accelerator.unwrap_model(self.model), self.lora_config, output_dir, self.base_model)
         save_checkpoint(output_dir, model, self.processing_class, self.args, self.provenance(state_digest(state)),

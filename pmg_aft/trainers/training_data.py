@@ -35,6 +35,12 @@ def training_class_names(args: RobustCLIPConfig, train_dataset, class_names: Seq
             )
     if not class_names:
         return None
+    own = dataset_class_names(train_dataset, args.label_column) if train_dataset is not None else None
+    if own is not None and len(own) != len(class_names):
+        raise InputError(
+            f"{len(class_names)} class names were given but the training set's '{args.label_column}' ClassLabel has "
+            f"{len(own)} classes: give one name per class, in label order."
+        )
     names = prompt_class_names(class_names, "The training class names")
     if args.uses_labels:
         check_class_count(names, "The training set")

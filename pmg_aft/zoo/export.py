@@ -34,6 +34,13 @@ def export_open_clip(model: CLIPModel, processor: CLIPProcessor, output_dir: str
         `dict`: the checks that ran, each the largest relative difference of embeddings (`reread`: our reader of
         the folder; `open_clip`: open_clip's own model, where open_clip is installed).
     """
+    text = model.config.text_config
+    if text.eos_token_id != text.vocab_size - 1:  # open_clip pools the text at the largest token id
+        raise InputError(
+            f"this model's text tower ends prompts with token {text.eos_token_id}, but open_clip's CLIP pools the "
+            f"text at the largest token id ({text.vocab_size - 1}): it has no open_clip form (CLIP checkpoints such "
+            "as openai/clip-vit-base-patch32 have one)."
+        )
     digest = weights_digest(model)
     claim_model_dir(output_dir, lambda record: record.kind == "exported" and record.weights_digest == digest,
                     overwrite, "an export of these weights")  # fmt: skip
