@@ -46,7 +46,7 @@ def test_pixel_fractions_only_for_pixel_fields(tmp_path):
     (tmp_path / "c.yaml").write_text("learning_rate: 1/255\n")
     with pytest.raises(SystemExit, match=r"c.yaml: learning_rate='1/255': learning_rate must be a finite number > 0"):
         parse_args(["--output_dir", "x", "--config", str(tmp_path / "c.yaml")])
-    with pytest.raises(ValueError, match="alpha must be a number, got '1/255'"):
+    with pytest.raises(ValueError, match="alpha='1/255': alpha must be a finite number >= 0"):
         PMGAFTConfig(output_dir="x", alpha="1/255")  # from Python: the same check
     config = PMGAFTConfig(output_dir="x", train_eps="1/255", train_steps="3", learning_rate="1e-5")
     assert config.train_eps == pytest.approx(1 / 255) and config.train_steps == 3 and config.learning_rate == 1e-5
