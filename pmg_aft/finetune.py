@@ -349,6 +349,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 def run(script_args: ScriptArguments, data_args: DataArguments, training_args: RobustCLIPConfig) -> dict[str, float]:
     """The job in its claimed, locked output folder."""
+    given = training_args.resume_from_checkpoint
+    if script_args.overwrite_output_dir and isinstance(given, str) and given.strip().lower() not in ("", "true"):
+        raise InputError(
+            "--resume_from_checkpoint continues a run and --overwrite_output_dir starts one over: give one of them."
+        )
     state = PartialState()
     if script_args.overwrite_output_dir and training_args.do_train and state.is_main_process:
         clear_training_dir(training_args.output_dir)

@@ -179,7 +179,8 @@ def check_value(cls: type, f: Field, value) -> None:
             raise DomainError(name, f"{name}={shown}: {name} must be one of {', '.join(map(str, choices))}.")
     default = _default(f)
     if isinstance(value, str) and not value.strip() and not (isinstance(default, str) and not default.strip()):
-        raise DomainError(name, f"{name} is empty; give it a value (or leave it out for the default).")
+        optional = " (or leave it out for the default)" if default is not MISSING else ""
+        raise DomainError(name, f"{name} is empty; give it a value{optional}.")
     if isinstance(value, (list, tuple)) and not value and not (isinstance(default, (list, tuple)) and not default):
         raise DomainError(name, f"{name} is an empty list; give at least one value (or leave it out).")
     if isinstance(value, (list, tuple)) and any(isinstance(v, str) and not v.strip() for v in value):

@@ -15,7 +15,7 @@ Two parts:
 
 Each case is classified: clear error, warning, correct (the checks behind it passed), or a failure: silent wrong,
 lost, stuck, traceback, unclear, security. Prints one line per failure and warning, then the counts by family, and
-exits 1 if any case failed. The whole sweep takes about 20 minutes on 2 CPU cores (`--only fields` about 10).
+exits 1 if any case failed. The whole sweep takes about 4 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -798,6 +798,143 @@ def scenario_cases(material: Material) -> list[tuple[int, str, typing.Callable[[
         return (failure_of(run) or "clear error"), run.last
 
     cases.append((9, "a failing push with a token in the environment", token_case))
+
+    def token_in_train_error() -> tuple[str, str]:
+        os.environ["HF_TOKEN"] = TOKEN
+        try:
+            run = invoke(train_argv(material, material.fresh("t"), "--class_names_file", f"/nonexistent/{TOKEN}"))
+        finally:
+            os.environ.pop("HF_TOKEN", None)
+        return refused(run, "class_names_file"), run.last
+
+    cases.append((9, "a training error that quotes a token from the environment", token_in_train_error))
+    cases += more_scenarios(material, uninterrupted)
+    return cases
+
+
+def more_scenarios(material: Material, uninterrupted) -> list:
+    """The cases of an earlier hostile run: reruns of finished runs, edited results, checkpoints missing states,
+    foreign licences, empty training sets, stale plots, mappings in config files."""
+    import torch
+
+    cases = []
+
+    def finished_rerun() -> tuple[str, str]:
+        out = material.fresh("finished")
+        invoke(train_argv(material, out))
+        first = weights(out)
+        run = invoke(train_argv(material, out))
+        if run.code != 0:
+            return failure_of(run) or "unclear", run.last
+        step = json.load(open(os.path.join(out, "trainer_state.json")))["global_step"]
+        same = all(first[k].equal(v) for k, v in weights(out).items())
+        return ("correct", "nothing trained again") if same and step == 4 else ("silent wrong", f"step {step}")
+
+    cases.append((4, "a finished run, the same command again", finished_rerun))
+
+    def edited_result() -> tuple[str, str]:
+        out = material.fresh("eval")
+        argv = ["eval", "--model_name_or_path", material.model, "--benchmarks", "colour-patches", "--steps", "1",
+                "--max_eval_samples", "16", "--output_dir", out]  # fmt: skip
+        invoke(argv)
+        measured = json.load(open(os.path.join(out, "report.json")))["results"]["colour-patches"]["clean_accuracy"]
+        path = os.path.join(out, "results", "colour-patches.json")
+        saved = json.load(open(path))
+        saved["result"]["clean_accuracy"] = 0.5 if measured != 0.5 else 0.25
+        json.dump(saved, open(path, "w"))
+        run = invoke(argv)
+        now = json.load(open(os.path.join(out, "report.json")))["results"]["colour-patches"]["clean_accuracy"]
+        return ("correct", "recomputed") if run.code == 0 and now == measured else ("silent wrong", f"{now} reported")
+
+    cases.append((6, "a hand-edited result file, then the same evaluation", edited_result))
+
+    for damage in ("optimizer.pt removed", "rng_state.pth removed", "a step edited in trainer_state.json",
+                   "an optimizer.pt of another structure", "an rng_state.pth pickle that runs code"):  # fmt: skip
+
+        def damaged(damage=damage) -> tuple[str, str]:
+            out = material.fresh("damaged")
+            shutil.copytree(material.shared("reference"), out)
+            kill_after(out, 4)
+            folder = os.path.join(out, "checkpoint-4")
+            if damage.endswith("removed"):
+                os.remove(os.path.join(folder, damage.split()[0]))
+            elif "step" in damage:
+                state = json.load(open(os.path.join(folder, "trainer_state.json")))
+                state["global_step"] = 1
+                json.dump(state, open(os.path.join(folder, "trainer_state.json"), "w"))
+            elif "structure" in damage:
+                torch.save({"something": torch.zeros(2)}, os.path.join(folder, "optimizer.pt"))
+            else:
+                torch.save({"python": os.system}, os.path.join(folder, "rng_state.pth"))
+            run = invoke(train_argv(material, out))
+            if failure_of(run) or run.code != 0:
+                return "stuck" if not failure_of(run) or failure_of(run) == "traceback" else failure_of(run), run.last
+            same = same_weights(out, material.shared("reference"))
+            return ("correct", "set aside, resumed exactly") if same else ("silent wrong", "resumed to other weights")
+
+        cases.append((8, f"a last checkpoint with {damage}, then the same command", damaged))
+
+    def changed_rows() -> tuple[str, str]:
+        from pmg_aft.tiny import colour_patches
+
+        data = material.fresh("data")
+        colour_patches(num_per_class=16, seed=0).save_to_disk(data)
+        out = material.fresh("run")
+        argv = train_argv(material, out, "--dataset_name", data)
+        invoke(argv)
+        kill_after(out, 2)
+        shutil.rmtree(data)
+        colour_patches(num_per_class=16, seed=5).save_to_disk(data)
+        run = invoke(argv)
+        return ("silent wrong", "resumed on other rows") if run.code == 0 else (refused(run, "data.rows"), run.last)
+
+    cases.append((4, "a resume after the training rows changed under the same path", changed_rows))
+
+    def foreign_card_licence() -> tuple[str, str]:
+        folder = material.fresh("theirs")
+        shutil.copytree(material.model, folder)
+        os.remove(os.path.join(folder, "pmg_aft.json"))
+        open(os.path.join(folder, "README.md"), "w").write("---\nlicense: cc-by-nc-4.0\n---\n# theirs\n")
+        run = invoke(["push", "--model_dir", folder, "--hub_model_id", "me/x", "--license", "mit"])
+        return ("silent wrong", "relicensed") if "Uploading" in run.output else (refused(run, "licensed"), run.last)
+
+    cases.append((6, "push --license mit of a folder whose own card says cc-by-nc-4.0", foreign_card_licence))
+
+    def no_batch() -> tuple[str, str]:
+        out = material.fresh("nobatch")
+        run = invoke(train_argv(material, out, "--method", "fare", "--max_train_samples", "8"))
+        return refused(run, "no batch"), run.last
+
+    cases.append((2, "a training set smaller than one batch with the last batch dropped", no_batch))
+
+    def stale_plot() -> tuple[str, str]:
+        out = material.fresh("eval")
+        common = ["eval", "--model_name_or_path", material.model, "--benchmarks", "colour-patches", "--steps", "1",
+                  "--max_eval_samples", "16", "--output_dir", out]  # fmt: skip
+        invoke([*common, "--eps", "1/255,4/255"])
+        invoke([*common, "--eps", "1/255", "--overwrite_output_dir", "true"])
+        stale = os.path.exists(os.path.join(out, "accuracy_vs_eps.png"))
+        return ("silent wrong", "the other report's plot kept") if stale else ("correct", "removed")
+
+    cases.append((6, "a second evaluation with one budget where two ran", stale_plot))
+
+    def config_text(text: str, name: str) -> typing.Callable[[], tuple[str, str]]:
+        def case() -> tuple[str, str]:
+            out = material.fresh("cfg")
+            os.makedirs(out)
+            path = os.path.join(out, "c.yaml")
+            open(path, "w").write(text)
+            run = invoke(["train", "--config", path, "--model_name_or_path", material.model, "--max_steps", "2"]
+                         + ([] if "output_dir" in text else ["--output_dir", os.path.join(out, "o")]))  # fmt: skip
+            return refused(run, name), run.last
+
+        return case
+
+    nan_kwargs = "do_train: true\nlr_scheduler_type: cosine_with_min_lr\nlr_scheduler_kwargs: {min_lr: .nan}\n"
+    cases += [(1, "YAML lr_scheduler_kwargs: {min_lr: .nan}", config_text(nan_kwargs, "lr_scheduler_kwargs")),
+              (10, "YAML output_dir: [a, b]", config_text("do_train: true\noutput_dir: [a, b]\n", "output_dir")),
+              (2, "YAML output_dir: null", config_text("do_train: true\noutput_dir:\n", "output_dir")),
+              (2, "a job with nothing to do", config_text("output_dir: nothing\n", "do_train"))]  # fmt: skip
     return cases
 
 

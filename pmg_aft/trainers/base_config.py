@@ -416,6 +416,12 @@ class RobustCLIPConfig(TrainingArguments):
     def _check_trainer_options(self) -> None:
         if self.output_dir is None:  # transformers would write into ./trainer_output without a word
             raise InputError("output_dir is not set: name the folder for the checkpoints and the model.")
+        scheduler = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
+        if self.lr_scheduler_kwargs and self.warmup_from_first_step and scheduler == "cosine":
+            raise InputError(
+                f"lr_scheduler_kwargs={self.lr_scheduler_kwargs!r} would be ignored: the TeCoA-family cosine "
+                "(warmup_from_first_step) takes none; set warmup_from_first_step false for transformers' cosine."
+            )
         for name, (default, why) in NOT_APPLICABLE.items():
             if getattr(self, name) != default:
                 raise InputError(f"{name}={getattr(self, name)!r}: {why}; leave it at {default!r}.")
