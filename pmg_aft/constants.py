@@ -1,6 +1,6 @@
 """Constants shared across the package. A leaf module: it imports nothing from `pmg_aft`."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Normalisation statistics. The official PMG-AFT code normalises with ImageNet's; CLIP was trained with its own,
 # which the TeCoA, TGA-ZSR and FARE code keep.
