@@ -30,6 +30,7 @@ from .losses import (
     tecoa_loss,
 )
 from .prompts import clean_class_name
+from .provenance import Licence, Provenance
 from .trainers import *  # noqa: F403  (every method's Config/Trainer pair, from the registry's modules)
 from .trainers import __all__ as _trainers
 from .zeroshot import ImageEncoder, ZeroShotClassifier, build_class_embeddings, clip_processor
@@ -47,8 +48,10 @@ __all__ = [
     "EvalSet",
     "ImageEncoder",
     "InputError",
+    "Licence",
     "PMGAFTLoss",
     "Protocol",
+    "Provenance",
     "Report",
     "ZeroShotClassifier",
     "__version__",

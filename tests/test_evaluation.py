@@ -274,5 +274,5 @@ def test_results_are_typed_and_read_back_from_their_json(model, processor, test_
 def test_the_suite_takes_keywords_after_the_protocol(model, processor, test_set):
     with pytest.raises(TypeError):
         evaluate_robustness(model, processor, "pmg_aft", "cifar10")  # benchmarks= must be named
-    with pytest.raises(ValueError, match="--per_device_eval_batch_size 0: give a batch size >= 1"):
+    with pytest.raises(ValueError, match=r"batch_size=0: batch_size must be a whole number in \[1, 65536\]"):
         EvalLoader(batch_size=0)

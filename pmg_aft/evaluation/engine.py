@@ -19,8 +19,10 @@ from torch.utils.data import DataLoader
 from ..attack_settings import AttackSetting
 from ..attacks import pgd
 from ..constants import ATTACK_NUMERICS, MIXED_PRECISIONS
+from ..domains import BATCH, WORKERS, field
 from ..errors import InputError
 from ..metrics import robust_accuracy_metric
+from ..parsing import check_fields
 from ..zeroshot import ZeroShotClassifier
 from .autoattack import autoattack
 from .checks import gradient_health
@@ -107,13 +109,12 @@ class IndexedCollator:
 class EvalLoader:
     """How the engine reads an eval set: the batch size per process, data-loader workers and pinned memory."""
 
-    batch_size: int = 64
-    num_workers: int = 0
+    batch_size: int = field(default=64, domain=BATCH)
+    num_workers: int = field(default=0, domain=WORKERS)
     pin_memory: bool | None = None  # `None`: on CUDA
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise InputError(f"--per_device_eval_batch_size {self.batch_size}: give a batch size >= 1.")
+        check_fields(self)
 
     def loader(self, eval_set: EvalSet, image_size: int, accelerator) -> DataLoader:
         """The eval set's batches (with their row indices), sharded across processes, each sample once."""

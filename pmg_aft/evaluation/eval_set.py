@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from datasets import concatenate_datasets
@@ -28,7 +28,9 @@ from ..data import (
     select_files,
     take_rows,
 )
+from ..domains import COUNT, SEED, UNIT_OPEN_LEFT, field
 from ..errors import InputError
+from ..parsing import check_fields
 from ..prompts import check_template
 from .protocols import Protocol, get_protocol
 
@@ -64,28 +66,27 @@ class EvalSet:
     class_names: list[str]
     templates: list[str] = field(default_factory=lambda: [DEFAULT_TEMPLATE])
     native_resolution: bool = False
-    crop_pct: float = DEFAULT_CROP_PCT
-    interpolation: str = "bilinear"
+    crop_pct: float = field(default=DEFAULT_CROP_PCT, domain=UNIT_OPEN_LEFT)
+    interpolation: str = field(default="bilinear", metadata={"choices": list(INTERPOLATIONS)})
     image_column: str = "image"
     label_column: str = "label"
     protocol: str = CUSTOM_PROTOCOL
     hub_id: str | None = None
     split: str | None = None
     revision: str | None = None
-    max_eval_samples: int | None = None
-    sample_seed: int | None = None
+    max_eval_samples: int | None = field(default=None, domain=COUNT)
+    sample_seed: int | None = field(default=None, domain=SEED)
     official_difference: str | None = None
     sample_list: str | None = None
     logit_scale: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.templates, str):
+            raise InputError(f"Eval set {self.name!r}: templates must be a list, got {self.templates!r}.")
+        check_fields(self)
         check_class_count(self.class_names, f"Eval set {self.name!r}")
-        if isinstance(self.templates, str) or not self.templates:
-            raise InputError(f"Eval set {self.name!r}: templates must be a non-empty list, got {self.templates!r}.")
         for template in self.templates:
             check_template(template)
-        if self.interpolation not in INTERPOLATIONS:
-            raise InputError(f"interpolation={self.interpolation!r} is not one of {INTERPOLATIONS}.")
 
     def __len__(self) -> int:
         return len(self.dataset)
