@@ -295,3 +295,18 @@ def test_cards_say_exactly_how_samples_were_chosen_and_what_the_figures_compare_
     report.protocol_record = get_protocol("pmg_aft").to_dict()
     text = build_model_card("org/robust-clip", report).text
     assert get_protocol("pmg_aft").comparable_with in text and get_protocol("pmg_aft").description in text
+
+
+def test_a_trained_folder_pushes_with_the_report_its_job_saved(tmp_path, monkeypatch, checkpoint):
+    # The job's final evaluation (OUTPUT_DIR/eval) measured the weights it saved: its digest is theirs.
+    from pmg_aft.finetune import main
+
+    from .utils import CONFIG
+
+    monkeypatch.setattr("pmg_aft.hub.HfApi", FakeApi)
+    out = tmp_path / "run"
+    main(["--config", CONFIG, "--output_dir", str(out), "--model_name_or_path", checkpoint, "--max_steps", "2",
+          "--eval_attack_steps", "1", "--eval_on_start", "false", "--save_strategy", "no"])  # fmt: skip
+    assert cli.main(["push", "--model_dir", str(out), "--hub_model_id", "me/run", "--report_dir", str(out / "eval"),
+                     "--license", "mit"]) == 0  # fmt: skip
+    assert "report.json" in FakeApi.uploaded

@@ -86,6 +86,7 @@ def test_a_names_file_names_the_eval_split_too_and_must_fit_its_classes(tmp_path
           r"has 8 names but test's 'label' ClassLabel has 6 classes: give one name per class")  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["optimizer.pt removed", "rng_state.pth removed", "step edited",
                                     "optimizer of another structure", "a pickle that runs code"])  # fmt: skip
 def test_a_checkpoint_that_cannot_continue_its_run_is_set_aside(damage, tmp_path, checkpoint):

@@ -418,6 +418,7 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         finally:
             model.train(was_training)
         self.report = trainer_report(results, args, model, precision, self.eval_attack_grid, settings)
+        self.report.model_digest = self.saved_weights_digest()  # a push pairs the report with the saved weights
         self.reports.append(self.report)
         self.report_steps.append(self.state.global_step)
         metrics = eval_metrics(self.report, single, metric_key_prefix, time.time() - start)

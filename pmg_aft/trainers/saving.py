@@ -85,6 +85,17 @@ class SavingMixin:
         """The settings a model card shows ([`recipe_of`]), without the fields the method does not use."""
         return recipe_of(type(self.args), json.loads(self.args.to_json_string()))
 
+    def saved_weights_digest(self) -> str | None:
+        """The digest of the weights as [`_save`] would write them now (merged under LoRA; gathered under FSDP or
+        DeepSpeed, where every process takes part and the main one gets it)."""
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        if self.lora_config is not None:
+            return state_digest(merged_copy(model).state_dict())
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            state = self.accelerator.get_state_dict(self.model)
+            return state_digest(state) if state else None
+        return state_digest(model.state_dict())
+
     def run_record(self) -> dict:
         """What decides this run's weights, compared when it is resumed: the method and config ([`run_config`]), the
         data (`data_record`, set by the job), the class texts, the base weights' digest and the process count."""
