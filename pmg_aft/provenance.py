@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 
 from .constants import __version__
 from .errors import InputError
@@ -177,10 +177,6 @@ class Provenance:
                 f"({self.weights_digest}): the folder was changed after pmg_aft wrote it. Re-create it, or remove "
                 f"{PROVENANCE_FILE} to treat the weights as of unknown origin."
             )
-
-    def derived(self, **changes) -> Provenance:
-        """This record with some fields changed (an export of these weights, a fine-tune of them)."""
-        return replace(self, **changes)
 
 
 class LicenceError(InputError):
