@@ -133,6 +133,7 @@ def output_lock(output_dir: str | None, accelerator=None, what: str = "run"):
         return
     main = accelerator is None or accelerator.is_main_process
     lock, problem = None, [None]
+    created = main and not os.path.isdir(output_dir)
     if main:
         try:
             os.makedirs(output_dir, exist_ok=True)
@@ -156,6 +157,11 @@ def output_lock(output_dir: str | None, accelerator=None, what: str = "run"):
     finally:
         if lock is not None:
             lock.release()
+        if created and lock is not None and set(os.listdir(output_dir)) <= {LOCK_FILE}:
+            # A run refused before it wrote anything leaves no empty folder behind (one it did not make stays).
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(output_dir, LOCK_FILE))
+                os.rmdir(output_dir)
 
 
 @contextlib.contextmanager

@@ -84,3 +84,19 @@ def test_the_command_line_says_a_condition_in_one_line(tmp_path, checkpoint, cap
     with pytest.raises(SystemExit, match="no space left on the device"):
         monkeypatch.setattr("pmg_aft.finetune.build_trainer", full)
         main(["--config", CONFIG, "--output_dir", str(tmp_path / "t"), "--model_name_or_path", checkpoint])
+
+
+def test_a_hub_training_set_that_cannot_be_reached_is_one_line(tmp_path, checkpoint, monkeypatch):
+    # Was: datasets' ConnectionError in a traceback from the shipped Tiny-ImageNet configs on a machine offline.
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    common = ["--config", CONFIG, "--dataset_name", "someone/not-cached-set", "--model_name_or_path", checkpoint,
+              "--output_dir", str(tmp_path / "out"), "--max_steps", "1"]  # fmt: skip
+    message = r"someone/not-cached-set is not in the local Hugging Face cache and the Hub cannot be reached .* local"
+    fails(common, message)
+    fails([*common, "--streaming"], message)
+    assert not (tmp_path / "out").exists()

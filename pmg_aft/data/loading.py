@@ -10,6 +10,7 @@ import re
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets, load_dataset, load_from_disk
 from datasets import Image as ImageFeature
+from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub import DatasetCard, get_token, hf_hub_download, is_offline_mode, snapshot_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -142,6 +143,30 @@ def load_hub_split(bench: Benchmark, split: str, revision: str | None = None, st
     return load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
 
 
+def hub_dataset(name: str, config: str | None, **kwargs):
+    """`load_dataset` for a Hub id, with the situations only the user can change (no network and not cached, gated,
+    no such dataset) as one line naming the dataset and the way out rather than a traceback."""
+    try:
+        return load_dataset(name, config, **kwargs)
+    except GatedRepoError as error:
+        raise BenchmarkUnavailableError(
+            f"{name} is gated on the Hub: accept its terms at https://huggingface.co/datasets/{name} and log in "
+            "(`hf auth login`, or set HF_TOKEN)."
+        ) from error
+    except DatasetNotFoundError as error:
+        raise MissingInputError(
+            f"{name} is neither a local folder nor a dataset on the Hub ({str(error).splitlines()[0][:160]}): give "
+            "a folder that exists or a Hub dataset id (check the spelling and your access)."
+        ) from error
+    except (LocalEntryNotFoundError, ConnectionError) as error:
+        raise BenchmarkUnavailableError(
+            f"{name} is not in the local Hugging Face cache and the Hub cannot be reached "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:160]}). Load it once on a machine with network "
+            "access (and copy its HF_HOME cache here), or pass a local folder (`save_to_disk`, parquet files or "
+            "class folders) instead."
+        ) from error
+
+
 def load_image_dataset(
     name: str,
     split: str = "train",
@@ -169,7 +194,7 @@ def load_image_dataset(
     elif os.path.isdir(name):
         dataset = _load_local(name, split)
     else:
-        dataset = load_dataset(name, config, split=split, revision=revision)
+        dataset = hub_dataset(name, config, split=split, revision=revision)
     if isinstance(dataset, DatasetDict):
         dataset = _pick_split(dataset, split, name)
     if max_samples is not None:
@@ -191,7 +216,7 @@ def load_streaming_split(name: str, split: str = "train", config: str | None = N
         data = load_dataset("parquet", data_files={split: check_parquet_files(named or files)}, split=split,
                             streaming=True)  # fmt: skip
     else:
-        data = load_dataset(name, config, split=split, revision=revision, streaming=True)
+        data = hub_dataset(name, config, split=split, revision=revision, streaming=True)
     if image_column in (data.column_names or []):
         data = data.cast_column(image_column, ImageFeature(decode=False))
     return data.take(max_samples) if max_samples is not None else data
