@@ -6,11 +6,15 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 
-from .constants import ATTACKS, AUTOATTACK_VARIANTS, NORMS
+from .attack_specs import ATTACKS, AttackSpec
+from .constants import AUTOATTACK_VARIANTS, NORMS
 from .domains import PIXEL, STEPS, UNIT_OPEN_RIGHT, field
 from .errors import InputError
 from .parsing import check_fields
 from .pixels import Names, PixelValue, PixelValues, StepCounts, check_budget
+
+# How descriptions name the PGD loop's losses.
+LOSS_NAMES = {"ce": "cross-entropy", "cw": "CW margin loss"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,7 +22,8 @@ class AttackSetting:
     r"""One attack's settings: the record that training, the evaluation engine, reports and cards share.
 
     Args:
-        attack (`str`): `"pgd"` (cross-entropy), `"cw"` (CW margin loss, the same PGD loop) or `"autoattack"`.
+        attack (`str`): a registered attack ([`ATTACKS`]): `"pgd"` (cross-entropy), `"cw"` (CW margin loss, the same
+            PGD loop) or `"autoattack"`.
         eps (`float`): budget in [0, 1] pixel units (L2: of the whole image).
         steps (`int`, *optional*): PGD/CW steps; `None` for AutoAttack.
         step_size (`float`, *optional*): PGD/CW step in pixel units; `None` for AutoAttack.
@@ -37,7 +42,7 @@ class AttackSetting:
     (`autoattack-apgd-ce+apgd-t@4/255`). Results are found by this key, never parsed back from it.
     """
 
-    attack: str = field(default="pgd", metadata={"choices": list(ATTACKS)})
+    attack: str = field(default="pgd", metadata={"choices": ATTACKS.keys()})
     eps: float = field(default=1 / 255, domain=PIXEL)
     steps: int | None = field(default=10, domain=STEPS)
     step_size: float | None = field(default=1 / 255, domain=PIXEL)
@@ -50,8 +55,8 @@ class AttackSetting:
     def __post_init__(self) -> None:
         check_fields(self)
         object.__setattr__(self, "eps", check_budget("eps", self.eps, self.norm, stacklevel=4))
-        if self.attack == "autoattack":
-            # AutoAttack brings its own steps, step sizes, restarts and success rule.
+        if not self.spec.iterative:
+            # The attack brings its own steps, step sizes, restarts and success rule.
             for name, value in (("steps", None), ("step_size", None), ("random_start", False),
                                 ("first_success", True), ("momentum", 0.0)):  # fmt: skip
                 object.__setattr__(self, name, value)
@@ -74,10 +79,15 @@ class AttackSetting:
             )
 
     @property
+    def spec(self) -> AttackSpec:
+        """The attack's registry entry."""
+        return ATTACKS[self.attack]
+
+    @property
     def label(self) -> str:
         """Everything of the key but the budget: the attack's name in an accuracy-versus-eps curve."""
         name = self.attack + ("-l2" if self.norm == "l2" else "")
-        if self.attack == "autoattack":
+        if not self.spec.iterative:
             return name if self.variant == "standard" else f"{name}-{self.variant}"
         flags = [str(self.steps)]
         flags += ["rs"] if self.random_start else []
@@ -98,23 +108,23 @@ class AttackSetting:
     def describe(self) -> str:
         """A sentence for tables and cards, e.g. `PGD-10 (L-inf, eps 1/255, step 1/255, ...)`."""
         norm = "L-inf" if self.norm == "linf" else "L2"
-        if self.attack == "autoattack":
-            return f"AutoAttack {self.variant} ({norm}, eps {self.format_pixels(self.eps)})"
+        if not self.spec.iterative:
+            return f"{self.spec.title} {self.variant} ({norm}, eps {self.format_pixels(self.eps)})"
         start = "uniform random start" if self.random_start else "start at the image"
         rule = "first success kept" if self.first_success else "final iterate"
         extra = f", momentum {self.momentum:g}" if self.momentum else ""
-        loss = "CW margin loss" if self.attack == "cw" else "cross-entropy"
+        loss = LOSS_NAMES.get(self.spec.loss, self.spec.loss)
         return (
-            f"{self.attack.upper()}-{self.steps} ({norm}, eps {self.format_pixels(self.eps)}, step "
+            f"{self.spec.title}-{self.steps} ({norm}, eps {self.format_pixels(self.eps)}, step "
             f"{self.format_pixels(self.step_size)}, {loss}, {start}, {rule}{extra})"
         )
 
     def pgd_kwargs(self) -> dict:
-        """The keyword arguments of [`pgd`] for this setting (PGD and CW only)."""
-        if self.attack == "autoattack":
-            raise InputError("AutoAttack is not a PGD setting; run it through pmg_aft.evaluation.")
+        """The keyword arguments of [`pgd`] for this setting (attacks of the PGD loop only)."""
+        if not self.spec.iterative:
+            raise InputError(f"{self.spec.title} is not a PGD setting; run it through pmg_aft.evaluation.")
         return dict(eps=self.eps, step_size=self.step_size, steps=self.steps, norm=self.norm,
-                    random_start=self.random_start, loss="cw" if self.attack == "cw" else "ce",
+                    random_start=self.random_start, loss=self.spec.loss,
                     first_success=self.first_success, momentum=self.momentum)  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -137,7 +147,7 @@ class AttackGrid:
     """
 
     attacks: Names = field(
-        default=Names(("pgd",)), metadata={"help": "Comma-separated: pgd, cw, autoattack.", "choices": list(ATTACKS)}
+        default=Names(("pgd",)), metadata={"help": "Comma-separated attack names.", "choices": ATTACKS.keys()}
     )
     eps: PixelValues = field(
         default=PixelValues((1 / 255,)),
@@ -171,7 +181,7 @@ class AttackGrid:
                           random_start=self.random_start, first_success=self.first_success, variant=self.autoattack)
             for attack in self.attacks
             for eps in self.eps
-            for steps in ([None] if attack == "autoattack" else self.steps)
+            for steps in (self.steps if ATTACKS[attack].iterative else [None])
         ]  # fmt: skip
 
     def override(self, **changes) -> AttackGrid:

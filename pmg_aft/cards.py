@@ -186,8 +186,6 @@ def samples_text(report: Report) -> str:
         return (f"{samples_text(replace(report, results=rest))} ({'; '.join(listed)})" if rest
                 else f"on published sample lists ({'; '.join(listed)})")  # fmt: skip
     ways = {(r.max_eval_samples, r.sample_seed) for r in report.results.values() if r.max_eval_samples is not None}
-    if not ways and report.max_eval_samples is not None:  # reports of 0.1 record the cap only for the whole report
-        ways = {(report.max_eval_samples, None)}
     if not ways:
         return "on full test sets"
     if len(ways) > 1:

@@ -15,7 +15,6 @@ from accelerate import PartialState
 from .attack_settings import AttackGrid
 from .checkpoint_info import write_checkpoint_card
 from .checkpoints import load_clip
-from .constants import PROTOCOLS, RENAMED_OPTIONS
 from .data import BENCHMARKS
 from .data.download import download_benchmarks
 from .domains import BATCH, SEED, WORKERS, field
@@ -60,7 +59,7 @@ class SuiteArguments(ProtocolOverrides):
         metadata={
             "help": "The evaluation protocol: every option above defaults to its value (`pmg-aft protocols` lists "
             "them); a flag overrides one field and the report says so.",
-            "choices": list(PROTOCOLS),
+            "choices": PROTOCOL_RECORDS.keys(),
         },
     )
     per_device_eval_batch_size: int = field(default=64, domain=BATCH, metadata={"help": "Batch size per process."})
@@ -239,18 +238,12 @@ class LeaderboardArguments:
         check_fields(self)
 
 
-def renamed(names: list[str]) -> str:
-    """What options of an earlier release are called now."""
-    hints = [f"{n} is now --{RENAMED_OPTIONS[n]}" for n in names if n in RENAMED_OPTIONS]
-    return f" ({'; '.join(hints)}: flags are snake_case, as in pmg-aft train)" if hints else ""
-
-
 def parse_command(prog: str, groups: tuple, argv: list[str], description: str) -> tuple:
-    """Parse `argv` into the dataclasses `groups`; an unknown flag (one of an earlier release: its new name) is an
-    argparse error, with the usage."""
+    """Parse `argv` into the dataclasses `groups`; an unknown flag (with a close spelling, if any) is an argparse
+    error, with the usage."""
     parser = ArgumentParser(groups, prog=prog, description=description)
     try:
-        return parser.parse(argv, hint=renamed)
+        return parser.parse(argv)
     except UnknownFlagsError as error:
         parser.error(str(error))
 
@@ -318,9 +311,14 @@ def _checked(provenance) -> str:
 
 def zoo_command(argv: list[str]) -> int:
     """`pmg-aft zoo list` and `pmg-aft zoo import NAME [--file PATH] --output_dir DIR`."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(command_usage("zoo") + "\n(pmg-aft zoo import --help: its flags)")
+        return 0
     if not argv or argv[0] not in ("list", "import"):
         raise InputError("pmg-aft zoo takes `list` or `import NAME --output_dir DIR [--file PATH]`.")
     if argv[0] == "list":
+        if argv[1:]:
+            raise InputError(f"pmg-aft zoo list takes no arguments (got {argv[1:]}).")
         print(zoo_table())
         return 0
     name = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else None
@@ -383,9 +381,11 @@ def leaderboard_command(argv: list[str]) -> int:
 
     (args,) = parse_command("pmg-aft leaderboard", (LeaderboardArguments,), argv, leaderboard_command.__doc__)
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    unknown = [p for p in protocols if p not in PROTOCOLS]
+    unknown = [p for p in protocols if p not in PROTOCOL_RECORDS]
     if unknown or not protocols:
-        raise InputError(f"--protocols: unknown {unknown or 'none given'}; the protocols are {list(PROTOCOLS)}.")
+        raise InputError(
+            f"--protocols: unknown {unknown or 'none given'}; the protocols are {list(PROTOCOL_RECORDS)}."
+        )
     paths = [m.split("=", 1)[-1].strip() for m in (args.models or "").split(",") if m.strip()]
     check_output_dir(args.output_dir, [_local(p) for p in paths] + [args.benchmark_data_dir])
     if not os.path.isfile(os.path.join(args.output_dir, LEADERBOARD_FILES[0])):  # else it is ours, rebuilt
@@ -442,8 +442,13 @@ def datasets_list(out=None) -> None:
 
 
 def protocols_command(argv: list[str]) -> int:
-    """`pmg-aft protocols`: every field of each evaluation protocol and where it comes from."""
-    for record in PROTOCOL_RECORDS.values():
+    """`pmg-aft protocols [NAME ...]`: every field of each evaluation protocol and where it comes from."""
+    parser = argparse.ArgumentParser(prog="pmg-aft protocols", description=protocols_command.__doc__)
+    parser.add_argument("names", nargs="*", help=f"protocols to show (default: all): {', '.join(PROTOCOL_RECORDS)}")
+    names = parser.parse_args(argv).names or list(PROTOCOL_RECORDS)
+    if unknown := [n for n in names if n not in PROTOCOL_RECORDS]:
+        parser.error(f"unknown protocol(s) {unknown}; the protocols are {', '.join(PROTOCOL_RECORDS)}.")
+    for record in (PROTOCOL_RECORDS[name] for name in names):
         print(f"{record.name}: {record.description}")
         for key, value in record.to_dict().items():
             if key not in ("name", "description", "evidence", "overridden"):
@@ -510,7 +515,7 @@ COMMANDS: dict[str, Command] = {
                               "columns, class counts"),
                              ("datasets download NAME|all", "pre-fetch benchmarks into the Hugging Face cache (for "
                               "offline compute nodes)")), datasets_command),
-        Command("protocols", (("protocols", "the evaluation protocols: every field and its source"),),
+        Command("protocols", (("protocols [NAME]", "the evaluation protocols: every field and its source"),),
                 protocols_command),
         Command("eval", (("eval", "clean and robust zero-shot accuracy of any CLIP checkpoint"),), eval_command,
                 (EvalModelArguments, SuiteArguments)),
@@ -530,6 +535,11 @@ COMMANDS: dict[str, Command] = {
                                  "figures"),), leaderboard_command, (LeaderboardArguments,)),
     )
 }  # fmt: skip
+
+
+def command_usage(name: str) -> str:
+    """The usage lines of one registered command."""
+    return "\n".join(f"  pmg-aft {synopsis:26s} {text}" for synopsis, text in COMMANDS[name].lines)
 
 
 def usage() -> str:
@@ -567,6 +577,11 @@ def main(argv: list[str] | None = None) -> int:
         except InputExit as stop:  # the same, from the training job (printed here, scrubbed, not by Python)
             print(stop.code, file=sys.stderr)
             return stop.status
+        except SystemExit as stop:  # argparse: a usage error (2) or --help (0); every command returns its status
+            if stop.code is None or isinstance(stop.code, int):
+                return stop.code or 0
+            print(stop.code, file=sys.stderr)
+            return 1
         except Exception as error:
             condition = machine_condition(error)
             if condition is not None and not show_traceback():

@@ -12,15 +12,13 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # The PMG-AFT / TeCoA training prompt.
 DEFAULT_TEMPLATE = "This is a photo of a {}"
 
-# Threat models, attacks and losses of the attack module.
+# Threat models and losses of the attack module (the attacks are a registry: pmg_aft.attack_specs.ATTACKS).
 NORMS = ("linf", "l2")
-ATTACKS = ("pgd", "cw", "autoattack")
 ATTACK_LOSSES = ("ce", "cw")
 # AutoAttack's attack sets: published standard; TGA-ZSR's evaluation; FARE's / RobustBench-style CLIP evaluation.
 AUTOATTACK_VARIANTS = ("standard", "apgd-ce+apgd-dlr", "apgd-ce+apgd-t")
 
-# Evaluation protocols (records in pmg_aft.evaluation.protocols) and the class texts a protocol can use.
-PROTOCOLS = ("pmg_aft", "tga_zsr", "clip_benchmark")
+# The class texts a protocol can use (the protocols are a registry: pmg_aft.evaluation.PROTOCOL_RECORDS).
 TEXT_SOURCES = ("pmg_aft", "tga_zsr", "clip_benchmark")
 # Readings of an official loader that crashes as written (Caltech-256's): its evident intent, or the code literally.
 NAME_READINGS = ("cleaned", "literal")
@@ -43,16 +41,6 @@ BAD_IMAGE_POLICIES = ("raise", "skip")
 
 # The parts of a CLIPModel that adversarial fine-tuning trains; the text tower and logit_scale stay frozen.
 TRAINABLE_PREFIXES = ("vision_model.", "visual_projection.")
-
-# Options of earlier releases and what they are now (`pmg-aft train` and every subcommand name the new one).
-RENAMED_OPTIONS = {
-    "eval_protocol": "protocol", "eval_max_samples": "max_eval_samples", "max_samples": "max_eval_samples",
-    "tga_alpha": "alpha (with --method tga_zsr)", "tga_beta": "beta (with --method tga_zsr)",
-    "data_dir": "benchmark_data_dir", "batch_size": "per_device_eval_batch_size", "output": "output_dir",
-    "repo": "hub_model_id", "report": "report_dir", "private": "hub_private_repo", "base": "base_model",
-    "revision": "model_revision", "attack": "attacks",
-    "model": "model_name_or_path (train, eval) or model_dir (push)",
-}  # fmt: skip
 
 # Written beside a saved checkpoint: what the model card needs that the checkpoint cannot say.
 RUN_INFO_FILE = "pmg_aft.json"

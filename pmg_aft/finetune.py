@@ -22,7 +22,7 @@ from datasets import ClassLabel
 from transformers import set_seed
 
 from .checkpoints import checkpoint_problem, last_complete_checkpoint, load_clip, set_aside
-from .constants import BAD_IMAGE_POLICIES, PROTOCOLS, RENAMED_OPTIONS
+from .constants import BAD_IMAGE_POLICIES
 from .data import (
     GENERATED,
     check_images,
@@ -36,10 +36,10 @@ from .data import (
 )
 from .domains import COUNT, field
 from .errors import InputError, UnknownNameError, exit_on_input_error, machine_conditions
-from .evaluation import EvalSet, benchmark_eval_set
+from .evaluation import PROTOCOL_RECORDS, EvalSet, benchmark_eval_set
 from .evaluation.suite import benchmark_names
 from .outputs import OutputFolderError, check_output_dir, output_lock, refuse_foreign
-from .parsing import ArgumentParser, check_fields, read_config_file
+from .parsing import ArgumentParser, check_fields, close_matches, read_config_file
 from .provenance import PROVENANCE_FILE, base_provenance, publish_licence
 from .tiny import pretrained_tiny_clip, tiny_tokenizer
 from .trainers import TRAINERS, RobustCLIPConfig, RobustCLIPTrainer
@@ -139,7 +139,7 @@ class DataArguments:
             "help": "Whose class texts and preprocessing the eval benchmarks get: `pmg_aft` (the official PMG-AFT "
             "evaluation's), `tga_zsr` or `clip_benchmark` (template ensembles). The trainer evaluates them with its "
             "own head and eval attack; `pmg-aft eval --protocol` runs a whole protocol.",
-            "choices": list(PROTOCOLS),
+            "choices": PROTOCOL_RECORDS.keys(),
         },
     )
     class_names_file: str | None = field(
@@ -201,15 +201,16 @@ def parse_args(argv: list[str]) -> tuple[ScriptArguments, DataArguments, RobustC
 
 
 def _hint(unknown: list[str]) -> str:
-    """Which method has each unknown option, or what an option of an earlier release is called now."""
-    hints = []
+    """Which method has each unknown option, or the option of a close spelling."""
+    hints, rest = [], []
     for name in unknown:
         owners = [m for m, t in TRAINERS.items() if name in {f.name for f in fields(t.config_class)}]
         if owners:
             hints.append(f"{name} is a field of {', '.join(owners)}, not of this method")
-        elif name in RENAMED_OPTIONS:
-            hints.append(f"{name} is now {RENAMED_OPTIONS[name]}")
-    return f" ({'; '.join(hints)})" if hints else ""
+        else:
+            rest.append(name)
+    known = {f.name for group in (ScriptArguments, DataArguments, RobustCLIPConfig) for f in fields(group)}
+    return (f" ({'; '.join(hints)})" if hints else "") + close_matches(rest, known)
 
 
 def read_class_names(path: str) -> list[str]:

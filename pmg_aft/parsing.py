@@ -224,6 +224,14 @@ def read_config_file(path: str) -> dict:
     return values
 
 
+def close_matches(names: list[str], known) -> str:
+    """` (did you mean ...)` for each unknown name with a close spelling among `known`, else `""`."""
+    import difflib
+
+    hints = [f"--{n}: --{m[0]}?" for n in names if (m := difflib.get_close_matches(n, list(known), n=1))]
+    return f" (did you mean {'; '.join(hints)})" if hints else ""
+
+
 class ArgumentParser(HfArgumentParser):
     """`HfArgumentParser` that reads `-1/255` and `-1e-5` as values, takes no abbreviated flags (`--repo` is not
     `--report_dir`), says each field's domain in its help, and parses with a config file's values as defaults
@@ -275,8 +283,8 @@ class ArgumentParser(HfArgumentParser):
             [`InputError`]: for values the dataclasses reject (a `ValueError` of their checks).
         """
         defaults = dict(defaults or {})
-        hint = hint or (lambda names: "")
         known = {f.name for group in self.dataclass_types for f in fields(group)}
+        hint = hint or (lambda names: close_matches(names, known))
         unknown = sorted(set(defaults) - known)
         if unknown:
             raise UnknownFlagsError(f"unknown keys in {source}{context}: {unknown}{hint(unknown)}.")
@@ -284,14 +292,20 @@ class ArgumentParser(HfArgumentParser):
             self.set_defaults(**defaults)
             self.parse_args(argv)  # prints the help, with the file's values as defaults, and exits
         # Only the flags given land in the namespace, so the file's values are not overwritten by field defaults.
+        required = {}
         for action in self._actions:
             if action.dest in known:
                 action.default = argparse.SUPPRESS
-                action.required = action.required and action.dest not in defaults
+                required[action] = action.required and action.dest not in defaults
+                action.required = False  # an unknown flag is said before a missing one (it may be its misspelling)
         namespace, rest = self.parse_known_args(argv)
         flags = sorted({arg.split("=", 1)[0][2:].replace("-", "_") for arg in rest if arg.startswith("--")})
         if rest:
             raise UnknownFlagsError(f"unknown flags{context}: {flags or rest}{hint(flags)}.")
+        for action, needed in required.items():
+            action.required = needed
+        if any(required.values()):
+            namespace, _ = self.parse_known_args(argv)
         given = {k: v for k, v in vars(namespace).items() if k in known}  # not the job's own --config
         try:
             with as_input_error():

@@ -106,8 +106,6 @@ def test_unknown_names_and_bad_options_are_clear_errors(tmp_path):
         get_benchmark("stanford-car")
     with pytest.raises(ValueError, match=r"Unknown protocol 'tecoa'; choose one of pmg_aft, tga_zsr, clip_benchmark"):
         protocol_prompts("tecoa", "dtd")
-    with pytest.raises(ValueError, match="'paper' is now 'pmg_aft'"):
-        protocol_prompts("paper", "dtd")
     with pytest.raises(ValueError, match="on_bad_image"):
         load_benchmark("dtd", benchmark_data_dir=str(tmp_path), on_bad_image="ignore")
     bad = fixture("cifar10")

@@ -266,9 +266,6 @@ def test_results_are_typed_and_read_back_from_their_json(model, processor, test_
     assert Report.load(str(tmp_path)).results["a"] == result
     saved = json.loads((tmp_path / "results" / "a.json").read_text())["result"]
     assert DatasetResult.from_dict(saved, "a") == result and set(saved) == set(result.to_dict())
-    # A result of an earlier release, without most fields, is still a result.
-    old = DatasetResult.from_dict({"clean_accuracy": 0.5, "samples": 100, "robust_accuracy": {"k": 0.25}}, "c")
-    assert (old.dataset, old.worst_case_accuracy, old.templates) == ("c", None, [])
 
 
 def test_the_suite_takes_keywords_after_the_protocol(model, processor, test_set):

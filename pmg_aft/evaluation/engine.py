@@ -17,14 +17,12 @@ from accelerate.data_loader import prepare_data_loader
 from torch.utils.data import DataLoader
 
 from ..attack_settings import AttackSetting
-from ..attacks import pgd
 from ..constants import ATTACK_NUMERICS, MIXED_PRECISIONS
 from ..domains import BATCH, WORKERS, field
 from ..errors import InputError
 from ..metrics import robust_accuracy_metric
 from ..parsing import check_fields
 from ..zeroshot import ZeroShotClassifier
-from .autoattack import autoattack
 from .checks import gradient_health
 from .eval_set import EvalSet
 from .results import DatasetResult
@@ -150,17 +148,9 @@ def run_attack(
     """Adversarial images for one setting; per sample, whether every iterate before the last was still classified
     correctly; and for AutoAttack the attacks that ran (`None` otherwise). `start` is PGD's random-start noise;
     `numerics` the protocol's `attack_numerics`; `gradient_stats` collects PGD's first-step zero gradients."""
-    official = numerics == "official"
-    if setting.attack == "autoattack":  # exact: float32, as pyautoattack does not scale its gradients
-        with autocast(images.device, precision, numerics) if official else contextlib.nullcontext():
-            adversarial, used = autoattack(classifier, images, labels, setting.eps, classifier.num_classes,
-                                           setting.norm, seed, setting.variant)  # fmt: skip
-        return adversarial, torch.ones_like(labels, dtype=torch.bool), used  # its output is already the worst case
-    with autocast(images.device, precision, numerics):
-        adversarial, survived = pgd(classifier, images, labels, **setting.pgd_kwargs(), return_survivors=True,
-                                    start=start, reduction="mean" if official else "sum", loss_scaling=not official,
-                                    gradient_stats=gradient_stats)  # fmt: skip
-    return adversarial, survived, None
+    with autocast(images.device, setting.spec.precision(precision, numerics), numerics):
+        return setting.spec.run(classifier, images, labels, setting, seed=seed, start=start, numerics=numerics,
+                                gradient_stats=gradient_stats)  # fmt: skip
 
 
 def evaluate_dataset(
@@ -200,7 +190,7 @@ def evaluate_dataset(
         raise InputError(f"{eval_set.name} has no samples to evaluate.")
     began = time.time()
     rows, attacks_used, health = [], {}, None
-    stats = {s.key: {} for s in settings if s.attack != "autoattack"}
+    stats = {s.key: {} for s in settings if s.spec.iterative}
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed + accelerator.process_index)
@@ -239,16 +229,15 @@ def _attack_batch(classifier, batch: dict, settings, precision: str, seed: int, 
     survivors = []
     for salt, setting in enumerate(settings):
         start = None
-        if setting.random_start and setting.norm == "linf" and setting.attack != "autoattack":
+        if setting.random_start and setting.norm == "linf" and setting.spec.iterative:
             start = start_noise(batch["indices"], tuple(images.shape[1:]), seed, salt, images.device)
         adversarial, survived, used = run_attack(classifier, images, labels, setting, precision=precision, seed=seed,
                                                  start=start, numerics=numerics,
                                                  gradient_stats=(stats or {}).get(setting.key))  # fmt: skip
         if used is not None:
             attacks_used[setting.key] = used
-        # AutoAttack's images are judged in the precision it ran in (float32 with the exact numerics).
-        judged = "no" if setting.attack == "autoattack" and numerics == "exact" else precision
-        with torch.no_grad(), autocast(images.device, judged, numerics):
+        # Images are judged in the precision the attack ran in (AutoAttack: float32 with the exact numerics).
+        with torch.no_grad(), autocast(images.device, setting.spec.precision(precision, numerics), numerics):
             predictions.append(classifier(adversarial).argmax(-1))
         survivors.append(survived)
     return torch.stack([labels, *predictions, *[s.long() for s in survivors]], dim=1)

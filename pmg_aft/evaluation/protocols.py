@@ -20,7 +20,6 @@ from ..constants import (
     MIXED_PRECISIONS,
     NAME_READINGS,
     NORMALIZATIONS,
-    PROTOCOLS,
     TEXT_SOURCES,
 )
 from ..data import get_benchmark
@@ -50,10 +49,6 @@ OVERRIDABLE = (
 )
 IMAGENET_SAMPLES = ("all", "robustbench")
 SCALE_SOURCES = ("protocol", "model")
-# Fields added after 0.2, with the value 0.2's results were computed under: at that value a field is left out of a
-# report's fingerprint, so results saved by 0.2 are still reused.
-LEGACY_VALUES = {"attack_numerics": "exact", "caltech256_names": "cleaned", "imagenet_samples": "all",
-                 "imagenet_logit_scale": "protocol", "official_batch_size": None}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -327,23 +322,36 @@ CLIP_BENCHMARK = Protocol(
     ),
 )
 
-PROTOCOL_RECORDS: dict[str, Protocol] = {p.name: p for p in (PMG_AFT, TGA_ZSR, CLIP_BENCHMARK)}
-assert tuple(PROTOCOL_RECORDS) == PROTOCOLS
+# The registry behind `--protocol`, `--protocols`, cards and the docs' protocol table.
+PROTOCOL_RECORDS: dict[str, Protocol] = {}
+
+
+def register_protocol(protocol: Protocol) -> Protocol:
+    """Add an evaluation protocol to [`PROTOCOL_RECORDS`]; every command, card and docs table takes it from there.
+
+    Raises:
+        `TypeError`: for what is not a [`Protocol`], or a name another protocol already has.
+    """
+    if not isinstance(protocol, Protocol):
+        raise TypeError(f"{protocol!r} is not a Protocol.")
+    if PROTOCOL_RECORDS.get(protocol.name, protocol) is not protocol:
+        raise TypeError(f"The protocol {protocol.name!r} is already registered; pick another name.")
+    PROTOCOL_RECORDS[protocol.name] = protocol
+    return protocol
+
+
+for _protocol in (PMG_AFT, TGA_ZSR, CLIP_BENCHMARK):
+    register_protocol(_protocol)
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
     """A protocol by name (or the record itself).
 
     Raises:
-        ValueError: naming the protocols, and what the 0.1 name `paper` became.
+        [`InputError`]: naming the registered protocols.
     """
     if isinstance(protocol, Protocol):
         return protocol
-    if protocol == "paper":
-        raise InputError(
-            "The protocol 'paper' is now 'pmg_aft': the official PMG-AFT evaluation, which also normalises with "
-            "ImageNet's statistics, starts PGD at random and counts the final iterate. Use --protocol pmg_aft."
-        )
     if protocol not in PROTOCOL_RECORDS:
         raise InputError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOL_RECORDS)}.")
     return PROTOCOL_RECORDS[protocol]

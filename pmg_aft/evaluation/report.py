@@ -13,7 +13,6 @@ from ..constants import CUSTOM_PROTOCOL, __version__
 from ..data import SAMPLE_LISTS
 from ..errors import MissingInputError
 from ..outputs import atomic_path, write_json, write_text
-from .protocols import LEGACY_VALUES
 from .results import WORST_CASE, DatasetResult, ReportError
 
 REPORT_FILE = "report.json"
@@ -83,10 +82,7 @@ class Report:
                 "model_digest", "mixed_precision", "seed", "protocol_record")  # fmt: skip
         values = self.to_dict()
         if self.protocol_record is not None:
-            values["protocol_record"] = {
-                k: v for k, v in self.protocol_record.items()
-                if k not in NOT_FINGERPRINTED and not (k in LEGACY_VALUES and LEGACY_VALUES[k] == v)
-            }  # fmt: skip
+            values["protocol_record"] = {k: v for k, v in self.protocol_record.items() if k not in NOT_FINGERPRINTED}
         blob = json.dumps({k: values[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

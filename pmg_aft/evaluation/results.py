@@ -98,6 +98,6 @@ class DatasetResult:
 
     @classmethod
     def from_dict(cls, values: dict, dataset: str | None = None) -> DatasetResult:
-        """A result from its saved form (reports of earlier releases lack some fields; `dataset` names it then)."""
+        """A result from its saved form (`dataset` names it where the saved form does not)."""
         known = {f.name for f in fields(cls)}
         return cls(**{"dataset": dataset, **{k: v for k, v in values.items() if k in known}})
