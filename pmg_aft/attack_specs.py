@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .attacks import pgd
+from .autoattack import autoattack
+
 
 @dataclass(frozen=True)
 class AttackSpec:
@@ -60,8 +63,6 @@ def register_attack(spec: AttackSpec) -> AttackSpec:
 
 def _pgd_loop(classifier, images: torch.Tensor, labels: torch.Tensor, setting, *, seed: int = 0, start=None,
               numerics: str = "exact", gradient_stats: dict | None = None):  # fmt: skip
-    from .attacks import pgd
-
     official = numerics == "official"  # the official codes' batch-mean loss and unscaled fp16 backward
     adversarial, survived = pgd(classifier, images, labels, **setting.pgd_kwargs(), return_survivors=True, start=start,
                                 reduction="mean" if official else "sum", loss_scaling=not official,
@@ -71,9 +72,6 @@ def _pgd_loop(classifier, images: torch.Tensor, labels: torch.Tensor, setting, *
 
 def _autoattack(classifier, images: torch.Tensor, labels: torch.Tensor, setting, *, seed: int = 0, start=None,
                 numerics: str = "exact", gradient_stats: dict | None = None):  # fmt: skip
-    # Imported here: pmg_aft.evaluation imports the attack settings, which import this registry.
-    from .evaluation.autoattack import autoattack
-
     adversarial, used = autoattack(classifier, images, labels, setting.eps, classifier.num_classes, setting.norm, seed,
                                    setting.variant)  # fmt: skip
     return adversarial, torch.ones_like(labels, dtype=torch.bool), used  # its output is already the worst case

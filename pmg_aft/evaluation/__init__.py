@@ -1,9 +1,9 @@
 """Robust zero-shot evaluation: the engine, the suite, the report and sanity checks."""
 
 from ..attack_settings import AttackGrid, AttackSetting
+from ..autoattack import AutoAttackPlan, autoattack, autoattack_plan
 from ..outputs import OutputDirBusyError
 from ..provenance import weights_digest
-from .autoattack import AutoAttackPlan, autoattack, autoattack_plan
 from .checks import gradient_health, sanity_warnings
 from .compare import compare, comparison_table
 from .engine import EvalLoader, evaluate_dataset, run_attack

@@ -7,8 +7,8 @@ from typing import NamedTuple
 
 import torch
 
-from ..constants import AUTOATTACK_VARIANTS
-from ..errors import InputError
+from .constants import AUTOATTACK_VARIANTS
+from .errors import InputError
 
 STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
 
