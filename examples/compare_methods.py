@@ -1,6 +1,6 @@
 """Train several methods with the same data, attack and budget, evaluate them with the same suite: one table.
 
-Offline on the tiny default (a few minutes on a CPU), the seven methods with one data set, attack and budget:
+Offline on the tiny default (a few minutes on a CPU), every registered method with one data set, attack and budget:
 
     python examples/compare_methods.py --output_dir outputs/compare
 
@@ -18,6 +18,7 @@ import os
 
 from transformers import CLIPModel, CLIPProcessor
 
+from pmg_aft import TRAINERS
 from pmg_aft.evaluation import compare, get_protocol
 from pmg_aft.finetune import main as finetune
 
@@ -26,7 +27,7 @@ CONFIG = os.path.join(os.path.dirname(__file__), "configs", "tiny_offline.yaml")
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", default="clean,tecoa,fare,tga_zsr,pmg_aft,agft,comp_tga")
+    parser.add_argument("--methods", default=",".join(TRAINERS))
     parser.add_argument("--output_dir", default="outputs/compare")
     parser.add_argument("--max_steps", type=int, default=-1, help="per method (default: the config's epochs)")
     args = parser.parse_args(argv)

@@ -36,6 +36,10 @@ class MethodInfo:
         description (`str`): what training did, completing "fine-tuned ... with {name}, ...".
         paper (`Paper`, *optional*): the method's paper; `None` for plain fine-tuning.
         tags (`tuple[str, ...]`): Hub tags beside the base ones.
+        recipes (`tuple[str, ...]`): the method's published recipes, as example configs
+            (`examples/configs/{recipe}.yaml`); tests and docs list them from here.
+        extends (`str`, *optional*): the method whose config/trainer pair this one extends (a published extension,
+            such as Comp-TGA of TGA-ZSR); a method's files import no other method's otherwise.
     """
 
     key: str
@@ -43,6 +47,8 @@ class MethodInfo:
     description: str
     paper: Paper | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    recipes: tuple[str, ...] = field(default_factory=tuple)
+    extends: str | None = None
 
     @property
     def commit_message(self) -> str:
@@ -54,4 +60,5 @@ class MethodInfo:
     @classmethod
     def from_dict(cls, values: dict) -> MethodInfo:
         paper = values.get("paper")
-        return cls(**{**values, "paper": Paper(**paper) if paper else None, "tags": tuple(values.get("tags", ()))})
+        return cls(**{**values, "paper": Paper(**paper) if paper else None, "tags": tuple(values.get("tags", ())),
+                      "recipes": tuple(values.get("recipes", ()))})  # fmt: skip

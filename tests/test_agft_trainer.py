@@ -93,3 +93,8 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert config.eval_attack_grid().steps == (20,) and config.max_grad_norm == 0
     with pytest.raises(InputError, match="scale_ratio"):
         AGFTConfig(output_dir=str(tmp_path), scale_ratio=0)
+
+
+def test_the_official_precision_is_the_official_codes():
+    # AGFT trains with --enable_amp (CUDA fp16 autocast with a GradScaler).
+    assert AGFTConfig.official_precision == "fp16"

@@ -1,4 +1,4 @@
-"""What every method's trainer guarantees, through the shared base: run for each of the five methods."""
+"""What every method's trainer guarantees, through the shared base: run for every registered method."""
 
 import copy
 import json
@@ -18,14 +18,11 @@ from pmg_aft.tiny import tiny_clip
 
 from .utils import METHODS, VISION, perturbed, pmg_aft_head, snapshot
 
-USES_REFERENCE = {"pmg_aft": True, "tecoa": False, "fare": True, "tga_zsr": True, "clean": False, "agft": True,
-                  "comp_tga": True}  # fmt: skip
-
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_step_trains_every_vision_parameter_and_nothing_else(method, model, make_trainer):
     trainer = make_trainer(method, model)
-    assert (trainer.ref_model is not None) == USES_REFERENCE[method]
+    assert (trainer.ref_model is not None) == trainer.args.uses_reference  # as the method's config declares
     before = snapshot(model)
     ref_before = snapshot(trainer.ref_model) if trainer.ref_model is not None else {}
     trainer.train()
@@ -328,13 +325,13 @@ def test_one_process_forwards_the_vision_tower_alone_with_the_full_forwards_numb
     assert trainer.state.global_step == 1 and not calls
 
 
-@pytest.mark.parametrize("method", ["pmg_aft", "tecoa", "tga_zsr", "clean", "fare", "agft", "comp_tga"])
+@pytest.mark.parametrize("method", METHODS)
 def test_the_default_precision_is_the_official_codes_where_cuda_is_present(method, tmp_path):
-    """TeCoA, PMG-AFT, TGA-ZSR, FT-Clean, AGFT (--enable_amp) and Comp-TGA train under CUDA fp16 autocast with a
-    GradScaler; FARE in float32."""
+    """Each method's declared official precision (fp16 autocast with a GradScaler, or float32) is its default where
+    CUDA is present; each method's own tests say which it declares."""
     config = TRAINERS[method].config_class(output_dir=str(tmp_path), use_cpu=True)
     assert config.fp16 is False and config.bf16 is False  # no CUDA here: float32
-    official = method != "fare"
+    official = config.official_precision == "fp16"
     for fp16, bf16, expected in ((None, None, official), (False, None, False), (None, True, False)):
         config.fp16, config.bf16 = fp16, bf16
         config.resolve_precision(cuda=True)

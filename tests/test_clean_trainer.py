@@ -86,3 +86,8 @@ def test_the_clean_baseline_builds_no_training_attack(model, tokenizer, train_se
         trainer.attack(trainer.classifier(), torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+def test_the_official_precision_is_the_official_codes():
+    # FT-Clean, as run by the PMG-AFT and TGA-ZSR codes, trains under CUDA fp16 autocast.
+    assert CleanFinetuneConfig.official_precision == "fp16"

@@ -70,3 +70,8 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert config.eval_attack_grid().steps == (100,)
     with pytest.raises(InputError, match="negation_template"):
         CompTGAConfig(output_dir=str(tmp_path), negation_template="This is a photo of a {}")
+
+
+def test_the_official_precision_is_the_official_codes():
+    # Comp-TGA's code trains under CUDA fp16 autocast with a GradScaler, as TGA-ZSR's.
+    assert CompTGAConfig.official_precision == "fp16"

@@ -152,3 +152,8 @@ def test_the_encoders_are_built_once_for_the_run(model, tokenizer, train_set, ma
     assert trainer.image_encoder() is trainer.image_encoder() and trainer.image_encoder(reference=True).model is (
         trainer.ref_model
     )
+
+
+def test_the_official_precision_is_the_official_codes():
+    # FARE's training script has no autocast: float32.
+    assert FAREConfig.official_precision == "no"

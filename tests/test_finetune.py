@@ -134,16 +134,17 @@ def test_paper_config_gives_the_papers_optimiser_and_schedule(tmp_path):
     assert rates[-1] < 1e-9 and max(rates) == pytest.approx(5e-5)
 
 
-@pytest.mark.parametrize(
-    "name,method",
-    [("pmg_aft_vitb32_tinyimagenet", "pmg_aft"), ("tecoa_vitb32_tinyimagenet", "tecoa"),
-     ("fare_vitb32_imagenet", "fare"), ("clean_vitb32_tinyimagenet", "clean"), ("tiny_offline", "pmg_aft"),
-     ("tga_zsr_vitb32_tinyimagenet", "tga_zsr"), ("fare_vitl14_imagenet_eps2", "fare"),
-     ("fare_vitl14_imagenet_eps4", "fare"), ("tecoa_vitl14_imagenet_eps2", "tecoa"),
-     ("tecoa_vitl14_imagenet_eps4", "tecoa"), ("fare_vitl14_336_imagenet_eps2", "fare"),
-     ("agft_vitb32_imagenet", "agft"), ("agft_vitb32_tinyimagenet", "agft"),
-     ("comp_tga_vitb32_tinyimagenet", "comp_tga")],
-)  # fmt: skip
+RECIPES = [(recipe, method) for method, trainer in TRAINERS.items() for recipe in trainer.method_info.recipes]
+
+
+def test_every_example_config_is_the_demo_or_a_registered_methods_recipe():
+    shipped = sorted(name[:-5] for name in os.listdir(os.path.dirname(CONFIG)) if name.endswith(".yaml"))
+    claimed = [recipe for recipe, _ in RECIPES]
+    assert len(claimed) == len(set(claimed)), "a recipe is claimed by two methods"
+    assert sorted([*claimed, "tiny_offline"]) == shipped
+
+
+@pytest.mark.parametrize("name,method", [*RECIPES, ("tiny_offline", "pmg_aft")])
 def test_every_example_config_parses_into_its_methods_config(name, method, tmp_path):
     path = os.path.join(os.path.dirname(CONFIG), f"{name}.yaml")
     script_args, _, config = parse_args(["--config", path, "--fp16", "false", "--use_cpu", "true", "--eval_strategy",

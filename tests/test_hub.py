@@ -76,7 +76,7 @@ def test_each_methods_card_names_that_method_and_only_its_paper(method, model, m
     for other in set(TRAINERS) - {method}:
         assert f"with {TRAINERS[other].method_info.name} " not in card.text
     assert set(info.tags) <= set(card.data.tags)
-    assert ("adversarial-robustness" in card.data.tags) == (method != "clean")  # clean fine-tuning is not robust
+    assert ("adversarial-robustness" in card.data.tags) == ("adversarial-robustness" in info.tags)
     assert ("pmg-aft" in card.data.tags) == (method == "pmg_aft")
     assert "PMG-AFT" not in card.text or method == "pmg_aft"
     recipe = card.text[card.text.index("## Training recipe") :]

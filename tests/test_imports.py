@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from pmg_aft import TRAINERS
+
 PACKAGE = os.path.join(os.path.dirname(__file__), "..", "pmg_aft")
 TESTS = os.path.dirname(__file__)
 
@@ -89,7 +91,8 @@ def test_constants_is_a_leaf_and_evaluation_does_not_know_trainers():
     # The method-specific files depend on the shared ones, never on each other; a method that is another's
     # published extension (Comp-TGA is TGA-ZSR's journal version: the same step on another attention map) extends
     # that method's pair instead of copying it.
-    extends = {"pmg_aft.trainers.comp_tga": "pmg_aft.trainers.tga_zsr"}
+    extends = {f"pmg_aft.trainers.{m}": f"pmg_aft.trainers.{t.method_info.extends}"
+               for m, t in TRAINERS.items() if t.method_info.extends}  # fmt: skip
     methods = [n for n in graph if n.startswith("pmg_aft.trainers.") and n.endswith(("_config", "_trainer"))]
     for name in methods:
         own = name.rsplit("_", 1)[0]

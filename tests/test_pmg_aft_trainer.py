@@ -126,3 +126,8 @@ def test_defaults_are_the_official_recipe(tmp_path):
         PMGAFTConfig(output_dir=str(tmp_path), kl_direction="reverse")
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
         PMGAFTConfig(output_dir=str(tmp_path), alpha=-1)
+
+
+def test_the_official_precision_is_the_official_codes():
+    # the official PMG-AFT code trains under torch.cuda.amp autocast with a GradScaler.
+    assert PMGAFTConfig.official_precision == "fp16"

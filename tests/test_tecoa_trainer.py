@@ -36,3 +36,8 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert config.optim == "sgd" and config.optim_args == "momentum=0.9" and config.learning_rate == 1e-5
     assert config.per_device_train_batch_size == 256 and config.warmup_steps == 1000 and config.max_grad_norm == 0
     assert not hasattr(config, "alpha") and not hasattr(config, "method")
+
+
+def test_the_official_precision_is_the_official_codes():
+    # TeCoA's code trains under CUDA fp16 autocast with a GradScaler.
+    assert TeCoAConfig.official_precision == "fp16"

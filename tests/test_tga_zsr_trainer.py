@@ -65,3 +65,8 @@ def test_defaults_are_the_official_recipe(tmp_path):
     assert grid.steps == (100,) and not grid.first_success and grid.random_start
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
         TGAZSRConfig(output_dir=str(tmp_path), beta=-0.1)
+
+
+def test_the_official_precision_is_the_official_codes():
+    # TGA-ZSR's code trains under CUDA fp16 autocast with a GradScaler.
+    assert TGAZSRConfig.official_precision == "fp16"

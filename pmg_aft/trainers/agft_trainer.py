@@ -44,6 +44,7 @@ class AGFTTrainer(RobustCLIPTrainer):
         ),
         paper=AGFT_PAPER,
         tags=("adversarial-robustness", "adversarial-training", "agft"),
+        recipes=("agft_vitb32_tinyimagenet", "agft_vitb32_imagenet"),
     )
 
     def student_logits(self, head, embeddings: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ class CleanFinetuneTrainer(RobustCLIPTrainer):
         ),
         paper=None,
         tags=("fine-tuned",),
+        recipes=("clean_vitb32_tinyimagenet",),
     )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -40,6 +40,8 @@ class CompTGATrainer(TGAZSRTrainer):
         ),
         paper=COMP_TGA_PAPER,
         tags=("adversarial-robustness", "adversarial-training", "comp-tga"),
+        recipes=("comp_tga_vitb32_tinyimagenet",),
+        extends="tga_zsr",
     )
 
     def attention_map(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,12 @@ class FARETrainer(RobustCLIPTrainer):
         ),
         paper=FARE_PAPER,
         tags=("adversarial-robustness", "adversarial-training", "fare"),
+        recipes=(
+            "fare_vitb32_imagenet",
+            "fare_vitl14_imagenet_eps2",
+            "fare_vitl14_imagenet_eps4",
+            "fare_vitl14_336_imagenet_eps2",
+        ),
     )
 
     @classmethod

@@ -43,6 +43,7 @@ class PMGAFTTrainer(RobustCLIPTrainer):
         ),
         paper=PMG_AFT_PAPER,
         tags=("adversarial-robustness", "adversarial-training", "pmg-aft"),
+        recipes=("pmg_aft_vitb32_tinyimagenet",),
     )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -37,6 +37,7 @@ class TeCoATrainer(RobustCLIPTrainer):
         ),
         paper=TECOA_PAPER,
         tags=("adversarial-robustness", "adversarial-training", "tecoa"),
+        recipes=("tecoa_vitb32_tinyimagenet", "tecoa_vitl14_imagenet_eps2", "tecoa_vitl14_imagenet_eps4"),
     )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -44,6 +44,7 @@ class TGAZSRTrainer(RobustCLIPTrainer):
         ),
         paper=TGA_ZSR_PAPER,
         tags=("adversarial-robustness", "adversarial-training", "tga-zsr"),
+        recipes=("tga_zsr_vitb32_tinyimagenet",),
     )
 
     def attention_map(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
