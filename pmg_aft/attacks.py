@@ -102,7 +102,8 @@ def pgd(
         classifier (`Callable`): maps images in [0, 1] to logits, e.g. a [`ZeroShotClassifier`].
         images (`torch.Tensor`): `(batch, channels, height, width)` in [0, 1].
         labels (`torch.LongTensor`): `(batch,)` true classes (or, with a custom `loss`, any targets).
-        eps, step_size (`float`): budget and step in [0, 1] pixel units (1/255 is one grey level; L2: of the image).
+        eps (`float`): budget in [0, 1] pixel units (1/255 is one grey level; L2: of the whole image).
+        step_size (`float`): step in the same units.
         steps (`int`): number of gradient steps; 0 returns the (random) starting point.
         norm (`str`): `"linf"` or `"l2"`.
         random_start (`bool`): start from a random point of the ball rather than the image.

@@ -26,6 +26,7 @@ from .constants import BAD_IMAGE_POLICIES
 from .data import (
     GENERATED,
     check_images,
+    check_label_order,
     dataset_class_names,
     get_benchmark,
     is_unsplit_folder,
@@ -218,7 +219,7 @@ def read_class_names(path: str) -> list[str]:
     line inside the list is a blank class, not skipped: skipping it would shift every later label). Checked as the
     prompts will use them ([`prompt_class_names`])."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first name
             text = f.read()
         names = json.loads(text) if path.endswith(".json") else text.rstrip().split("\n")
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -297,6 +298,7 @@ def eval_split(data_args: DataArguments, training_args: RobustCLIPConfig, class_
                 f"--class_names_file has {len(class_names)} names but {data_args.eval_split}'s "
                 f"'{training_args.label_column}' ClassLabel has {len(own)} classes: give one name per class."
             )
+        check_label_order(class_names, own, f"--class_names_file for {data_args.eval_split}")
         data = data.cast_column(training_args.label_column, ClassLabel(names=list(class_names)))
     # Without a ClassLabel of its own, the eval split takes the training classes, as the trainer would.
     names = class_names or dataset_class_names(train_dataset, training_args.label_column)
@@ -342,6 +344,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             raise InputError(
                 "nothing to do: do_train is false and no evaluation is asked for (do_eval with an eval_split or "
                 "eval_benchmarks); set do_train true to train."
+            )
+        asked = training_args.do_eval or training_args.eval_strategy != "no" or training_args.eval_on_start
+        if asked and not (data_args.eval_split or data_args.eval_benchmarks):
+            raise InputError(
+                "an evaluation is asked for (do_eval, eval_strategy or eval_on_start) but no eval set is named: give "
+                "eval_split or eval_benchmarks, or set do_eval false and eval_strategy no."
             )
         claim_output_dir(script_args, data_args, training_args)
         with output_lock(output_dir, PartialState(), "training"):

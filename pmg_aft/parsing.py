@@ -91,6 +91,12 @@ def _number(name: str, value, cast: type):
     return cast(number)
 
 
+def _takes_mapping(hint) -> bool:
+    """Whether a field of type `hint` may hold a mapping (`dict`, or a union with one, or no type at all)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return any(o is None or o is typing.Any or o is dict or typing.get_origin(o) is dict for o in options)
+
+
 def typed_value(cls: type, name: str, value):
     """`value` checked and converted to the type of `cls`'s field `name`: a number where a number is expected (pixel
     fractions such as `1/255` only for pixel fields), true/false for flags, a list of numbers for lists, ... Values
@@ -98,6 +104,8 @@ def typed_value(cls: type, name: str, value):
     hint = _hints(cls).get(name)
     kind = _kind(hint)
     if isinstance(value, dict):  # a mapping of a config file (`lr_scheduler_kwargs`): its numbers checked
+        if not _takes_mapping(hint):
+            raise FieldTypeError(name, f"{name} must be a single value, got a mapping {value!r}.")
         return _yaml_numbers(name, value)
     if kind is None:
         return value
@@ -114,7 +122,8 @@ def typed_value(cls: type, name: str, value):
         try:
             return kind(parse_pixel_value(value, name)) if kind is PixelValue else kind(value)
         except InputError as error:
-            raise FieldTypeError(name, str(error)) from error
+            said = str(error)
+            raise FieldTypeError(name, said if said.startswith(name) else f"{name}: {said}") from error
     if kind in (int, float):
         try:
             return _number(name, value, kind)
@@ -208,13 +217,29 @@ def optional_fields(cls: type, names: typing.Iterable[str] | None = None) -> lis
     return specs
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (else the last one would win without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_file(path: str) -> dict:
     """The argument values of a YAML or JSON file (a mapping of argument names to values)."""
     if not os.path.isfile(path):
         raise MissingInputError(f"--config {path}: no such file.")
     try:
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8-sig") as f:
+            values = yaml.load(f, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as error:
         raise InputError(f"{path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from error
     except UnicodeDecodeError as error:

@@ -28,7 +28,9 @@ def parse_pixel_value(value: float | int | str, name: str = "value") -> float:
         numerator, _, denominator = value.replace(" ", "").partition("/")
         try:
             return float(numerator) / float(denominator) if denominator else float(numerator)
-        except (ValueError, ZeroDivisionError):
+        except ZeroDivisionError:
+            raise InputError(f"{name}={value!r} divides by zero; write a fraction such as 1/255.") from None
+        except ValueError:
             pass
     raise InputError(f"{name}={value!r} is not a number; write it as a float (0.0039) or a fraction (1/255).")
 
@@ -43,7 +45,10 @@ class PixelValue(float):
 def _items(value: str | float | Iterable) -> list:
     """The items of a comma-separated string, a single value or a sequence (read once: it may be a generator)."""
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
+        items = [v.strip() for v in value.split(",")]
+        if any(items) and not all(items):  # `1/255,,2/255`: a value left out, never skipped without a word
+            raise InputError(f"{value!r} has an empty item between its commas; give every value, e.g. 1/255,4/255.")
+        return [v for v in items if v]
     if isinstance(value, dict):
         raise InputError(f"expected a value or a list of values, got a mapping {value!r}.")
     return list(value) if isinstance(value, Iterable) else [value]

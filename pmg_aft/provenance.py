@@ -98,7 +98,9 @@ class Provenance:
             the data, the base and the process count), compared when a run is resumed.
         train_dataset (`str`, *optional*): the training data's Hub id.
         class_names (`list[str]`, *optional*): the training class texts.
-        source_file, source_sha256, source_format (`str`, *optional*): the file a checkpoint was read from.
+        source_file (`str`, *optional*): the file a checkpoint was read from.
+        source_sha256 (`str`, *optional*): that file's SHA-256.
+        source_format (`str`, *optional*): its layout (a zoo format).
         normalization (`str`, *optional*): where the processor's mean/std come from (imports).
         image_embedding_check (`dict`, *optional*): how the conversion was checked.
         zoo_entry (`dict`, *optional*): the zoo record of an imported release.

@@ -224,3 +224,65 @@ def test_a_push_to_an_unreachable_hub_from_training_is_one_line(tmp_path, checkp
                      "me/x", "--license", "mit"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1 and "creating the Hub repository me/x failed" in err and "Traceback" not in err
+
+
+def _image_folder(root, classes: dict[str, int], broken: str | None = None):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (8, 8), (40 * i, 200 if name == "red" else 0, 0)).save(
+                    root / split / name / f"{i}.png"
+                )
+    if broken:
+        (root / "train" / broken).write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    return root
+
+
+def test_a_second_hostile_run_s_findings_are_held(tmp_path, checkpoint):
+    # A mapping where a text is expected was a TypeError traceback.
+    (tmp_path / "map.yaml").write_text("method: pmg_aft\nmodel_name_or_path: {a: 1}\n")
+    fails(["--config", str(tmp_path / "map.yaml"), "--output_dir", str(tmp_path / "o")],
+          r"map.yaml: model_name_or_path must be a single value, got a mapping")  # fmt: skip
+    # A key given twice in a config file: the last one won without a word.
+    (tmp_path / "twice.yaml").write_text("method: pmg_aft\ntrain_eps: 4/255\ntrain_eps: 3/255\n")
+    fails(["--config", str(tmp_path / "twice.yaml"), "--output_dir", str(tmp_path / "o")],
+          r"the key 'train_eps' is given twice \(line 3\)")  # fmt: skip
+    # An evaluation asked for with nothing to evaluate was skipped silently.
+    (tmp_path / "noeval.yaml").write_text(open(CONFIG).read().replace("eval_split:", "# eval_split:"))
+    fails(["--config", str(tmp_path / "noeval.yaml"), "--output_dir", str(tmp_path / "o"), "--model_name_or_path",
+           checkpoint, "--do_eval", "true"], r"an evaluation is asked for .* but no eval set is named")  # fmt: skip
+    assert not (tmp_path / "o").exists()
+    # A folder with one class folder: the error pointed at label_column.
+    one = _image_folder(tmp_path / "one", {"red": 3})
+    fails(quick(tmp_path / "o", checkpoint, "--dataset_name", str(one)), r"one class folder .* at least 2 classes")
+    # A broken image is named by its file, not only its row.
+    junk = _image_folder(tmp_path / "junk", {"blue": 3, "red": 3}, broken="blue/broken.png")
+    fails(quick(tmp_path / "o", checkpoint, "--dataset_name", str(junk)), r"index \d+ \(.*blue/broken.png\)")
+
+
+def test_a_names_file_with_a_bom_or_in_another_order_than_the_data(tmp_path, checkpoint):
+    from pmg_aft.finetune import read_class_names
+
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfred\r\nblue\r\n")  # as Windows editors save it
+    assert read_class_names(str(tmp_path / "bom.txt")) == ["red", "blue"]
+    # The folder's labels are its class folders in sorted order (blue, red): `red, blue` names every label wrongly.
+    data = _image_folder(tmp_path / "data", {"blue": 3, "red": 3})
+    names = ["--class_names_file", str(tmp_path / "bom.txt")]
+    fails(quick(tmp_path / "o", checkpoint, "--dataset_name", str(data), *names),
+          r"own ClassLabel names in another order \(label 0 is 'blue' in the data but 'red'")  # fmt: skip
+    (tmp_path / "ok.txt").write_text("navy blue\ncrimson\n")  # other texts for the same labels: a renaming, kept
+    main(quick(tmp_path / "ok", checkpoint, "--dataset_name", str(data), "--class_names_file",
+               str(tmp_path / "ok.txt"), "--max_steps", "1"))  # fmt: skip
+    assert json.loads((tmp_path / "ok" / "pmg_aft.json").read_text())["run"]["class_names"] == ["navy blue", "crimson"]
+
+
+def test_lists_with_an_empty_item_and_fractions_over_zero_are_refused():
+    from pmg_aft import AttackGrid
+
+    with pytest.raises(ValueError, match=r"eps: '1/255,,2/255' has an empty item between its commas"):
+        AttackGrid(eps="1/255,,2/255")
+    with pytest.raises(ValueError, match=r"'4/0' divides by zero"):
+        AttackGrid(eps="4/0")

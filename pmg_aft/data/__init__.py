@@ -1,6 +1,12 @@
 """Data: the benchmark registry, loading into one schema, image conversion, the collator and dataset checks."""
 
-from .classnames import dataset_class_names, imagenet_wnid_to_name, prompt_class_names, resolve_class_names
+from .classnames import (
+    check_label_order,
+    dataset_class_names,
+    imagenet_wnid_to_name,
+    prompt_class_names,
+    resolve_class_names,
+)
 from .decoded import DecodedCollator, DecodedImages, preprocess_on_device
 from .generated import GENERATED, colour_patches
 from .images import ImageClassificationCollator, image_to_tensor, resize_center_crop, to_rgb
@@ -55,6 +61,7 @@ __all__ = [
     "pinned_revision",
     "resize_center_crop",
     "prompt_class_names",
+    "check_label_order",
     "resolve_class_names",
     "rows_digest",
     "rgb_images",

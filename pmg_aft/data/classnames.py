@@ -75,3 +75,17 @@ def dataset_class_names(dataset, label_column: str = "label") -> list[str] | Non
         return None
     names = getattr(features[label_column], "names", None)
     return list(names) if names else None
+
+
+def check_label_order(given: Sequence[str], own: Sequence[str], where: str) -> None:
+    """Raise [`InputError`] when `given` names a dataset's classes are its own `ClassLabel` names in another order:
+    every label would be named wrongly (an image folder's labels are its class folders in sorted order)."""
+    key = [clean_class_name(n).lower() for n in given]
+    theirs = [clean_class_name(n).lower() for n in own]
+    if key != theirs and sorted(key) == sorted(theirs):
+        index = next(i for i, (a, b) in enumerate(zip(key, theirs)) if a != b)
+        raise InputError(
+            f"{where}: these are the data's own ClassLabel names in another order (label {index} is "
+            f"{own[index]!r} in the data but {given[index]!r} here), so every label would be named wrongly; give them "
+            f"in label order ({', '.join(map(repr, own[:6]))}{', ...' if len(own) > 6 else ''}) or leave them out."
+        )

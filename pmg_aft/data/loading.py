@@ -240,6 +240,14 @@ def _load_local(path: str, split: str):
         data = load_dataset("parquet", data_dir=path)
     else:
         data = load_dataset("imagefolder", data_dir=path)
+        unlabelled = [name for name, part in (data.items() if isinstance(data, DatasetDict) else [(split, data)])
+                      if "label" not in part.column_names]  # fmt: skip
+        if unlabelled:  # datasets gives a folder with a single class folder no label column at all
+            raise InputError(
+                f"{path}: the image folder's {', '.join(unlabelled)} split has one class folder (or none), so its "
+                "images have no labels; a zero-shot head needs at least 2 classes: add a folder per class "
+                "(SPLIT/CLASS_NAME/IMAGE)."
+            )
     if isinstance(data, DatasetDict):
         if split not in data and list(data) == ["train"] and not _names_a_split(path):
             return data["train"]  # an unsplit folder: its only data
@@ -528,9 +536,10 @@ def check_images(data, name: str, image_column: str = "image", on_bad_image: str
     )["ok"]  # fmt: skip
     bad = [i for i, good in enumerate(ok) if not good]
     if bad and on_bad_image == "raise":
+        path = (data[bad[0]][image_column] or {}).get("path")  # an image folder's file, where the cell keeps it
         raise BadImageError(
-            f"{name}: the image at index {bad[0]} cannot be decoded (corrupt or truncated); {len(bad)} bad image(s) "
-            "in all. Pass on_bad_image='skip' to drop them."
+            f"{name}: the image at index {bad[0]}{f' ({path})' if path else ''} cannot be decoded (corrupt or "
+            f"truncated); {len(bad)} bad image(s) in all. Pass on_bad_image='skip' to drop them."
         )
     if bad:
         logger.warning("%s: skipped %d undecodable image(s), at indices %s.", name, len(bad), bad[:10])

@@ -49,10 +49,14 @@ class EvalSet:
         templates (`list[str]`): prompt templates with one `{}`; class embeddings are averaged over them.
         native_resolution (`bool`): attack at the images' own size (resized inside the classifier) instead of
             resizing and centre-cropping them to the model's size first.
-        crop_pct (`float`), interpolation (`str`): the resize + centre crop otherwise applied.
-        image_column, label_column (`str`): the dataset's columns.
+        crop_pct (`float`): the centre crop's share of the resized image, applied otherwise.
+        interpolation (`str`): the resize's interpolation.
+        image_column (`str`): the dataset's image column.
+        label_column (`str`): the dataset's label column.
         protocol (`str`): the protocol the texts come from (`pmg_aft`, `tga_zsr`, `clip_benchmark`, or `custom`).
-        hub_id, split, revision (`str`, *optional*): where the data comes from, recorded with the results.
+        hub_id (`str`, *optional*): the Hub dataset the data comes from, recorded with the results.
+        split (`str`, *optional*): its split.
+        revision (`str`, *optional*): its commit.
         max_eval_samples (`int`, *optional*): the cap the data was cut to, recorded with the results so a report
             never calls a subset a full test set; `sample_seed` says how the rows were drawn (`None`: the first ones).
         official_difference (`str`, *optional*): how the data differs from the official evaluation's, if it does.

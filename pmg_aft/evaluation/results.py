@@ -32,7 +32,9 @@ class DatasetResult:
         num_classes (`int`, *optional*): the classes of the zero-shot head.
         logit_scale (`float`, *optional*): this dataset's logit scale where it is not the report's (FARE's ImageNet
             uses the model's own).
-        hub_id, split, revision (`str`, *optional*): where the data comes from.
+        hub_id (`str`, *optional*): the Hub dataset the data comes from.
+        split (`str`, *optional*): its split.
+        revision (`str`, *optional*): its commit.
         protocol (`str`, *optional*): the protocol of the class texts (`custom` for an eval set's own).
         templates (`list[str]`): the prompt templates.
         max_eval_samples (`int`, *optional*), sample_seed (`int`, *optional*): the cap the data was cut to, and the

@@ -14,6 +14,7 @@ from ..data import (
     ImageClassificationCollator,
     check_class_count,
     check_dataset,
+    check_label_order,
     check_labels,
     dataset_class_names,
     prompt_class_names,
@@ -41,6 +42,8 @@ def training_class_names(args: RobustCLIPConfig, train_dataset, class_names: Seq
             f"{len(class_names)} class names were given but the training set's '{args.label_column}' ClassLabel has "
             f"{len(own)} classes: give one name per class, in label order."
         )
+    if own is not None:
+        check_label_order(class_names, own, "the training class names")
     names = prompt_class_names(class_names, "The training class names")
     if args.uses_labels:
         check_class_count(names, "The training set")
