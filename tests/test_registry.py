@@ -101,3 +101,88 @@ def test_register_method_refuses_what_is_not_a_method():
     with pytest.raises(TypeError, match="The method 'pmg_aft' is PMGAFTTrainer's"):
         register_method(Impostor)
     assert "no_config" not in TRAINERS and TRAINERS["pmg_aft"].__name__ == "PMGAFTTrainer"
+
+
+PACKAGE = {
+    "__init__.py": '''"""A method in a package of its own: its config, its trainer, one registry line."""
+from pmg_aft.trainers import register_method
+
+from .foo_trainer import FooTrainer
+
+register_method(FooTrainer)
+''',
+    "foo_config.py": '''from dataclasses import dataclass, field
+
+from pmg_aft import RobustCLIPConfig
+from pmg_aft.domains import POSITIVE
+from pmg_aft.domains import field as domain_field
+
+
+@dataclass
+class FooConfig(RobustCLIPConfig):
+    """Cross-entropy on PGD images, scaled: the method of a temporary package."""
+
+    scale: float = domain_field(default=1.0, domain=POSITIVE, metadata={"help": "Scale of the cross-entropy."})
+''',
+    "foo_trainer.py": """import torch.nn.functional as F
+
+from pmg_aft import RobustCLIPTrainer
+from pmg_aft.methods import MethodInfo
+
+from .foo_config import FooConfig
+
+
+class FooTrainer(RobustCLIPTrainer):
+    config_class = FooConfig
+    method_info = MethodInfo(key="foo", name="Foo", description="scaled cross-entropy on PGD images.",
+                             tags=("adversarial-training",))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        images, labels = inputs["pixel_values"], inputs["labels"]
+        target = self.classifier()
+        with self.accelerator.autocast():
+            adv = self.attack(target, images, labels)
+            logits = target.logits_from_embeddings(self.image_embeddings(model, target.preprocess(adv)))
+        return self.args.scale * F.cross_entropy(logits, labels)
+""",
+    "plugin.py": "import foo_method  # noqa: F401  (registers the method before the tests are collected)\n",
+}
+
+
+@pytest.mark.slow
+def test_a_method_in_its_own_package_is_covered_by_the_cli_the_docs_and_the_shared_tests(tmp_path):
+    import subprocess
+    import sys
+
+    package = tmp_path / "foo_method"
+    package.mkdir()
+    for name, text in PACKAGE.items():
+        (package / name).write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    probe = (
+        "import foo_method, io, contextlib\n"
+        "from pmg_aft.cli import main, usage\n"
+        "from pmg_aft.reference import methods_page, cli_page\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    assert main(['train', '--method', 'foo', '--help']) == 0\n"
+        "print('USAGE', 'foo' in usage())\n"
+        "print('HELP', '--scale' in out.getvalue() and 'Domain: a finite number > 0' in out.getvalue())\n"
+        "print('DOCS', '| `foo` | Foo |' in methods_page() and '`scale`' in methods_page() and 'foo' in cli_page())\n"
+    )
+    said = subprocess.run([sys.executable, "-c", probe], env=env, cwd=root, capture_output=True, text=True)
+    assert said.returncode == 0, said.stderr[-2000:]
+    assert {"USAGE True", "HELP True", "DOCS True"} <= set(said.stdout.splitlines()), said.stdout
+    # The shared tests are parametrised by the registry: with the package registered they collect the new method...
+    collect = subprocess.run([sys.executable, "-m", "pytest", "-p", "foo_method.plugin", "--collect-only", "-q",
+                              "-p", "no:cacheprovider", "tests/test_base_trainer.py", "tests/test_finetune.py",
+                              "tests/test_hub.py"], env=env, cwd=root, capture_output=True, text=True)  # fmt: skip
+    assert collect.returncode == 0, collect.stdout[-2000:]
+    ids = [line for line in collect.stdout.splitlines() if "[foo]" in line]
+    assert any("test_base_trainer.py" in i for i in ids) and any("test_hub.py" in i for i in ids), ids
+    # ...and one of them passes on it: every vision parameter trains, the text side and the reference do not.
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "foo_method.plugin", "-q", "-p", "no:cacheprovider",
+                          "tests/test_base_trainer.py::test_a_step_trains_every_vision_parameter_and_nothing_else[foo]"],
+                         env=env, cwd=root, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:]

@@ -116,7 +116,7 @@ def run_dataset(model, processor, name: str, eval_set: EvalSet, report: Report, 
     record = report.protocol_record or {}
     official = record.get("attack_numerics") == "official"
     # FARE's ImageNet: the checkpoint's own scale, whatever the protocol's.
-    scale = float(model.logit_scale.exp()) if eval_set.logit_scale == "model" else report.logit_scale
+    scale = float(model.logit_scale.detach().exp()) if eval_set.logit_scale == "model" else report.logit_scale
     classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
                                     report.image_mean, report.image_std, scale,
                                     float32_logits=not official)  # fmt: skip
@@ -150,7 +150,7 @@ def new_report(model, processor, record: Protocol, accelerator, model_id: str, s
     return Report(
         model=model_id or getattr(model.config, "_name_or_path", "") or "unknown",
         protocol=record.name,
-        logit_scale=record.logit_scale if record.logit_scale is not None else float(model.logit_scale.exp()),
+        logit_scale=record.logit_scale if record.logit_scale is not None else float(model.logit_scale.detach().exp()),
         image_mean=image_mean,
         image_std=image_std,
         settings=record.settings(),
