@@ -4,11 +4,11 @@ Offline on the tiny default (a few minutes on a CPU), every registered method wi
 
     python examples/compare_methods.py --output_dir outputs/compare
 
-With real models, train each method with its config (examples/configs/*.yaml), or convert published checkpoints
-(pmg-aft convert), then compare the folders:
+With real models, train each method with its config (examples/configs/*.yaml), or import published checkpoints
+(pmg-aft zoo import), then put the folders in one leaderboard:
 
-    pmg-aft compare --models clip=openai/clip-vit-base-patch32,tecoa=outputs/tecoa,pmg_aft=outputs/pmg-aft \\
-        --benchmarks all --attacks pgd --eps 1/255 --steps 10 --output_dir eval/compare
+    pmg-aft leaderboard --models clip=openai/clip-vit-base-patch32,tecoa=outputs/tecoa,pmg_aft=outputs/pmg-aft \\
+        --protocols pmg_aft --benchmarks all --attacks pgd --eps 1/255 --steps 10 --output_dir eval/compare
 """
 
 from __future__ import annotations

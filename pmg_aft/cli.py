@@ -21,13 +21,12 @@ from .domains import BATCH, SEED, WORKERS, field
 from .errors import (
     InputError,
     InputExit,
-    MissingInputError,
     machine_condition,
     scrubbed_output,
     show_traceback,
     tokens,
 )
-from .evaluation import PROTOCOL_RECORDS, EvalLoader, compare, evaluate_robustness, get_protocol
+from .evaluation import PROTOCOL_RECORDS, EvalLoader, evaluate_robustness, get_protocol
 from .evaluation.leaderboard import model_folders
 from .evaluation.protocols import OVERRIDABLE, Protocol
 from .evaluation.suite import benchmark_names
@@ -46,29 +45,17 @@ ProtocolOverrides = make_dataclass(
 
 
 @dataclass(kw_only=True)
-class SuiteArguments(ProtocolOverrides):
-    """The evaluation-suite options shared by `pmg-aft eval` and `pmg-aft compare`: the protocol, any of its fields
-    to override, and how the data is read. `effective_protocol` and `loader` are what they make, checked."""
+class EvalRunArguments:
+    """How an evaluation runs and where it writes, shared by `pmg-aft eval` and `pmg-aft leaderboard`: the
+    benchmarks, the data loading, the seed and the output folder. `loader` is what they make, checked."""
 
     output_dir: str = field(metadata={"help": "Report folder; a rerun resumes finished datasets."})
     benchmarks: str = field(
         default="all", metadata={"help": "`all` or comma-separated names (pmg-aft datasets list)."}
     )
-    protocol: str = field(
-        default="pmg_aft",
-        metadata={
-            "help": "The evaluation protocol: every option above defaults to its value (`pmg-aft protocols` lists "
-            "them); a flag overrides one field and the report says so.",
-            "choices": PROTOCOL_RECORDS.keys(),
-        },
-    )
     per_device_eval_batch_size: int = field(default=64, domain=BATCH, metadata={"help": "Batch size per process."})
     dataloader_num_workers: int = field(
-        default=0,
-        domain=WORKERS,
-        metadata={
-            "help": "Data-loader worker processes (decoding and resizing beside the attack).",
-        },
+        default=0, domain=WORKERS, metadata={"help": "Data-loader worker processes (decoding and resizing)."}
     )
     benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
     seed: int = field(default=0, domain=SEED, metadata={"help": "Seeds random starts and AutoAttack."})
@@ -79,32 +66,49 @@ class SuiteArguments(ProtocolOverrides):
     def __post_init__(self) -> None:
         # Every value checked here, naming its flag, rather than after the model has loaded.
         check_fields(self)
-        overrides = {f.name: getattr(self, f.name) for f in fields(ProtocolOverrides)}
-        self.effective_protocol = get_protocol(self.protocol).override(**overrides)
         self.benchmark_names = benchmark_names(self.benchmarks)  # an unknown name lists the valid ones
         self.loader = EvalLoader(batch_size=self.per_device_eval_batch_size, num_workers=self.dataloader_num_workers)
         if self.benchmark_data_dir is not None and not os.path.isdir(self.benchmark_data_dir):
             raise InputError(f"--benchmark_data_dir {self.benchmark_data_dir}: no such folder.")
 
+    def overrides(self) -> dict:
+        """The protocol fields given as flags (the rest are `None`: the protocol's own)."""
+        return {f.name: getattr(self, f.name) for f in fields(ProtocolOverrides)} if isinstance(
+            self, ProtocolOverrides) else {}  # fmt: skip
+
+    def suite_kwargs(self) -> dict:
+        """`evaluate_robustness` keyword arguments, but the protocol."""
+        return dict(benchmarks=self.benchmark_names, loader=self.loader, benchmark_data_dir=self.benchmark_data_dir,
+                    seed=self.seed, overwrite_output_dir=self.overwrite_output_dir)  # fmt: skip
+
+
+@dataclass(kw_only=True)
+class SuiteArguments(ProtocolOverrides, EvalRunArguments):
+    """`pmg-aft eval`'s options: the protocol, any of its fields to override, and the shared evaluation options.
+    `effective_protocol` is what they make, checked."""
+
+    protocol: str = field(
+        default="pmg_aft",
+        metadata={
+            "help": "The evaluation protocol: every option above defaults to its value (`pmg-aft protocols` lists "
+            "them); a flag overrides one field and the report says so.",
+            "choices": PROTOCOL_RECORDS.keys(),
+        },
+    )
+
+    def __post_init__(self) -> None:
+        EvalRunArguments.__post_init__(self)
+        self.effective_protocol = get_protocol(self.protocol).override(**self.overrides())
+
     def suite_kwargs(self) -> dict:
         """`evaluate_robustness` keyword arguments."""
-        return dict(protocol=self.effective_protocol, benchmarks=self.benchmark_names, loader=self.loader,
-                    benchmark_data_dir=self.benchmark_data_dir, seed=self.seed,
-                    overwrite_output_dir=self.overwrite_output_dir)  # fmt: skip
+        return {"protocol": self.effective_protocol, **super().suite_kwargs()}
 
 
 @dataclass
 class EvalModelArguments:
     model_name_or_path: str = field(metadata={"help": "A Hub id or a local checkpoint folder."})
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-
-@dataclass
-class CompareArguments:
-    models: str = field(metadata={"help": "name=path_or_hub_id pairs, comma-separated."})
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -140,34 +144,6 @@ def check_repo_id(repo_id: str) -> None:
         validate_repo_id(repo_id)
     except HFValidationError as error:
         raise InputError(f"--hub_model_id {repo_id!r} is not a Hub repository id (org/name): {error}") from None
-
-
-@dataclass
-class ConvertArguments:
-    checkpoint: str = field(metadata={"help": ".pt/.pth/.tar (read with weights_only=True) or .safetensors."})
-    base_model: str = field(
-        metadata={"help": "The CLIPModel it was fine-tuned from, e.g. openai/clip-vit-base-patch32."}
-    )
-    output_dir: str = field(metadata={"help": "Folder for the converted model and processor."})
-    normalization: str = field(
-        default="base",
-        metadata={
-            "help": "Image mean/std of the saved processor: the base's, ImageNet's (the official PMG-AFT training) "
-            "or CLIP's (TeCoA, FARE, TGA-ZSR).",
-            "choices": ["base", "imagenet", "clip"],
-        },
-    )
-
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace another run's or model's results in output_dir (else refused)."}
-    )
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if not os.path.isfile(self.checkpoint):  # before the base model is loaded
-            raise MissingInputError(
-                f"{self.checkpoint}: no such checkpoint file; pass a .pt/.pth/.tar or .safetensors file."
-            )
 
 
 @dataclass
@@ -212,30 +188,30 @@ class ExportArguments:
         check_fields(self)
 
 
-@dataclass
-class LeaderboardArguments:
-    output_dir: str = field(metadata={"help": "Folder for leaderboard.json/.md, the plots and each model's reports."})
+@dataclass(kw_only=True)
+class LeaderboardArguments(ProtocolOverrides, EvalRunArguments):
+    """`pmg-aft leaderboard`'s options: the models, the protocols (each field flag overrides it in every protocol,
+    and every report says so) and the shared evaluation options."""
+
     models: str | None = field(
         default=None,
         metadata={"help": "Comma-separated zoo names (imported into OUTPUT_DIR/zoo/), folders, Hub ids or name=path."},
     )
     protocols: str = field(default="pmg_aft,tga_zsr,clip_benchmark", metadata={"help": "Comma-separated protocols."})
-    benchmarks: str = field(default="all", metadata={"help": "`all` or comma-separated names."})
     from_hub: str | None = field(
         default=None,
         metadata={"help": "Build the table from model cards instead (comma-separated Hub ids or local card files / "
                   "folders): only results whose protocol record matches are kept; nothing is run."},
     )  # fmt: skip
-    per_device_eval_batch_size: int = field(default=64, domain=BATCH, metadata={"help": "Batch size per process."})
-    benchmark_data_dir: str | None = field(default=None, metadata={"help": "Local copies, one sub-folder each."})
-    seed: int = field(default=0, domain=SEED, metadata={"help": "Seeds random starts and AutoAttack."})
-
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace another run's or model's results in output_dir (else refused)."}
-    )
 
     def __post_init__(self) -> None:
-        check_fields(self)
+        EvalRunArguments.__post_init__(self)
+        names = [p.strip() for p in self.protocols.split(",") if p.strip()]
+        unknown = [p for p in names if p not in PROTOCOL_RECORDS]
+        if unknown or not names:
+            known = ", ".join(PROTOCOL_RECORDS)
+            raise InputError(f"--protocols: unknown {unknown or 'none given'}; the protocols are {known}.")
+        self.effective_protocols = [get_protocol(p).override(**self.overrides()) for p in names]
 
 
 def parse_command(prog: str, groups: tuple, argv: list[str], description: str) -> tuple:
@@ -274,33 +250,47 @@ def eval_command(argv: list[str]) -> int:
     return 0
 
 
+def _renamed(argv: list[str], names: dict[str, str | None]) -> list[str]:
+    """`argv` with the flags `names` maps renamed (`None`: dropped with its value); `--flag=value` forms too."""
+    out, skip = [], False
+    for index, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        flag, eq, value = arg.partition("=")
+        if flag not in names:
+            out.append(arg)
+        elif names[flag] is None:
+            skip = not eq and index + 1 < len(argv) and not argv[index + 1].startswith("--")
+        else:
+            out.append(f"{names[flag]}={value}" if eq else names[flag])
+    return out
+
+
 def compare_command(argv: list[str]) -> int:
-    """`pmg-aft compare`: several checkpoints, the same suite and settings, one table."""
-    args, suite = parse_command("pmg-aft compare", (CompareArguments, SuiteArguments), argv, compare_command.__doc__)
-    pairs = [item.split("=", 1) for item in args.models.split(",") if item.strip()]
-    if not pairs or any(len(p) != 2 for p in pairs):
-        raise InputError(
-            "--models takes name=path pairs, e.g. pmg_aft=org/pmg-aft-vitb32,clip=openai/clip-vit-base-patch32"
-        )
-    check_output_dir(suite.output_dir, [_local(path) for _, path in pairs] + [suite.benchmark_data_dir])
-    folders = model_folders([name for name, _ in pairs])  # before any model loads
-    models = {name: load_clip(path) for name, path in pairs}
-    table = compare(models, suite.output_dir, folders=folders, **suite.suite_kwargs())
-    print(table)
-    return 0
+    """`pmg-aft compare`, now `pmg-aft leaderboard` (one table per protocol, the same suite for every model)."""
+    given = {a.partition("=")[0] for a in argv}
+    translated = _renamed(argv, {"--protocol": "--protocols"})
+    if not given & {"--protocol", "--protocols", "-h", "--help"}:
+        translated += ["--protocols", "pmg_aft"]  # compare's default protocol
+    print(f"pmg-aft: compare is now `pmg-aft leaderboard` (running pmg-aft leaderboard {' '.join(translated)})",
+          file=sys.stderr)  # fmt: skip
+    return leaderboard_command(translated)
 
 
 def convert_command(argv: list[str]) -> int:
-    """`pmg-aft convert`: an OpenAI-layout checkpoint file (TeCoA, PMG-AFT, FARE releases, bare or wrapped) merged onto
-    its base `CLIPModel`, through the strict, checked path of `pmg-aft zoo import --format openai_state_dict`."""
-    (args,) = parse_command("pmg-aft convert", (ConvertArguments,), argv, convert_command.__doc__)
-    normalization = None if args.normalization == "base" else args.normalization
-    _, _, provenance = import_checkpoint(args.output_dir, None, file=args.checkpoint, layout="openai_state_dict",
-                                         base_model=args.base_model, normalization=normalization,
-                                         overwrite=args.overwrite_output_dir)  # fmt: skip
-    print(f"converted {args.checkpoint} onto {args.base_model}: {args.output_dir} (load it with "
-          f"CLIPModel.from_pretrained); {_checked(provenance)}")  # fmt: skip
-    return 0
+    """`pmg-aft convert`, now `pmg-aft zoo import --file CHECKPOINT --format openai_state_dict --base_model BASE`: an
+    OpenAI-layout checkpoint file merged onto its base `CLIPModel` through the strict, checked import path."""
+    translated = _renamed(argv, {"--checkpoint": "--file"})
+    if "base" in [a.partition("=")[2] for a in argv if a.startswith("--normalization=")] or any(
+        a == "--normalization" and argv[i + 1 : i + 2] == ["base"] for i, a in enumerate(argv)
+    ):  # the base's processor is the import's default
+        translated = _renamed(translated, {"--normalization": None})
+    if not {"-h", "--help"} & set(argv):
+        translated += ["--format", "openai_state_dict"]
+    print(f"pmg-aft: convert is now `pmg-aft zoo import` (running pmg-aft zoo import {' '.join(translated)})",
+          file=sys.stderr)  # fmt: skip
+    return zoo_command(["import", *translated])
 
 
 def _checked(provenance) -> str:
@@ -377,43 +367,36 @@ def leaderboard_models(spec: str, output_dir: str, overwrite: bool = False) -> t
 def leaderboard_command(argv: list[str]) -> int:
     """`pmg-aft leaderboard`: models x protocols through the suite (or read from model cards), one table per
     protocol beside the papers' figures."""
-    from .evaluation.leaderboard import LEADERBOARD_FILES, Leaderboard, model_folders, rows_from_cards, run_leaderboard
+    from .evaluation.leaderboard import (
+        LEADERBOARD_FILES,
+        Leaderboard,
+        card_sources,
+        rows_from_cards,
+        run_leaderboard,
+    )
 
     (args,) = parse_command("pmg-aft leaderboard", (LeaderboardArguments,), argv, leaderboard_command.__doc__)
-    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    unknown = [p for p in protocols if p not in PROTOCOL_RECORDS]
-    if unknown or not protocols:
-        raise InputError(
-            f"--protocols: unknown {unknown or 'none given'}; the protocols are {list(PROTOCOL_RECORDS)}."
-        )
     paths = [m.split("=", 1)[-1].strip() for m in (args.models or "").split(",") if m.strip()]
     check_output_dir(args.output_dir, [_local(p) for p in paths] + [args.benchmark_data_dir])
     if not os.path.isfile(os.path.join(args.output_dir, LEADERBOARD_FILES[0])):  # else it is ours, rebuilt
         found = [n for n in LEADERBOARD_FILES if os.path.exists(os.path.join(args.output_dir, n))]
         refuse_foreign(args.output_dir, found, "files pmg_aft did not write", args.overwrite_output_dir)
     if args.from_hub:
-        cards = {}
-        for item in [c.strip() for c in args.from_hub.split(",") if c.strip()]:
-            if "/" not in item and not os.path.exists(item):  # an organisation: every model it publishes
-                from huggingface_hub import HfApi
-
-                cards.update({m.id: m.id for m in HfApi().list_models(author=item)})
-            else:
-                cards[os.path.basename(os.path.normpath(item))] = item
-        board = Leaderboard(rows_from_cards(cards, protocols))
+        given = sorted(k for k, v in args.overrides().items() if v is not None)
+        if given:
+            raise InputError(
+                f"--from_hub reads published results under each protocol as recorded, so {given} cannot apply; "
+                "leave them out, or evaluate with --models."
+            )
+        protocols = [p.name for p in args.effective_protocols]
+        board = Leaderboard(rows_from_cards(card_sources(args.from_hub), protocols))
         board.save(args.output_dir)
     elif args.models:
         names = [m.split("=", 1)[0].strip() if "=" in m else m.strip() for m in args.models.split(",") if m.strip()]
         model_folders(names)  # names that would share a folder are refused before anything runs
         loaders, reported = leaderboard_models(args.models, args.output_dir, args.overwrite_output_dir)
-        suite = dict(
-            benchmarks=benchmark_names(args.benchmarks),
-            benchmark_data_dir=args.benchmark_data_dir,
-            loader=EvalLoader(batch_size=args.per_device_eval_batch_size),
-            seed=args.seed,
-            overwrite_output_dir=args.overwrite_output_dir,
-        )
-        board = run_leaderboard(loaders, protocols, args.output_dir, reported=reported, **suite)
+        board = run_leaderboard(loaders, args.effective_protocols, args.output_dir, reported=reported,
+                                **args.suite_kwargs())  # fmt: skip
     else:
         raise InputError("pmg-aft leaderboard: pass --models (to evaluate) or --from_hub (to read model cards).")
     print(board.to_markdown())
@@ -493,6 +476,8 @@ class Command:
     records: tuple[type, ...] | Callable[[], tuple[type, ...]] = ()
     # The words between the command and the flags of `records` (`pmg-aft zoo import NAME --output_dir ...`).
     record_words: tuple[str, ...] = ()
+    # A former command name: the command it became (it runs that one, saying so).
+    alias_of: str | None = None
 
     def argument_records(self) -> tuple[type, ...]:
         """The records whose fields are this command's flags."""
@@ -521,30 +506,33 @@ COMMANDS: dict[str, Command] = {
                 (EvalModelArguments, SuiteArguments)),
         Command("push", (("push", "upload a checkpoint with its model card and plots to the Hub"),), push_command,
                 (PushArguments,)),
-        Command("compare", (("compare", "evaluate several models with the same suite into one table"),),
-                compare_command, (CompareArguments, SuiteArguments)),
-        Command("convert", (("convert", "an OpenAI-style / open_clip ViT checkpoint to a CLIPModel folder"),),
-                convert_command, (ConvertArguments,)),
+        Command("compare", (("compare", "now `pmg-aft leaderboard`"),), compare_command, alias_of="leaderboard"),
+        Command("convert", (("convert", "now `pmg-aft zoo import --file FILE --format openai_state_dict`"),),
+                convert_command, alias_of="zoo"),
         Command("zoo", (("zoo list", "the published robust CLIP checkpoints: format, licence, where, downloadable "
                          "or not"),
                         ("zoo import NAME", "one of them as a checked CLIPModel folder with a card crediting its "
-                         "authors")), zoo_command, (ZooImportArguments,), ("import",)),
+                         "authors"),
+                        ("zoo import --file FILE --format F", "any checkpoint file of a known layout, checked the "
+                         "same way")), zoo_command, (ZooImportArguments,), ("import",)),
         Command("export", (("export", "a CLIPModel checkpoint as an open_clip folder"),), export_command,
                 (ExportArguments,)),
-        Command("leaderboard", (("leaderboard", "models x protocols, one table per protocol, beside the papers' "
-                                 "figures"),), leaderboard_command, (LeaderboardArguments,)),
+        Command("leaderboard", (("leaderboard", "models x protocols through one suite, one table per protocol, "
+                                 "beside the papers' figures"),), leaderboard_command, (LeaderboardArguments,)),
     )
 }  # fmt: skip
 
 
 def command_usage(name: str) -> str:
     """The usage lines of one registered command."""
-    return "\n".join(f"  pmg-aft {synopsis:26s} {text}" for synopsis, text in COMMANDS[name].lines)
+    return "\n".join(f"  pmg-aft {synopsis:34s} {text}" for synopsis, text in COMMANDS[name].lines)
 
 
 def usage() -> str:
     """The `pmg-aft` usage text, from the registered commands and methods."""
-    lines = [f"  {synopsis:26s} {text}" for command in COMMANDS.values() for synopsis, text in command.lines]
+    lines = [f"  {synopsis:34s} {text}" for command in COMMANDS.values() for synopsis, text in command.lines
+             if command.alias_of is None]  # fmt: skip
+    lines += [f"  {c.name:34s} {c.lines[0][1]}" for c in COMMANDS.values() if c.alias_of is not None]
     methods = "|".join(TRAINERS)
     return (
         "usage: pmg-aft <command> [options]   (pmg-aft <command> --help: its flags)\n\ncommands:\n"

@@ -143,6 +143,10 @@ def cli_page() -> str:
     for name, command in COMMANDS.items():
         parts.append(f"\n## `pmg-aft {name}`\n\n")
         parts += [f"- `pmg-aft {synopsis}`: {text}\n" for synopsis, text in command.lines]
+        if command.alias_of is not None:
+            parts.append(f"\nA former command: it runs [`pmg-aft {command.alias_of}`](#pmg-aft-{command.alias_of}), "
+                         "saying so.\n")  # fmt: skip
+            continue
         out = io.StringIO()
         with _columns(100), contextlib.redirect_stdout(out):
             main([name, "--help"])

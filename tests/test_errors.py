@@ -52,8 +52,9 @@ def test_the_commands_answer_input_errors_with_their_exit_status(checkpoint, tmp
     assert cli(["eval", "--model_name_or_path", checkpoint, "--output_dir", str(tmp_path), "--benchmarks", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pmg-aft: Unknown benchmark 'x'") and len(err.strip().splitlines()) == 1
-    assert cli(["compare", "--models", "nameless", "--output_dir", str(tmp_path)]) == 2
-    assert "--models takes name=path pairs" in capsys.readouterr().err
+    assert cli(["compare", "--models", f"a={checkpoint}", "--output_dir", str(tmp_path), "--protocol", "nope"]) == 2
+    err = capsys.readouterr().err  # a former command says where it went, then answers as that one
+    assert "compare is now `pmg-aft leaderboard`" in err and "--protocols: unknown ['nope']" in err
 
 
 def test_missing_files_are_one_line(checkpoint, tmp_path, capsys):

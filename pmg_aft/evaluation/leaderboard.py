@@ -245,6 +245,20 @@ def card_value(where: str, result) -> float:
     return float(value)
 
 
+def card_sources(spec: str) -> dict[str, str]:
+    """`{name: Hub id or local card}` for `--from_hub`: comma-separated Hub ids, local card files or folders, or an
+    organisation (every model it publishes)."""
+    cards = {}
+    for item in [c.strip() for c in spec.split(",") if c.strip()]:
+        if "/" not in item and not os.path.exists(item):
+            from huggingface_hub import HfApi
+
+            cards.update({m.id: m.id for m in HfApi().list_models(author=item)})
+        else:
+            cards[os.path.basename(os.path.normpath(item))] = item
+    return cards
+
+
 def rows_from_cards(cards: dict[str, str], protocols: list[str]) -> list[Row]:
     """Rows from the `model-index` of model cards (`{model: card path or Hub id}`), without running anything: only
     results whose protocol record equals the named protocol's (no overrides) are kept."""
