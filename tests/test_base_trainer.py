@@ -65,6 +65,7 @@ def test_gradient_accumulation_gives_the_large_batch_update(method, model, make_
         assert torch.allclose(big[name], accumulated[name], atol=1e-5 * norm, rtol=1e-4), name
 
 
+@pytest.mark.slow
 def test_saved_checkpoints_reload_without_this_package(model, make_trainer, tmp_path):
     """Every method saves a plain CLIPModel + CLIPProcessor (safetensors, no pickle) that gives the same logits."""
     names = ["red", "green", "blue"]
@@ -288,6 +289,7 @@ def test_a_checkpoint_records_its_method_for_the_card(model, make_trainer, tmp_p
     assert not isinstance(trainer.args, PMGAFTConfig)
 
 
+@pytest.mark.slow
 def test_torch_compile_covers_the_attack_and_the_frozen_model_and_trains_as_eager(model, make_trainer):
     # The "eager" backend traces and runs the graphs dynamo captures without generating code: the same numbers.
     eager = make_trainer("pmg_aft", copy.deepcopy(model), attack_random_start=False, max_steps=2)

@@ -172,6 +172,7 @@ def test_max_samples_and_splits(tmp_path):
     assert bench.hub_split("test") == "valid"
 
 
+@pytest.mark.slow
 def test_finetune_trains_and_evaluates_on_benchmarks_by_name(tmp_path):
     from pmg_aft.finetune import main
 

@@ -4,11 +4,14 @@ import os
 import re
 import sys
 
+import pytest
+
 from .utils import run
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
+@pytest.mark.slow
 def test_data_path_prints_both_paths_through_the_trainers_loader():
     out = run([sys.executable, os.path.join(ROOT, "benchmarks", "data_path.py"), "--images", "64", "--rounds", "1",
                "--batch", "16"], cwd=ROOT).stdout  # fmt: skip

@@ -61,6 +61,7 @@ def test_clean_accuracy_is_a_hand_count_and_attacks_only_lower_it(model, process
     assert report.overrides == ["attacks", "eps", "first_success", "mixed_precision", "random_start", "steps"]
 
 
+@pytest.mark.slow
 def test_autoattack_runs_end_to_end_on_a_handful_of_samples(model, processor, test_set):
     pytest.importorskip("pyautoattack")
     two = test_set.filter(lambda row: row["label"] < 2).select(range(4))
@@ -194,6 +195,7 @@ def test_two_processes_give_the_same_report_as_one(tmp_path):
         assert getattr(one.results["patches"], key) == getattr(two.results["patches"], key)
 
 
+@pytest.mark.slow
 def test_compare_methods_example_writes_one_table(tmp_path):
     import importlib.util
 

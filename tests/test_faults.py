@@ -195,6 +195,7 @@ def test_eval_split_of_an_unsplit_folder_is_not_called_an_eval_split(tmp_path, c
 # ---- lost results and stuck runs ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_eval_into_a_busy_output_folder_stops_at_once(checkpoint, tmp_path, capsys):
     # Was: two evaluations into one folder both printed "report written"; one run's results were lost.
     out = tmp_path / "eval"
@@ -237,6 +238,7 @@ def test_truncated_result_files_are_recomputed_or_named(
     assert "report.json is not a readable report" in capsys.readouterr().err  # before anything is uploaded
 
 
+@pytest.mark.slow
 def test_a_half_written_checkpoint_is_skipped_on_resume(tmp_path, checkpoint, caplog, capsys):
     # Was: a checkpoint folder cut short by a kill made every rerun fail with "Can't find a valid checkpoint".
     out = tmp_path / "run"
@@ -395,6 +397,7 @@ def test_a_bug_keeps_its_traceback(checkpoint, tmp_path, monkeypatch):
         main(train_args(tmp_path / "out", checkpoint))
 
 
+@pytest.mark.slow
 def test_resume_true_and_sharded_checkpoints(tmp_path, checkpoint):
     out = tmp_path / "run"
     common = train_args(out, checkpoint, "--save_strategy", "steps", "--save_steps", "2", "--do_eval", "false",

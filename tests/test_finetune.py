@@ -64,6 +64,7 @@ def test_offline_demo_trains_evaluates_before_and_after_and_saves(tmp_path, caps
     assert "pgd-2-rs-last@4/255" in report and (out / "eval" / "accuracy.png").exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     common = [

@@ -28,6 +28,7 @@ def protocols():
     return [get_protocol("pmg_aft").override(steps=2), get_protocol("tga_zsr").override(steps=2)]
 
 
+@pytest.mark.slow
 def test_one_row_per_model_and_protocol_with_the_reports_means_and_a_resume_that_recomputes_nothing(
     two_models, test_set, tmp_path, monkeypatch
 ):

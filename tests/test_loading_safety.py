@@ -24,6 +24,7 @@ from pmg_aft.zoo import import_checkpoint
 from .utils import random_openai_state, tiny_base
 
 
+@pytest.mark.slow
 def test_a_folder_asking_for_custom_code_is_refused_and_its_code_never_runs(checkpoint, tmp_path):
     # Was: with a custom model_type and auto_map, transformers asked [y/N] in a terminal and ran the folder's code.
     marker = tmp_path / "ran"
@@ -113,6 +114,7 @@ def test_converters_refuse_tensors_they_have_no_place_for_and_layerscale(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_token_never_shows_even_in_a_training_push_traceback(tmp_path, checkpoint):
     # Was: a training push to an endpoint that echoes the request printed the token in a traceback.
     server = textwrap.dedent("""

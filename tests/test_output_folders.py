@@ -69,6 +69,7 @@ def test_training_never_writes_into_its_input_folders(tmp_path, checkpoint):
     assert digest(checkpoint) == before
 
 
+@pytest.mark.slow
 def test_a_second_training_into_a_folder_is_refused_and_the_first_result_kept(tmp_path, checkpoint):
     out = tmp_path / "run"
     cli.main(["train", *train(out, checkpoint)])
@@ -85,6 +86,7 @@ def test_a_second_training_into_a_folder_is_refused_and_the_first_result_kept(tm
     assert (tmp_path / "theirs" / "notes.txt").read_text() == "mine"  # files pmg_aft does not write are left
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_into_one_folder_the_second_stops(tmp_path, checkpoint):
     out = tmp_path / "busy"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""

@@ -5,6 +5,8 @@ import os
 import re
 import sys
 
+import pytest
+
 from .utils import run
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -14,6 +16,7 @@ def script(name: str, *args: str) -> str:
     return run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args], cwd=ROOT).stdout
 
 
+@pytest.mark.slow
 def test_train_step_prints_the_loop_the_data_path_and_the_parts():
     out = script("train_step.py", "--model", "tiny", "--batch_size", "16", "--steps", "2", "--warmup", "1",
                  "--rounds", "1", "--threads", "1", "--preprocess_on_device")  # fmt: skip
@@ -25,6 +28,7 @@ def test_train_step_prints_the_loop_the_data_path_and_the_parts():
     assert re.search(r"step / sum of parts\s+[\d.]+", out)
 
 
+@pytest.mark.slow
 def test_eval_suite_prints_each_attack_and_the_forwards_it_saved():
     out = script("eval_suite.py", "--model", "tiny", "--images", "32", "--batch_size", "16", "--steps", "5",
                  "--eps", "8/255", "--threads", "1")  # fmt: skip
@@ -35,6 +39,7 @@ def test_eval_suite_prints_each_attack_and_the_forwards_it_saved():
     assert float(first.group(1)) < float(final.group(1))  # fooled samples left the batch
 
 
+@pytest.mark.slow
 def test_attack_numerics_prints_both_numerics_per_batch_size():
     out = script("attack_numerics.py", "--batch_sizes", "8,32", "--per_class", "6", "--steps", "1")
     for numerics, precision in (("exact", "no"), ("official", "fp16")):
@@ -42,6 +47,7 @@ def test_attack_numerics_prints_both_numerics_per_batch_size():
             assert re.search(rf"{numerics}\s+{size}\s+{precision}\s+[\d.]+%\s+[\d.]+%\s+[\d.]+%", out), out
 
 
+@pytest.mark.slow
 def test_memory_prints_peak_memory_and_time_per_mode_and_batch():
     out = script("memory.py", "--quick")
     trainable, number = {}, r"([\d.]+) \|\s*"

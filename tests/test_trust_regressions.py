@@ -75,7 +75,7 @@ def test_a_training_set_that_gives_no_batch_is_refused(tmp_path, checkpoint):
 
 
 def test_a_names_file_names_the_eval_split_too_and_must_fit_its_classes(tmp_path, checkpoint):
-    (tmp_path / "names.txt").write_text("green\nred\nblue\nyellow\npurple\norange\n")  # two classes swapped
+    (tmp_path / "names.txt").write_text("scarlet\nlime\nnavy\ngold\nviolet\ntangerine\n")  # other texts, same labels
     main([*quick(tmp_path / "o", checkpoint, "--class_names_file", str(tmp_path / "names.txt")), "--do_eval", "true"])
     from pmg_aft.evaluation import Report
 

@@ -239,19 +239,25 @@ def _load_local(path: str, split: str):
         check_parquet_files(sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True)))
         data = load_dataset("parquet", data_dir=path)
     else:
-        data = load_dataset("imagefolder", data_dir=path)
-        unlabelled = [name for name, part in (data.items() if isinstance(data, DatasetDict) else [(split, data)])
-                      if "label" not in part.column_names]  # fmt: skip
-        if unlabelled:  # datasets gives a folder with a single class folder no label column at all
-            raise InputError(
-                f"{path}: the image folder's {', '.join(unlabelled)} split has one class folder (or none), so its "
-                "images have no labels; a zero-shot head needs at least 2 classes: add a folder per class "
-                "(SPLIT/CLASS_NAME/IMAGE)."
-            )
+        data = _labelled(_split_of(load_dataset("imagefolder", data_dir=path), split, path), path)
+    return _split_of(data, split, path)
+
+
+def _split_of(data, split: str, path: str):
     if isinstance(data, DatasetDict):
         if split not in data and list(data) == ["train"] and not _names_a_split(path):
             return data["train"]  # an unsplit folder: its only data
         return _pick_split(data, split, path)
+    return data
+
+
+def _labelled(data: Dataset, path: str) -> Dataset:
+    """An image folder's split, refused when datasets gave it no label column (one class folder, or none)."""
+    if "label" not in data.column_names:
+        raise InputError(
+            f"{path}: the image folder has one class folder (or none), so its images have no labels; a zero-shot "
+            "head needs at least 2 classes: add a folder per class (SPLIT/CLASS_NAME/IMAGE)."
+        )
     return data
 
 
