@@ -180,7 +180,8 @@ def check_value(cls: type, f: Field, value) -> None:
     for item in items:  # a number no domain speaks for is still finite
         if isinstance(item, float) and not math.isfinite(item):
             raise DomainError(name, f"{name}={item!r} is not a finite number.")
-    choices = f.metadata.get("choices")
+    # `internal_choices`: values only the library sets (a fine-tuning run's own protocol), never offered as a flag.
+    choices = [*f.metadata.get("choices", ()), *f.metadata.get("internal_choices", ())]
     if choices and isinstance(value, (str, list, tuple)):
         wrong = [v for v in ([value] if isinstance(value, str) else value) if v not in choices]
         if wrong:
@@ -287,6 +288,9 @@ class ArgumentParser(HfArgumentParser):
                 spec.type = str if kind is spec.type else str | None
             elif kind == list[float]:
                 spec.type = list[str]
+        if "internal_choices" in spec.metadata:  # the library's own values: not a flag's choice (nor argparse's key)
+            spec = copy.copy(spec)
+            spec.metadata = MappingProxyType({k: v for k, v in spec.metadata.items() if k != "internal_choices"})
         HfArgumentParser._parse_dataclass_field(parser, spec)
 
     def set_choices(self, dest: str, choices: list) -> None:

@@ -17,6 +17,7 @@ from .attack_specs import ATTACKS
 from .constants import IMAGE_STATS
 from .data import BENCHMARKS
 from .evaluation import PROTOCOL_RECORDS
+from .outputs import write_text
 from .trainers import TRAINERS, RobustCLIPConfig
 from .zoo import zoo_entries
 
@@ -192,12 +193,12 @@ def stale_pages(docs_dir: str) -> list[str]:
 
 def write_pages(docs_dir: str) -> list[str]:
     """Write every generated page into `docs_dir`; the pages written."""
-    for page, make in PAGES.items():
+    pages = {page: make() for page, make in PAGES.items()}  # every page made before any file is touched
+    for page, text in pages.items():
         path = os.path.join(docs_dir, page)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(make())
-    return list(PAGES)
+        write_text(path, text)
+    return list(pages)
 
 
 def main(argv: list[str] | None = None) -> int:

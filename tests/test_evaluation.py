@@ -139,7 +139,7 @@ def test_report_files_table_and_plots(model, processor, test_set, tmp_path):
                                  model_id="org/tiny")  # fmt: skip
     saved = Report.load(str(tmp_path))
     assert saved.results == report.results and saved.model == "org/tiny" and saved.protocol == "pmg_aft"
-    assert saved.protocol_record["normalization"] == "imagenet" and "first_success" in saved.overrides
+    assert saved.protocol_record.normalization == "imagenet" and "first_success" in saved.overrides
     table = (tmp_path / "report.md").read_text()
     assert "| a | 48 |" in table and "**mean**" in table and "pgd-2@2/255" in table and "worst case" in table
     assert "Protocol `pmg_aft` with eps, first_success, mixed_precision, random_start, steps overridden" in table
@@ -275,3 +275,26 @@ def test_the_suite_takes_keywords_after_the_protocol(model, processor, test_set)
         evaluate_robustness(model, processor, "pmg_aft", "cifar10")  # benchmarks= must be named
     with pytest.raises(ValueError, match=r"batch_size=0: batch_size must be a whole number in \[1, 65536\]"):
         EvalLoader(batch_size=0)
+
+
+def test_a_reports_protocol_is_a_typed_record_read_back_checked(model, processor, test_set, tmp_path, make_trainer):
+    from pmg_aft.evaluation import Protocol, Report
+    from pmg_aft.evaluation.results import ReportError
+
+    protocol = get_protocol("pmg_aft").override(steps=(1,), max_eval_samples=8)
+    evaluate_robustness(model, processor, protocol, datasets={"a": test_set}, output_dir=str(tmp_path / "r"))
+    saved = Report.load(str(tmp_path / "r"))
+    assert isinstance(saved.protocol_record, Protocol) and saved.protocol_record == protocol
+    # A record no protocol can have is refused on load, naming the file, even with its digest recomputed.
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    data["protocol_record"]["texts"] = "somebody_elses"
+    data.pop("report_digest")
+    (tmp_path / "r" / "report.json").write_text(json.dumps(data))
+    with pytest.raises(ReportError, match=r"report.json is not a pmg_aft report .*texts"):
+        Report.load(str(tmp_path / "r"))
+    # A trainer's own evaluation is a protocol too: its texts are each eval set's, its normalisation the run's.
+    trainer = make_trainer("tecoa", model, eval_dataset={"patches": test_set.select(range(8))}, eval_attack_steps=1)
+    trainer.evaluate()
+    record = trainer.report.protocol_record
+    assert (record.name, record.texts, record.normalization) == ("trainer", "custom", "run")
+    assert record.attack.steps == (1,)

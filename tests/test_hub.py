@@ -292,7 +292,7 @@ def test_cards_say_exactly_how_samples_were_chosen_and_what_the_figures_compare_
     )
     assert "the first 10" not in card.text
     report = sample_report()
-    report.protocol_record = get_protocol("pmg_aft").to_dict()
+    report.protocol_record = get_protocol("pmg_aft")
     text = build_model_card("org/robust-clip", report).text
     assert get_protocol("pmg_aft").comparable_with in text and get_protocol("pmg_aft").description in text
 

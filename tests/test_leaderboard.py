@@ -87,7 +87,7 @@ def test_from_cards_keeps_only_results_of_the_matching_protocol(two_models, test
     with pytest.raises(InputError, match="none of the cards .* has results of pmg_aft as the protocol runs them"):
         rows_from_cards({"overridden": str(overridden_card)}, ["pmg_aft"])  # steps overridden: not kept, and said
     report.overrides = []  # as a card of the unaltered protocol writes it
-    report.protocol_record = get_protocol("pmg_aft").to_dict()
+    report.protocol_record = get_protocol("pmg_aft")
     matching = tmp_path / "matching" / "README.md"
     matching.parent.mkdir()
     build_model_card("org/matching", report).save(str(matching))
@@ -111,7 +111,7 @@ def test_a_card_value_no_evaluation_gives_is_refused(value, two_models, test_set
     model, processor = two_models["base"]
     report = evaluate_robustness(model, processor, get_protocol("pmg_aft").override(steps=1),
                                  datasets={"patches": test_set.select(range(8))})  # fmt: skip
-    report.overrides, report.protocol_record = [], get_protocol("pmg_aft").to_dict()
+    report.overrides, report.protocol_record = [], get_protocol("pmg_aft")
     card = build_model_card("org/m", report)
     first = card.data.eval_results[0].metric_value
     (tmp_path / "m").mkdir()

@@ -341,7 +341,7 @@ def test_fp16_is_cuda_autocast_so_a_cpu_run_records_float32(model, tokenizer, te
     processor = clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
     report = evaluate_robustness(model, processor, get_protocol("pmg_aft").override(steps=1),
                                  datasets={"patches": test_set.select(range(8))})  # fmt: skip
-    assert report.protocol_record["mixed_precision"] == "fp16" and report.mixed_precision == "no"
+    assert report.protocol_record.mixed_precision == "fp16" and report.mixed_precision == "no"
     assert report.overrides == ["steps"]  # not an override: the official code's autocast is CUDA-only too
     assert "the protocol's fp16 is CUDA-only; this ran without CUDA" in report.to_markdown()
 
@@ -353,7 +353,7 @@ def test_compare_refuses_reports_that_differ_in_any_protocol_field():
     def report(**record):
         base = get_protocol("pmg_aft").override(**record)
         out = Report("m", "pmg_aft", 1.0, [0.5] * 3, [0.5] * 3, [AttackSetting(attack="pgd", eps=1 / 255, steps=10)],
-                     protocol_record=base.to_dict(), overrides=list(base.overridden))  # fmt: skip
+                     protocol_record=base, overrides=list(base.overridden))  # fmt: skip
         out.results["cifar10"] = DatasetResult(dataset="cifar10", clean_accuracy=0.5, samples=10,
                                                robust_accuracy={"pgd-10@1/255": 0.2})  # fmt: skip
         return out

@@ -97,5 +97,5 @@ def test_caltech256_names_have_two_readings_and_the_report_says_which(reading, m
     processor = clip_processor(tokenizer, model, IMAGENET_MEAN, IMAGENET_STD)
     report = evaluate_robustness(model, processor, protocol, datasets={"caltech256": data})
     assert f"Data: caltech256: the official class names read {reading}." in report.to_markdown()
-    assert report.protocol_record["caltech256_names"] == reading
+    assert report.protocol_record.caltech256_names == reading
     assert ("caltech256_names" in report.overrides) == (reading == "literal")

@@ -46,8 +46,9 @@ def comparison_table(reports: dict[str, Report]) -> str:
 def _setup(report: Report) -> dict:
     """Everything that must match for two reports' figures to be compared: the effective protocol's fields (a
     per-model logit scale is the model's own, so it may differ), the attack settings and the datasets."""
-    record = {k: v for k, v in (report.protocol_record or {}).items() if k not in ("description", "evidence")}
-    scale = None if record.get("logit_scale", 0) is None else report.logit_scale
+    protocol = report.protocol_record
+    record = {k: v for k, v in protocol.to_dict().items() if k not in ("description", "evidence")} if protocol else {}
+    scale = None if protocol is not None and protocol.logit_scale is None else report.logit_scale
     return {**record, "protocol": report.protocol, "logit_scale": scale, "attacks": report.attack_keys,
             "datasets": sorted(report.results), "image_mean": report.image_mean}  # fmt: skip
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, replace
 from ..attack_settings import AttackGrid, AttackSetting
 from ..constants import (
     ATTACK_NUMERICS,
+    CUSTOM_PROTOCOL,
     IMAGE_STATS,
     INTERPOLATIONS,
     MIXED_PRECISIONS,
@@ -48,6 +49,8 @@ OVERRIDABLE = (
     "imagenet_samples",
 )
 IMAGENET_SAMPLES = ("all", "robustbench")
+# The normalisation of a fine-tuning run's own evaluation: the run's mean/std, which its report records.
+RUN_NORMALIZATION = "run"
 SCALE_SOURCES = ("protocol", "model")
 
 
@@ -61,13 +64,15 @@ class Protocol:
         comparable_with (`str`): which published figures its numbers compare with (model cards quote it).
         texts (`str`): the class texts: `"pmg_aft"` (the official PMG-AFT evaluation's strings, one prompt per
             class), `"tga_zsr"` (the official TGA-ZSR evaluation's: PMG-AFT's, but where its dataset files differ) or
-            `"clip_benchmark"` (CLIP_benchmark's names and template ensembles).
+            `"clip_benchmark"` (CLIP_benchmark's names and template ensembles); `"custom"`: each eval set's own
+            (a fine-tuning run's evaluation).
         caltech256_names (`str`): `"cleaned"` (the folder names as the official loader evidently means to clean
             them) or `"literal"` (its code read literally, with `.clone()` as a copy: `.replace('-256', '')` matches
             nothing and 30 names keep " 101"). The official loader crashes as written, so neither is certain.
         logit_scale (`float`, *optional*): the scale s of the cosine logits; `None` is the checkpoint's own
             exp(logit_scale).
-        normalization (`str`): `"imagenet"` or `"clip"` mean/std for every model, or `"model"` (its processor's).
+        normalization (`str`): `"imagenet"` or `"clip"` mean/std for every model, `"model"` (its processor's), or
+            `"run"` (a fine-tuning run's own, which its reports record).
         native_resolution (`bool`): attack small images (CIFAR, STL-10) at their own size and resize them inside the
             classifier (bicubic); otherwise they are resized to the model's size first.
         crop_pct (`float`), interpolation (`str`): the other images' Resize(size / crop_pct) + CenterCrop(size).
@@ -100,9 +105,11 @@ class Protocol:
     name: str
     description: str
     comparable_with: str
-    texts: str = field(metadata={"choices": list(TEXT_SOURCES)})
+    texts: str = field(metadata={"choices": list(TEXT_SOURCES), "internal_choices": [CUSTOM_PROTOCOL]})
     logit_scale: float | None = field(domain=LOGIT_SCALE, metadata={"help": "The cosine logits' scale (1 or 100)."})
-    normalization: str = field(metadata={"help": "Image mean/std.", "choices": list(NORMALIZATIONS)})
+    normalization: str = field(
+        metadata={"help": "Image mean/std.", "choices": list(NORMALIZATIONS), "internal_choices": [RUN_NORMALIZATION]}
+    )
     native_resolution: bool
     crop_pct: float = field(domain=UNIT_OPEN_LEFT)
     interpolation: str = field(metadata={"choices": list(INTERPOLATIONS)})
@@ -170,6 +177,8 @@ class Protocol:
 
     def image_stats(self, processor=None) -> tuple[list[float], list[float]]:
         """The normalisation mean and std for a checkpoint with this `processor`."""
+        if self.normalization == RUN_NORMALIZATION:
+            raise InputError(f"The {self.name} protocol normalises with a fine-tuning run's own mean/std.")
         if self.normalization in IMAGE_STATS:
             mean, std = IMAGE_STATS[self.normalization]
             return list(mean), list(std)
@@ -184,6 +193,18 @@ class Protocol:
         for f in fields(self):
             values.update(self.attack.to_dict() if f.name == "attack" else {f.name: getattr(self, f.name)})
         return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Protocol:
+        """The protocol of its flat form ([`to_dict`]), every field checked as when it was made.
+
+        Raises:
+            `TypeError` or [`InputError`]: for a field it does not have, or lacks, or a value out of its domain.
+        """
+        grid = {f.name for f in fields(AttackGrid)}
+        own = {k: v for k, v in values.items() if k not in grid}
+        own["overridden"] = tuple(own.get("overridden", ()))
+        return cls(**own, attack=AttackGrid(**{k: v for k, v in values.items() if k in grid}))
 
 
 PMG_AFT = Protocol(

@@ -6,21 +6,22 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ..attack_settings import AttackSetting
 from ..constants import CUSTOM_PROTOCOL, __version__
 from ..data import SAMPLE_LISTS
 from ..errors import MissingInputError
 from ..outputs import atomic_path, write_json, write_text
+from .protocols import Protocol
 from .results import WORST_CASE, DatasetResult, ReportError
 
 REPORT_FILE = "report.json"
 # The files a saved report consists of (a checkpoint is published with them; its card shows the plots).
 PLOTS = ("accuracy.png", "accuracy_vs_eps.png")
 REPORT_FILES = (*PLOTS, REPORT_FILE, "report.md")
-# Protocol fields added after 0.2 that say what its figures compare with, not how they are computed: left out of
-# the fingerprint, so that results saved by 0.2 are still reused.
+# Protocol fields that say what its figures compare with, not how they are computed: left out of the fingerprint, so
+# a reworded sentence does not recompute results.
 NOT_FINGERPRINTED = ("comparable_with",)
 
 
@@ -46,7 +47,7 @@ class Report:
     seed: int = 0
     results: dict[str, DatasetResult] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    protocol_record: dict | None = None
+    protocol_record: Protocol | None = None
     overrides: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     pmg_aft_version: str = __version__
@@ -55,14 +56,18 @@ class Report:
 
     def __post_init__(self) -> None:
         self.settings = [s if isinstance(s, AttackSetting) else AttackSetting.from_dict(s) for s in self.settings]
+        if isinstance(self.protocol_record, dict):  # its JSON form
+            self.protocol_record = Protocol.from_dict(self.protocol_record)
         self.results = {
             name: r if isinstance(r, DatasetResult) else DatasetResult.from_dict(r, name)
             for name, r in self.results.items()
         }
 
     def to_dict(self) -> dict:
-        """JSON-ready form (settings with their keys)."""
-        return asdict(self) | {"settings": [s.to_dict() for s in self.settings]}
+        """JSON-ready form (settings with their keys, the protocol in its flat form)."""
+        record = self.protocol_record.to_dict() if self.protocol_record is not None else None
+        plain = asdict(replace(self, protocol_record=None))
+        return plain | {"settings": [s.to_dict() for s in self.settings], "protocol_record": record}
 
     def content_digest(self) -> str:
         """A digest of the report's content (all but `report_digest`), as its JSON form holds it."""
@@ -81,8 +86,10 @@ class Report:
         keys = ("model", "protocol", "logit_scale", "image_mean", "image_std", "settings", "max_eval_samples",
                 "model_digest", "mixed_precision", "seed", "protocol_record")  # fmt: skip
         values = self.to_dict()
-        if self.protocol_record is not None:
-            values["protocol_record"] = {k: v for k, v in self.protocol_record.items() if k not in NOT_FINGERPRINTED}
+        if values["protocol_record"] is not None:
+            values["protocol_record"] = {
+                k: v for k, v in values["protocol_record"].items() if k not in NOT_FINGERPRINTED
+            }
         blob = json.dumps({k: values[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -93,16 +100,18 @@ class Report:
     @property
     def description(self) -> str:
         """What the protocol reproduces and which published figures it compares with, in words."""
-        record = self.protocol_record or {}
-        return " ".join(record[k] for k in ("description", "comparable_with") if record.get(k))
+        record = self.protocol_record
+        return " ".join(t for t in (record.description, record.comparable_with) if t) if record else ""
 
     @property
     def numerics_text(self) -> str:
         """How the attacks computed, after the precision: `exact` (sound) or `official` (the published tables')."""
-        record = self.protocol_record or {}
-        if record.get("attack_numerics", "exact") == "exact":
-            return ", exact attack numerics" if "attack_numerics" in record else ""
-        batch = record.get("official_batch_size")
+        record = self.protocol_record
+        if record is None:
+            return ""
+        if record.attack_numerics == "exact":
+            return ", exact attack numerics"
+        batch = record.official_batch_size
         return (", official attack numerics (batch-mean loss, unscaled fp16 backward, fp16 logits, AutoAttack under "
                 f"autocast{f', test batch {batch}' if batch else ''})")  # fmt: skip
 
@@ -130,10 +139,10 @@ class Report:
         """A Markdown table: one row per dataset plus the mean, accuracy in percent, after how it was obtained."""
         keys = self.columns
         overridden = f" with {', '.join(self.overrides)} overridden" if self.overrides else ""
-        record = self.protocol_record or {}
+        record = self.protocol_record
         precision = self.mixed_precision
-        if record.get("mixed_precision", precision) != precision:
-            precision += f" (the protocol's {record['mixed_precision']} is CUDA-only; this ran without CUDA)"
+        if record is not None and record.mixed_precision != precision:
+            precision += f" (the protocol's {record.mixed_precision} is CUDA-only; this ran without CUDA)"
         lines = [
             f"Protocol `{self.protocol}`{overridden} (logit scale {self.logit_scale:g}, normalisation mean "
             f"{[round(v, 4) for v in self.image_mean]}, precision {precision}{self.numerics_text}), model "
@@ -172,15 +181,15 @@ class Report:
     def _data_lines(self) -> list[str]:
         """Per dataset, what differs from the header: the data's own departure from the official code, a published
         sample list, a logit scale of its own, which reading of Caltech-256's official names ran."""
-        record, lines = self.protocol_record or {}, []
+        record, lines = self.protocol_record, []
         for name, r in self.results.items():
             notes = [r.official_difference] if r.official_difference else []
             if r.sample_list:
                 notes.append(f"the samples are {SAMPLE_LISTS[r.sample_list]}")
             if r.logit_scale is not None:
                 notes.append(f"logit scale {r.logit_scale:g} (the checkpoint's own), not the protocol's")
-            if name == "caltech256" and record.get("texts") == "pmg_aft":
-                notes.append(f"the official class names read {record.get('caltech256_names', 'cleaned')}")
+            if name == "caltech256" and record is not None and record.texts == "pmg_aft":
+                notes.append(f"the official class names read {record.caltech256_names}")
             lines += [f"Data: {name}: {'; '.join(notes)}."] if notes else []
         return lines + [""] if lines else lines
 

@@ -113,15 +113,15 @@ def suite_eval_set(name: str, record: Protocol, data, benchmark_data_dir, on_bad
 def run_dataset(model, processor, name: str, eval_set: EvalSet, report: Report, loader: EvalLoader, accelerator,
                 output_dir: str | None) -> DatasetResult:  # fmt: skip
     """Evaluate `eval_set` as `report` says (its head, settings, precision and seed); save its result as `name`."""
-    record = report.protocol_record or {}
-    official = record.get("attack_numerics") == "official"
+    record = report.protocol_record
+    official = record is not None and record.attack_numerics == "official"
     # FARE's ImageNet: the checkpoint's own scale, whatever the protocol's.
     scale = float(model.logit_scale.detach().exp()) if eval_set.logit_scale == "model" else report.logit_scale
     classifier = ZeroShotClassifier(model, processor.tokenizer, eval_set.class_names, eval_set.templates,
                                     report.image_mean, report.image_std, scale,
                                     float32_logits=not official)  # fmt: skip
-    if official and record.get("official_batch_size"):  # a batch-mean loss: the official batch, per process
-        loader = replace(loader, batch_size=record["official_batch_size"])
+    if official and record.official_batch_size:  # a batch-mean loss: the official batch, per process
+        loader = replace(loader, batch_size=record.official_batch_size)
     result = evaluate_dataset(classifier, eval_set, settings=report.settings, accelerator=accelerator, loader=loader,
                               precision=report.mixed_precision, seed=report.seed,
                               numerics="official" if official else "exact")  # fmt: skip
@@ -158,7 +158,7 @@ def new_report(model, processor, record: Protocol, accelerator, model_id: str, s
         model_digest=weights_digest(model),
         mixed_precision=effective_precision(record.mixed_precision, accelerator.device, record.attack_numerics),
         seed=seed,
-        protocol_record=record.to_dict(),
+        protocol_record=record,
         overrides=list(record.overridden),
     )
 

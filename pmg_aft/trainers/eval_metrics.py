@@ -5,20 +5,31 @@ from __future__ import annotations
 import os
 
 from ..attack_settings import AttackGrid
-from ..constants import TRAINER_PROTOCOL
+from ..constants import CUSTOM_PROTOCOL, TRAINER_PROTOCOL
 from ..errors import InputError, UnknownNameError
 from ..evaluation import EvalSet, Report, as_eval_set, sanity_warnings
+from ..evaluation.protocols import RUN_NORMALIZATION, Protocol
 from ..evaluation.results import DatasetResult
 from .base_config import RobustCLIPConfig
 
 # A trainer's evaluation is not a published protocol: its report says so, and what to run instead.
-TRAINER_RECORD = {
-    "name": TRAINER_PROTOCOL,
+# What a fine-tuning run's own evaluation is, beside its arguments.
+TRAINER_TEXT = {
     "description": "The `trainer` protocol is the fine-tuning run's own evaluation (its head, each eval set's "
     "prompts).",
     "comparable_with": "Its figures compare with no paper's: use `pmg-aft eval` for figures comparable with the "
     "papers'.",
+    "evidence": "The run's arguments (its config in pmg_aft.json beside the weights).",
 }
+
+
+def trainer_protocol(args: RobustCLIPConfig, scale: float, precision: str, grid: AttackGrid, cap) -> Protocol:
+    """The `trainer` protocol of a run's own evaluation: its head's logit scale and normalisation, its
+    preprocessing, the eval attack and precision."""
+    return Protocol(name=TRAINER_PROTOCOL, **TRAINER_TEXT, texts=CUSTOM_PROTOCOL, logit_scale=scale,
+                    normalization=RUN_NORMALIZATION, native_resolution=args.native_resolution, crop_pct=args.crop_pct,
+                    interpolation=args.interpolation, attack=grid, max_eval_samples=cap, sample_seed=None,
+                    whole_sets=False, mixed_precision=precision)  # fmt: skip
 
 
 def eval_sets(data, trainer_sets, defaults: dict) -> tuple[dict[str, EvalSet], bool]:
@@ -53,6 +64,7 @@ def trainer_report(
     scale = args.logit_scale.value
     scale = float(model.logit_scale.exp()) if scale is None else scale
     caps = {r.max_eval_samples for r in results.values()}
+    caps_all = next(iter(caps)) if len(caps) == 1 else None
     report = Report(
         model=args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
         protocol=TRAINER_PROTOCOL,  # each result names the protocol of its prompts
@@ -64,7 +76,7 @@ def trainer_report(
         mixed_precision=precision,
         seed=args.seed,
         results=results,
-        protocol_record={**TRAINER_RECORD, **grid.to_dict(), "mixed_precision": precision},
+        protocol_record=trainer_protocol(args, scale, precision, grid, caps_all),
     )
     report.warnings = sanity_warnings(report)
     return report
