@@ -47,7 +47,7 @@ def methods_page() -> str:
         reference = "yes" if config(output_dir="unused", use_cpu=True).uses_reference else "no"
         precision = "fp16 + GradScaler" if config.official_precision == "fp16" else "float32"
         own = ", ".join(f"`{name}`" for name in own_fields(config)) or "none"
-        rows.append((f"`{key}`", info.name, paper, reference, precision, own, recipes))
+        rows.append((f"[`{key}`](methods/{key}.md)", info.name, paper, reference, precision, own, recipes))
     header = (
         "`--method`",
         "method",
@@ -81,6 +81,39 @@ def methods_page() -> str:
         "where it was read):\n\n"
     )
     return GENERATED + intro + _table(header, rows) + "\n" + descriptions + "\n" + intro_defaults + table
+
+
+def method_page(key: str) -> str:
+    """One method's page: what it trains, its paper, its own fields with their domains, defaults and help, its
+    recipe defaults and example configs."""
+    from .domains import field_domain
+
+    trainer = TRAINERS[key]
+    info, config_class = trainer.method_info, trainer.config_class
+    config = config_class(output_dir="unused", use_cpu=True)
+    parts = [f"# {info.name} (`--method {key}`)\n\nFine-tuned with {info.name}: {info.description}\n"]
+    if info.paper:
+        parts.append(f"\nPaper: {info.paper.authors}, [{info.paper.title}]({info.paper.url}), {info.paper.venue}.\n")
+        parts.append(f"\n```bibtex\n{info.paper.bibtex.strip()}\n```\n")
+    if info.extends:
+        parts.append(f"\nIt extends [`{info.extends}`]({info.extends}.md)'s config/trainer pair.\n")
+    reference = "a frozen copy of the model it starts from" if config.uses_reference else "no frozen reference"
+    precision = "fp16 autocast with a GradScaler" if config_class.official_precision == "fp16" else "float32"
+    parts.append(f"\nIt trains with {reference}; the official code's precision is {precision} (where CUDA is "
+                 "present; float32 on a CPU).\n")  # fmt: skip
+    rows = []
+    for f in fields(config_class):
+        if f.name in own_fields(config_class):
+            domain = field_domain(config_class, f.name)
+            rows.append((f"`{f.name}`", f"`{getattr(config, f.name)!r}`", domain.describe() if domain else "",
+                         f.metadata.get("help", "")))  # fmt: skip
+    if rows:
+        parts.append("\n## Its own fields\n\n" + _table(("field", "default", "domain", "what it is"), rows))
+    parts.append("\n## Recipes\n\n" + ("".join(f"- `examples/configs/{r}.yaml`\n" for r in info.recipes) or
+                 "None shipped.\n"))  # fmt: skip
+    parts.append("\nEvery shared field (attacks, data, optimiser, saving) is in the [command line](../cli.md) "
+                 "reference.\n")  # fmt: skip
+    return GENERATED + "".join(parts)
 
 
 def protocols_page() -> str:
@@ -169,7 +202,7 @@ def _columns(width: int):
             os.environ["COLUMNS"] = saved
 
 
-# Each generated page (relative to the docs folder) and what writes it.
+# Each generated page (relative to the docs folder) and what writes it; one page per registered method besides.
 PAGES: dict[str, Callable[[], str]] = {
     "reference/methods.md": methods_page,
     "reference/protocols.md": protocols_page,
@@ -180,10 +213,16 @@ PAGES: dict[str, Callable[[], str]] = {
 }
 
 
+def pages() -> dict[str, Callable[[], str]]:
+    """Every generated page, the registered methods' own included."""
+    own = {f"reference/methods/{key}.md": (lambda key=key: method_page(key)) for key in TRAINERS}
+    return {**PAGES, **own}
+
+
 def stale_pages(docs_dir: str) -> list[str]:
     """The generated pages whose file in `docs_dir` differs from what the registries give now."""
     stale = []
-    for page, make in PAGES.items():
+    for page, make in pages().items():
         path = os.path.join(docs_dir, page)
         current = open(path, encoding="utf-8").read() if os.path.isfile(path) else None
         if current != make():
@@ -193,12 +232,12 @@ def stale_pages(docs_dir: str) -> list[str]:
 
 def write_pages(docs_dir: str) -> list[str]:
     """Write every generated page into `docs_dir`; the pages written."""
-    pages = {page: make() for page, make in PAGES.items()}  # every page made before any file is touched
-    for page, text in pages.items():
+    made = {page: make() for page, make in pages().items()}  # every page made before any file is touched
+    for page, text in made.items():
         path = os.path.join(docs_dir, page)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_text(path, text)
-    return list(pages)
+    return list(made)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,13 +163,14 @@ def test_a_method_in_its_own_package_is_covered_by_the_cli_the_docs_and_the_shar
     probe = (
         "import foo_method, io, contextlib\n"
         "from pmg_aft.cli import main, usage\n"
-        "from pmg_aft.reference import methods_page, cli_page\n"
+        "from pmg_aft.reference import methods_page, cli_page, pages\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out):\n"
         "    assert main(['train', '--method', 'foo', '--help']) == 0\n"
         "print('USAGE', 'foo' in usage())\n"
         "print('HELP', '--scale' in out.getvalue() and 'Domain: a finite number > 0' in out.getvalue())\n"
-        "print('DOCS', '| `foo` | Foo |' in methods_page() and '`scale`' in methods_page() and 'foo' in cli_page())\n"
+        "page = pages()['reference/methods/foo.md']()\n"
+        "print('DOCS', '| Foo |' in methods_page() and '`scale`' in page and 'foo' in cli_page())\n"
     )
     said = subprocess.run([sys.executable, "-c", probe], env=env, cwd=root, capture_output=True, text=True)
     assert said.returncode == 0, said.stderr[-2000:]
