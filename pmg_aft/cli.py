@@ -175,6 +175,18 @@ class ZooImportArguments:
 
 
 @dataclass
+class DownloadArguments:
+    revision: str | None = field(default=None, metadata={"help": "A Hub revision instead of the registry's pin."})
+    lock: str | None = field(
+        default=None,
+        metadata={"help": "JSON file for the resolved commits (default: $PMG_AFT_REVISIONS or ~/.cache/pmg_aft/)."},
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass
 class ExportArguments:
     model_name_or_path: str = field(metadata={"help": "A CLIPModel folder or Hub id."})
     output_dir: str = field(metadata={"help": "Folder for open_clip_config.json and open_clip_model.safetensors."})
@@ -441,21 +453,28 @@ def protocols_command(argv: list[str]) -> int:
 
 
 def datasets_command(argv: list[str]) -> int:
-    """`pmg-aft datasets list` and `pmg-aft datasets download NAME|all`."""
-    parser = argparse.ArgumentParser(prog="pmg-aft datasets")
-    sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", help="list the registered benchmarks")
-    download = sub.add_parser("download", help="pre-fetch benchmarks into the Hugging Face cache")
-    download.add_argument("names", nargs="+", help="benchmark names, or `all`")
-    download.add_argument("--revision", help="a Hub revision instead of the registry's pinned one")
-    download.add_argument(
-        "--lock", help="JSON file for the resolved commits (default: $PMG_AFT_REVISIONS or ~/.cache/pmg_aft/)"
-    )
-    args = parser.parse_args(argv)
-    if args.action == "list":
+    """`pmg-aft datasets list` and `pmg-aft datasets download NAME [NAME ...]|all [--revision R] [--lock FILE]`: the
+    same shape as `pmg-aft zoo` (an action, its names, then the flags of its record)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(command_usage("datasets") + "\n(pmg-aft datasets download --help: its flags)")
+        return 0
+    if not argv or argv[0] not in ("list", "download"):
+        raise InputError(
+            "pmg-aft datasets takes `list` or `download NAME [NAME ...]|all [--revision R] [--lock FILE]`."
+        )
+    if argv[0] == "list":
+        if argv[1:]:
+            raise InputError(f"pmg-aft datasets list takes no arguments (got {argv[1:]}).")
         datasets_list()
-    else:
-        download_benchmarks(args.names, args.revision, args.lock)
+        return 0
+    rest = argv[1:]
+    count = next((i for i, a in enumerate(rest) if a.startswith("-")), len(rest))
+    names, flags = rest[:count], rest[count:]
+    (args,) = parse_command("pmg-aft datasets download", (DownloadArguments,), flags,
+                            "Pre-fetch benchmarks into the Hugging Face cache.")  # fmt: skip
+    if not names:
+        raise InputError("pmg-aft datasets download: name the benchmarks (pmg-aft datasets list), or `all`.")
+    download_benchmarks(names, args.revision, args.lock)
     return 0
 
 
@@ -499,7 +518,7 @@ COMMANDS: dict[str, Command] = {
         Command("datasets", (("datasets list", "the registered benchmarks: Hub ids, splits, pinned revisions, "
                               "columns, class counts"),
                              ("datasets download NAME|all", "pre-fetch benchmarks into the Hugging Face cache (for "
-                              "offline compute nodes)")), datasets_command),
+                              "offline compute nodes)")), datasets_command, (DownloadArguments,), ("download",)),
         Command("protocols", (("protocols [NAME]", "the evaluation protocols: every field and its source"),),
                 protocols_command),
         Command("eval", (("eval", "clean and robust zero-shot accuracy of any CLIP checkpoint"),), eval_command,
