@@ -137,22 +137,34 @@ def unset_or(domain: Domain, meaning: str) -> Domain:
 
 
 class DomainField(dataclasses.Field):
-    """A dataclass field that carries its [`Domain`] (`.domain`); otherwise `dataclasses.Field`."""
+    """A dataclass field that carries its [`Domain`] (`.domain`) and its concern (`.concern`: `None` for the
+    recipe, `"data"` for how data is read, `"peft"` for LoRA); otherwise `dataclasses.Field`."""
 
-    __slots__ = ("domain",)
+    __slots__ = ("domain", "concern")
 
 
-def _with_domain(spec: dataclasses.Field, domain: Domain | None) -> DomainField:
+def _with_domain(spec: dataclasses.Field, domain: Domain | None, concern: str | None = None) -> DomainField:
     declared = DomainField.__new__(DomainField)
     for slot in dataclasses.Field.__slots__:
         setattr(declared, slot, getattr(spec, slot))
     declared.domain = domain
+    declared.concern = concern if concern is not None else getattr(spec, "concern", None)
     return declared
 
 
-def field(*, domain: Domain | None = None, **kwargs):
-    """`dataclasses.field(**kwargs)` that also declares the field's domain."""
-    return _with_domain(dataclasses.field(**kwargs), domain)
+def field(*, domain: Domain | None = None, concern: str | None = None, **kwargs):
+    """`dataclasses.field(**kwargs)` that also declares the field's domain and, for what is not the method's recipe,
+    its concern (`"data"`: how the data is read, `"peft"`: LoRA), which model cards leave out of the recipe."""
+    return _with_domain(dataclasses.field(**kwargs), domain, concern)
+
+
+def field_concern(cls: type, name: str) -> str | None:
+    """The concern declared on `cls`'s field `name` (or the nearest parent's): `None` for the recipe."""
+    for owner in cls.__mro__:
+        spec = getattr(owner, "__dataclass_fields__", {}).get(name)
+        if getattr(spec, "concern", None) is not None:
+            return spec.concern
+    return None
 
 
 def with_domains(domains: Mapping[str, Domain]) -> Callable[[type], type]:

@@ -951,7 +951,7 @@ def prepare_extras(material: Material) -> None:
     from pmg_aft.evaluation import Report, get_protocol
 
     report = Report.load(out)
-    report.overrides, report.protocol_record = [], get_protocol("pmg_aft").to_dict()
+    report.overrides, report.protocol_record = [], get_protocol("pmg_aft")
     report.max_eval_samples = None
     open(os.path.join(material.root, "card.md"), "w").write(str(build_model_card("me/m", report)))
 

@@ -192,8 +192,10 @@ class RobustCLIPConfig(TrainingArguments):
         metadata={"help": "Prompt for the class text embeddings; `{}` is replaced by the cleaned class name."},
     )
     # Data.
-    image_column: str = field(default="image", metadata={"help": "Dataset column holding the images."})
-    label_column: str = field(default="label", metadata={"help": "Dataset column holding the integer labels."})
+    image_column: str = field(default="image", concern="data", metadata={"help": "Dataset column holding the images."})
+    label_column: str = field(
+        default="label", concern="data", metadata={"help": "Dataset column holding the integer labels."}
+    )
     native_resolution: bool = field(
         default=False,
         metadata={
@@ -219,6 +221,7 @@ class RobustCLIPConfig(TrainingArguments):
     )
     preprocess_on_device: bool = field(
         default=False,
+        concern="data",
         metadata={
             "help": "Decode every training image once into a uint8 array in memory and resize/crop batches on the "
             "accelerator inside the step, instead of decoding, resizing and converting each image on the host at "
@@ -228,6 +231,7 @@ class RobustCLIPConfig(TrainingArguments):
     )
     decode_on_device: bool = field(
         default=False,
+        concern="data",
         metadata={
             "help": "Send each training image to the accelerator as its encoded JPEG bytes and decode, resize and "
             "crop the batch there (torchvision.io.decode_jpeg on CUDA), so the host only reads bytes: the fast path "
@@ -237,6 +241,7 @@ class RobustCLIPConfig(TrainingArguments):
     shuffle_buffer_size: int = field(
         default=10_000,
         domain=COUNT,
+        concern="data",
         metadata={
             "help": "Streaming training data: rows are shuffled within consecutive windows of this many (and the "
             "shards are read in a new order each pass); 1 keeps the stream's order. A resumed run re-reads at most "
@@ -246,21 +251,26 @@ class RobustCLIPConfig(TrainingArguments):
     # Parameter-efficient fine-tuning.
     use_peft: bool = field(
         default=False,
+        concern="peft",
         metadata={
             "help": "Train LoRA adapters (the peft library) on the vision tower's attention and MLP projections "
             "instead of every vision weight; the frozen reference is the same model with its adapters off (no "
             "second copy). Saved as a plain merged CLIPModel, with the adapter alone in `adapter/`."
         },
     )
-    lora_r: int = field(default=16, domain=COUNT, metadata={"help": "LoRA rank (use_peft)."})
+    lora_r: int = field(default=16, domain=COUNT, concern="peft", metadata={"help": "LoRA rank (use_peft)."})
     lora_alpha: int = field(
-        default=32, domain=COUNT, metadata={"help": "LoRA scale numerator: updates are scaled alpha / r."}
+        default=32,
+        domain=COUNT,
+        concern="peft",
+        metadata={"help": "LoRA scale numerator: updates are scaled alpha / r."},
     )
     lora_dropout: float = field(
-        default=0.0, domain=UNIT_OPEN_RIGHT, metadata={"help": "Dropout on the LoRA branch's input."}
+        default=0.0, domain=UNIT_OPEN_RIGHT, concern="peft", metadata={"help": "Dropout on the LoRA branch's input."}
     )
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+        concern="peft",
         metadata={"help": "Which projections of each vision encoder layer get an adapter (attention and MLP)."},
     )
     # Evaluation during training.

@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy
 
 from ..cards import build_model_card
+from ..domains import field_concern
 from ..errors import UploadError, scrub
 from ..hub import upload_checkpoint
 from ..outputs import write_text
@@ -24,8 +25,6 @@ from .lora import merged_copy, save_adapter
 RECIPE_KEYS = ("optim", "optim_args", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps",
                "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
                "max_grad_norm", "bf16", "fp16", "seed")  # fmt: skip
-DATA_PLUMBING = ("image_column", "label_column", "decode_on_device", "shuffle_buffer_size")
-LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 # Fields that change how a run is watched, saved, evaluated or published, never the weights it makes: a resumed run
 # may change them. Any other field that differs makes it another run (a field transformers adds later included).
 RUN_CONTROL = frozenset({
@@ -47,8 +46,11 @@ RUN_CONTROL = frozenset({
 def recipe_of(config_class: type[RobustCLIPConfig], values: dict) -> dict:
     """The settings a model card shows for a run with these argument `values` (a config's JSON): the method's own
     fields, the shared attack/head/data fields, then the optimisation, without the fields the method does not use;
-    pixel quantities as fractions of 255."""
-    exclude = (*DATA_PLUMBING, *config_class.unused_fields(), *(() if values.get("use_peft") else LORA_FIELDS))
+    pixel quantities as fractions of 255. Fields declared with a concern other than the recipe are left out (how the
+    data is read; LoRA's unless the run used it)."""
+    shown = {None, "peft"} if values.get("use_peft") else {None}
+    concerns = {f.name for f in fields(config_class) if field_concern(config_class, f.name) not in shown}
+    exclude = (*concerns, *config_class.unused_fields())
     inherited = {f.name for f in fields(TrainingArguments)}
     shared = [f.name for f in fields(RobustCLIPConfig) if f.name not in inherited]
     method = [f.name for f in fields(config_class) if f.name not in inherited and f.name not in shared]
