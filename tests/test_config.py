@@ -114,3 +114,19 @@ def test_every_recipe_default_cites_its_source(method):
     # Citing a subclass's field leaves the shared base's help as it was.
     base = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(RobustCLIPConfig)}
     assert all("Source: " not in text for text in base.values())
+
+
+def test_a_cards_recipe_is_the_fields_declared_as_recipe(tmp_path):
+    import json
+
+    from pmg_aft import PMGAFTConfig
+    from pmg_aft.domains import field_concern
+    from pmg_aft.trainers.saving import recipe_of
+
+    plain = recipe_of(PMGAFTConfig, json.loads(PMGAFTConfig(output_dir=str(tmp_path)).to_json_string()))
+    lora = recipe_of(PMGAFTConfig, json.loads(PMGAFTConfig(output_dir=str(tmp_path), use_peft=True).to_json_string()))
+    data = [f for f in ("image_column", "preprocess_on_device", "decode_on_device", "shuffle_buffer_size")]
+    assert all(field_concern(PMGAFTConfig, f) == "data" for f in data)
+    assert not set(data) & set(plain) and not set(data) & set(lora)  # how data is read is not the recipe
+    assert not [k for k in plain if k.startswith("lora_")] and "lora_r" in lora and lora["use_peft"] is True
+    assert {"alpha", "beta", "train_eps", "learning_rate"} <= set(plain) and plain["train_eps"] == "1/255"
