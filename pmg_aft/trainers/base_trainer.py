@@ -8,6 +8,7 @@ engine; its data checks ([`training_data`]), models ([`models`]), cached heads (
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections import defaultdict
@@ -125,7 +126,10 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         processor = clip_processor(processing_class, model, args.image_mean, args.image_std)
         train_dataset, data_collator = training_inputs(args, train_dataset, data_collator, self.image_size)
         if isinstance(train_dataset, StreamingImages):
-            args.ignore_data_skip = True  # the stream resumes from its saved position: nothing is re-read to skip
+            # The stream resumes from its saved position: nothing is re-read to skip. A copy: the caller's
+            # arguments stay as they were given.
+            args = copy.copy(args)
+            args.ignore_data_skip = True
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processor, callbacks=callbacks,
                          optimizers=optimizers, **kwargs)  # fmt: skip
@@ -161,6 +165,7 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """Resume a LoRA run from its adapter (the checkpoint's top level is the merged model); else Trainer's."""
+        # Private hook: Trainer has no public one for how a checkpoint's weights are loaded (transformers 5.25).
         if self.lora_config is None:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         load_adapter_weights(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
@@ -204,6 +209,8 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
             getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)
         ) == "cosine":  # fmt: skip
             self.lr_scheduler = first_step_cosine_schedule(optimizer or self.optimizer, warmup, num_training_steps)
+            # Trainer's own flag for "this trainer made the scheduler" (saved and reloaded with checkpoints); no public
+            # setter exists (transformers 5.25).
             self._created_lr_scheduler = True
         return super().create_scheduler(num_training_steps, optimizer)
 
@@ -298,6 +305,8 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
     # ---- training --------------------------------------------------------------------------------------------
 
     def _prepare_inputs(self, inputs: dict) -> dict:
+        # Private hook: the one place every batch passes after it is moved to the device and before the loss
+        # (transformers 5.25); pixels are decoded, resized and cropped there, on the accelerator.
         encoded = inputs.pop("encoded_images", None)
         inputs = super()._prepare_inputs(inputs)
         if encoded is not None:  # decode_on_device: JPEG bytes decoded, resized and cropped where training runs
@@ -331,6 +340,9 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         )  # fmt: skip
         return self.stream_loader
 
+    # The stream's position is saved and restored with the RNG states: Trainer saves and restores them at exactly the
+    # points a resumable position must be (per process, in the checkpoint, before the first batch of a resumed run),
+    # and has no public hook there (transformers 5.25). The file is `stream_state_file(args)` in the checkpoint.
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
         if getattr(self, "stream_loader", None) is not None:  # every process: its own position in the stream

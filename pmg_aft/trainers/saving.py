@@ -149,6 +149,7 @@ class SavingMixin:
         """Save the model, write the card, and upload what may be published (safetensors weights, configs, processor,
         card, the last evaluation's report files; never pickles) from a staging folder, committing as "{method}
         fine-tuned CLIP" unless a message is given. `kwargs` go to [`create_model_card`]. Always blocks."""
+        # Not Trainer's push (no super()): it uploads the whole output folder, pickles included, without the checks.
         if self.hub_model_id is None:
             self.init_hf_repo(token=token, private=private)
         self.save_model(_internal_call=True)
@@ -163,7 +164,8 @@ class SavingMixin:
                                  revision=revision)  # fmt: skip
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # Trainer's version writes training_args.bin (a pickle) and uploads the whole output folder.
+        # Private hook (transformers 5.25): Trainer's version writes training_args.bin (a pickle) and uploads the
+        # whole output folder; this one uploads what may be published, from a staging folder.
         if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
             return
         upload_checkpoint(self.hub_model_id, checkpoint_folder,
@@ -182,6 +184,8 @@ class SavingMixin:
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Save the checkpoint ([`save_checkpoint`]) with its provenance in `pmg_aft.json`; weights that are not
         finite are never saved ([`check_finite_state`])."""
+        # Private hook: `save_model` and every checkpoint write the weights through it (transformers 5.25); the
+        # public `save_model` is not called for checkpoints.
         if not self.args.should_save:
             return
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
