@@ -247,6 +247,7 @@ def command_argv(command: str, material: Material, out: str) -> list[str]:
         "zoo": ["zoo", "import", "--file", material.visual, "--format", "openai_visual", "--base_model",
                 material.base, "--output_dir", out],
         "export": ["export", "--model_name_or_path", material.base, "--output_dir", out],
+        "datasets": ["datasets", "download", "colour-patches", "--lock", os.path.join(out, "revisions.json")],
         "leaderboard": ["leaderboard", "--models", f"m={material.model}", "--protocols", "pmg_aft", "--benchmarks",
                         "colour-patches", "--output_dir", out],
     }[command]  # fmt: skip
