@@ -349,3 +349,21 @@ def test_evaluate_counts_the_final_iterate_at_the_protocols_steps(tmp_path):
     grid = config.eval_attack_grid()
     assert grid.steps == (10,) and not grid.first_success  # the official validate(): PGD-10, final iterate
     assert TRAINERS["pmg_aft"].config_class(output_dir=str(tmp_path), eval_attack_steps=3).eval_attack_steps == 3
+
+
+def test_predict_and_prediction_step_agree_with_evaluate(model, make_trainer, test_set):
+    data = test_set.select(range(24))
+    trainer = make_trainer("tecoa", model, eval_attack_steps=1)
+    output = trainer.predict(data)
+    metrics = trainer.evaluate(data, metric_key_prefix="test")
+    assert output.predictions.shape == (24, len(trainer.class_names)) and list(output.label_ids) == data["label"]
+    accuracy = float((output.predictions.argmax(-1) == output.label_ids).mean())
+    assert (
+        accuracy
+        == pytest.approx(output.metrics["test_clean_accuracy"])
+        == pytest.approx(metrics["test_clean_accuracy"])
+    )
+    batch = trainer.data_collator([data[i] for i in range(4)])
+    _, logits, labels = trainer.prediction_step(trainer.model, batch, prediction_loss_only=False)
+    assert torch.allclose(logits.float().cpu(), torch.tensor(output.predictions[:4]), atol=1e-4)
+    assert labels.tolist() == data["label"][:4]

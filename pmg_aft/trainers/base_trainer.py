@@ -22,7 +22,7 @@ from transformers import CLIPModel, Trainer
 from transformers.models.clip.modeling_clip import CLIPOutput
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
-from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+from transformers.trainer_utils import PredictionOutput, TrainOutput, get_last_checkpoint
 
 from ..attacks import Objective, pgd
 from ..checkpoints import load_clip
@@ -437,3 +437,47 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def predict(self, test_dataset, ignore_keys: list[str] | None = None, metric_key_prefix: str = "test"):
+        """[`evaluate`] on one dataset under the `test` prefix, with each sample's clean zero-shot logits (on the
+        same head, in the dataset's order) and label: `predictions.argmax(-1) == label_ids` averages to the
+        metrics' clean accuracy, so `predict` and `evaluate` never disagree.
+
+        Returns:
+            `transformers.trainer_utils.PredictionOutput`: `predictions` `(samples, classes)`, `label_ids`
+            `(samples,)`, `metrics` (evaluate()'s, `test_` prefixed).
+        """
+        defaults = dict(class_names=self.class_names, **self.args.eval_set_defaults())
+        sets, single = eval_sets(test_dataset, self.eval_dataset, defaults)
+        if not single:
+            raise InputError("predict() takes one dataset (its predictions are one array); evaluate() takes a dict.")
+        metrics = self.evaluate(test_dataset, ignore_keys, metric_key_prefix)
+        eval_set = next(iter(sets.values()))
+        classifier = self.classifier(eval_set.class_names, templates=eval_set.templates)
+        loader = EvalLoader(batch_size=self.args.eval_batch_size, num_workers=self.args.dataloader_num_workers)
+        rows = []
+        model = self.unwrapped()
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in loader.loader(eval_set, classifier.image_size, self.accelerator):
+                    logits = classifier(batch["pixel_values"]).float()
+                    row = torch.cat([batch["indices"][:, None].float(), batch["labels"][:, None].float(), logits], 1)
+                    rows.append(self.accelerator.gather_for_metrics(row))
+        finally:
+            model.train(was_training)
+        table = torch.cat(rows).cpu()
+        table = table[table[:, 0].argsort()]  # the dataset's order, whatever the sharding
+        return PredictionOutput(predictions=table[:, 2:].numpy(), label_ids=table[:, 1].long().numpy(),
+                                metrics=metrics)  # fmt: skip
+
+    def prediction_step(self, model, inputs: dict, prediction_loss_only: bool, ignore_keys: list[str] | None = None):
+        """`(None, clean zero-shot logits on the training head, labels)` for one batch, as [`predict`] computes them
+        (no loss: a method's loss needs its attack, which prediction does not run)."""
+        inputs = self._prepare_inputs(inputs)
+        if prediction_loss_only:
+            return None, None, None
+        with torch.no_grad():
+            logits = self.classifier()(inputs["pixel_values"])
+        return None, logits, inputs.get("labels")
