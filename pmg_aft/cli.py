@@ -3,7 +3,6 @@ bad input ([`InputError`]) is answered with one line and an exit status, a bug k
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import traceback
@@ -438,11 +437,12 @@ def datasets_list(out=None) -> None:
 
 def protocols_command(argv: list[str]) -> int:
     """`pmg-aft protocols [NAME ...]`: every field of each evaluation protocol and where it comes from."""
-    parser = argparse.ArgumentParser(prog="pmg-aft protocols", description=protocols_command.__doc__)
-    parser.add_argument("names", nargs="*", help=f"protocols to show (default: all): {', '.join(PROTOCOL_RECORDS)}")
-    names = parser.parse_args(argv).names or list(PROTOCOL_RECORDS)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(command_usage("protocols") + f"\n(NAME: one of {', '.join(PROTOCOL_RECORDS)}; default: all)")
+        return 0
+    names = argv or list(PROTOCOL_RECORDS)
     if unknown := [n for n in names if n not in PROTOCOL_RECORDS]:
-        parser.error(f"unknown protocol(s) {unknown}; the protocols are {', '.join(PROTOCOL_RECORDS)}.")
+        raise InputError(f"protocols: unknown {unknown}; the protocols are {', '.join(PROTOCOL_RECORDS)}.")
     for record in (PROTOCOL_RECORDS[name] for name in names):
         print(f"{record.name}: {record.description}")
         for key, value in record.to_dict().items():
