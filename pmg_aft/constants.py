@@ -18,8 +18,8 @@ ATTACK_LOSSES = ("ce", "cw")
 # AutoAttack's attack sets: published standard; TGA-ZSR's evaluation; FARE's / RobustBench-style CLIP evaluation.
 AUTOATTACK_VARIANTS = ("standard", "apgd-ce+apgd-dlr", "apgd-ce+apgd-t")
 
-# The class texts a protocol can use (the protocols are a registry: pmg_aft.evaluation.PROTOCOL_RECORDS).
-TEXT_SOURCES = ("pmg_aft", "tga_zsr", "clip_benchmark")
+# The protocols are a registry (pmg_aft.evaluation.PROTOCOL_RECORDS), and so are their text sources
+# (pmg_aft.data.registry.TEXT_SOURCES).
 # Readings of an official loader that crashes as written (Caltech-256's): its evident intent, or the code literally.
 NAME_READINGS = ("cleaned", "literal")
 # How attacks compute: sound (per-sample loss sums, fp16 loss scaling, AutoAttack in float32) or as the official codes.

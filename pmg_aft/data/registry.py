@@ -15,14 +15,39 @@ from functools import lru_cache
 from importlib import resources
 from typing import NamedTuple
 
-from ..constants import NAME_READINGS, TEXT_SOURCES
+from ..constants import NAME_READINGS
 from ..errors import InputError, UnknownNameError
 from .generated import GENERATED
+
+# Where benchmarks.json keeps each text source's class names and templates, first section first: a source's
+# section, then the section it falls back to where it is the same (TGA-ZSR's files differ from PMG-AFT's for two
+# datasets only); `""` is the entry's top level (CLIP_benchmark's names and templates). A new source is a new row.
+SOURCE_SECTIONS = {
+    "pmg_aft": ("pmg_aft",),
+    "tga_zsr": ("tga_zsr", "pmg_aft"),
+    "clip_benchmark": ("clip_benchmark", ""),
+}
+# The class texts a protocol can use.
+TEXT_SOURCES = tuple(SOURCE_SECTIONS)
+
+
+def _texts(entry: dict, sections: tuple[str, ...]) -> dict:
+    """A source's texts of one entry: its first present section, over the top level for `""`."""
+    present = [s for s in sections if s == "" or s in entry]
+    first = present[0]
+    if "" in present:  # the top level, with the source's own section over it
+        base = {"names": entry["names"], "templates": entry["templates"]}
+        return {**base, **(entry[first] if first else {})}
+    return dict(entry[first])
 
 
 @lru_cache(maxsize=1)
 def _lists() -> dict:
-    return json.loads(resources.files("pmg_aft.data").joinpath("benchmarks.json").read_text(encoding="utf-8"))
+    """benchmarks.json, each entry with `texts[source]` for every text source."""
+    entries = json.loads(resources.files("pmg_aft.data").joinpath("benchmarks.json").read_text(encoding="utf-8"))
+    for entry in entries.values():
+        entry["texts"] = {source: _texts(entry, sections) for source, sections in SOURCE_SECTIONS.items()}
+    return entries
 
 
 class Head(NamedTuple):
@@ -106,11 +131,7 @@ class Benchmark:
             raise InputError(
                 f"Unknown reading {reading!r} of the official class names; choose one of {NAME_READINGS}."
             )
-        entry = _lists()[self.name]
-        if source == "clip_benchmark":
-            texts = {"names": entry["names"], "templates": entry["templates"], **entry.get("clip_benchmark", {})}
-        else:
-            texts = entry.get("tga_zsr", entry["pmg_aft"]) if source == "tga_zsr" else entry["pmg_aft"]
+        texts = _lists()[self.name]["texts"][source]
         names = texts["literal_names"] if reading == "literal" and "literal_names" in texts else texts["names"]
         kept = [(c, n) for c, n in zip(self.class_names, names) if n is not None]
         return Head([c for c, _ in kept], [n for _, n in kept], list(texts["templates"]))

@@ -21,9 +21,9 @@ from ..constants import (
     MIXED_PRECISIONS,
     NAME_READINGS,
     NORMALIZATIONS,
-    TEXT_SOURCES,
 )
 from ..data import get_benchmark
+from ..data.registry import TEXT_SOURCES
 from ..domains import BATCH, COUNT, LOGIT_SCALE, SEED, UNIT_OPEN_LEFT, field
 from ..errors import InputError
 from ..parsing import check_fields
