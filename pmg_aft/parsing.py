@@ -261,7 +261,13 @@ def close_matches(names: list[str], known) -> str:
 class ArgumentParser(HfArgumentParser):
     """`HfArgumentParser` that reads `-1/255` and `-1e-5` as values, takes no abbreviated flags (`--repo` is not
     `--report_dir`), says each field's domain in its help, and parses with a config file's values as defaults
-    ([`parse`])."""
+    ([`parse`]).
+
+    It uses private parts of argparse and HfArgumentParser where they have no public form (tested with Python
+    3.11's argparse and transformers 5.25): argparse's `_negative_number_matcher` (the one switch for what counts as
+    a negative number) and `_actions` (the list of a parser's flags, which `add_argument` returns one by one), and
+    HfArgumentParser's `_add_dataclass_arguments` / `_parse_dataclass_field` (the one place a field becomes a flag).
+    """
 
     def __init__(self, dataclass_types, **kwargs) -> None:
         super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
