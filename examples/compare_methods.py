@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     models = {}
     for method in args.methods.split(","):
-        folder = os.path.join(args.output_dir, "models", method)  # the reports go to OUTPUT_DIR/<method>
+        folder = os.path.join(args.output_dir, "models", method)  # the reports go to OUTPUT_DIR/<method>/<protocol>
         finetune(["--config", CONFIG, "--method", method, "--output_dir", folder, "--max_steps", str(args.max_steps),
                   "--eval_on_start", "false", "--do_eval", "false", "--disable_tqdm", "true"])  # fmt: skip
         models[method] = (CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder))

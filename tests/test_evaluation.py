@@ -207,7 +207,8 @@ def test_compare_methods_example_writes_one_table(tmp_path):
     assert "| clean |" in table and "| fare |" in table and "pgd-10-rs-last@4/255 (mean)" in table
     assert "worst case (mean)" in table and "Protocol `pmg_aft` with attacks, eps overridden" in table
     assert (tmp_path / "comparison.md").read_text() == table
-    assert Report.load(str(tmp_path / "fare")).model == "fare"
+    assert Report.load(str(tmp_path / "fare" / "pmg_aft")).model == "fare"  # one protocol of a leaderboard
+    assert (tmp_path / "leaderboard.json").is_file()
 
 
 def test_comparison_refuses_unlike_settings():

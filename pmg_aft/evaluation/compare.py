@@ -6,8 +6,8 @@ import os
 
 from ..errors import InputError
 from ..outputs import write_text
+from .protocols import Protocol, get_protocol
 from .report import Report
-from .suite import evaluate_robustness
 
 
 def comparison_table(reports: dict[str, Report]) -> str:
@@ -53,21 +53,17 @@ def _setup(report: Report) -> dict:
             "datasets": sorted(report.results), "image_mean": report.image_mean}  # fmt: skip
 
 
-def compare(models: dict, output_dir: str, folders: dict[str, str] | None = None, **suite_kwargs) -> str:
-    """Evaluate each `{name: (model, processor)}` with the same settings and write `comparison.md`.
+def compare(models: dict, output_dir: str, protocol: str | Protocol = "pmg_aft", **suite_kwargs) -> str:
+    """One protocol's leaderboard of `models` (`{name: (model, processor)}` or loaders; [`run_leaderboard`]: each
+    report in `output_dir/<model>/<protocol>/`, so an interrupted comparison resumes per model and dataset) as one
+    table of means and per-dataset figures, written to `comparison.md`. `suite_kwargs` are [`evaluate_robustness`]'s
+    arguments. Returns the table."""
+    from .leaderboard import model_folders, run_leaderboard
 
-    Each model's report goes to `output_dir/<folder>/` (`folders[name]`, by default a folder name made from the
-    model's name; names that would share one are refused), so an interrupted comparison resumes per model and
-    dataset. `suite_kwargs` are [`evaluate_robustness`]'s arguments. Returns the table.
-    """
-    from .leaderboard import model_folders
-
-    folders = folders or model_folders(models)
-    reports = {}
-    for name, (model, processor) in models.items():
-        reports[name] = evaluate_robustness(
-            model, processor, output_dir=os.path.join(output_dir, folders[name]), model_id=name, **suite_kwargs
-        )
+    record = get_protocol(protocol)
+    run_leaderboard(models, [record], output_dir, **suite_kwargs)
+    folders = model_folders(models)
+    reports = {name: Report.load(os.path.join(output_dir, folders[name], record.name)) for name in models}
     table = comparison_table(reports)
     write_text(os.path.join(output_dir, "comparison.md"), table)
     return table
