@@ -412,3 +412,18 @@ def test_resume_true_and_sharded_checkpoints(tmp_path, checkpoint):
     (fsdp / "pytorch_model_fsdp_0").mkdir(parents=True)
     (fsdp / "trainer_state.json").write_text((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert last_complete_checkpoint(str(out)) == (str(fsdp), {})
+
+
+@pytest.mark.slow
+def test_the_fault_sweep_runs_its_cases_and_finds_no_failure(tmp_path):
+    """The sweep is the same code CI runs here (a slice: the class-names files, about a minute), so the script the
+    docs quote cannot rot: every case runs and ends a clear error or a checked result."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "sweep.json"
+    done = subprocess.run([sys.executable, os.path.join(root, "scripts", "fault_sweep.py"), "--only", "scenarios",
+                           "--match", "class-names file", "--json", str(out), "--workdir", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads(out.read_text())["results"]
+    assert len(results) == 3 and {r["outcome"] for r in results} == {"clear error"}
+    assert all("pmg-aft" in r["said"] for r in results)
