@@ -166,7 +166,16 @@ def zoo_page() -> str:
                      e.location))  # fmt: skip
     header = ("name", "method", "backbone", "eps", "format", "licence", "get it", "where")
     intro = "# The zoo\n\nPublished robust CLIP checkpoints, from `pmg_aft/zoo/zoo.json` ([guide](../zoo.md)).\n\n"
-    return GENERATED + intro + _table(header, rows)
+    from .zoo.formats import READERS
+
+    first = lambda doc: " ".join((doc or "").strip().split("\n\n")[0].split())  # noqa: E731  (its first paragraph)
+    formats = [(f"`{name}`", first(reader.__doc__)) for name, reader in READERS.items()]
+    formats.append(("`hf_clip`", "A CLIPModel folder already (loaded with `load_clip`, checked as any model)."))
+    formats_text = (
+        "\n## Formats\n\n`pmg-aft zoo import --file FILE --format NAME` reads a file of any of these "
+        "layouts (`pmg_aft.zoo.formats.READERS`):\n\n" + _table(("format", "what it reads"), formats)
+    )
+    return GENERATED + intro + _table(header, rows) + formats_text
 
 
 def cli_page() -> str:

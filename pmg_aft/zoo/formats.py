@@ -159,7 +159,7 @@ def read_open_clip(path: str) -> Source:
 
 def read_openai_state_dict(path: str) -> Source:
     """An OpenAI-layout state dict of a ViT CLIP or of its image tower, bare or under `state_dict`, `model`,
-    `model_state_dict` or `vision_encoder_state_dict` (`pmg-aft convert`): merged onto a base CLIP of the same
+    `model_state_dict` or `vision_encoder_state_dict`: merged onto a base CLIP of the same
     architecture, its text tower too where the file holds one."""
     obj = read_torch_file(path)
     while isinstance(obj, dict) and obj and not any(isinstance(v, torch.Tensor) for v in obj.values()):
