@@ -162,7 +162,10 @@ class ZooImportArguments:
     )
     normalization: str | None = field(
         default=None,
-        metadata={"help": "Override the record's training mean/std.", "choices": ["clip", "imagenet"]},
+        metadata={
+            "help": "The training mean/std, over the record's: CLIP's, ImageNet's, or the base model's processor's.",
+            "choices": ["clip", "imagenet", "base"],
+        },
     )
 
     overwrite_output_dir: bool = field(
@@ -279,26 +282,46 @@ def _renamed(argv: list[str], names: dict[str, str | None]) -> list[str]:
 
 
 def compare_command(argv: list[str]) -> int:
-    """`pmg-aft compare`, now `pmg-aft leaderboard` (one table per protocol, the same suite for every model)."""
+    """`pmg-aft compare`, now `pmg-aft leaderboard` under one protocol (`--protocol` is `--protocols`, default
+    `pmg_aft`), plus the comparison table of its reports in `comparison.md`, as `pmg_aft.evaluation.compare` writes."""
+    from .evaluation import Report
+    from .evaluation.compare import comparison_table
+    from .outputs import write_text
+
     given = {a.partition("=")[0] for a in argv}
     translated = _renamed(argv, {"--protocol": "--protocols"})
     if not given & {"--protocol", "--protocols", "-h", "--help"}:
         translated += ["--protocols", "pmg_aft"]  # compare's default protocol
     print(f"pmg-aft: compare is now `pmg-aft leaderboard` (running pmg-aft leaderboard {' '.join(translated)})",
           file=sys.stderr)  # fmt: skip
-    return leaderboard_command(translated)
+    if given & {"-h", "--help"}:
+        return leaderboard_command(translated)
+    (args,) = parse_command("pmg-aft compare", (LeaderboardArguments,), translated, compare_command.__doc__)
+    if len(args.effective_protocols) != 1 or not args.models:
+        raise InputError("pmg-aft compare compares --models under one --protocol; for several protocols run "
+                         "pmg-aft leaderboard.")  # fmt: skip
+    status = leaderboard_command(translated)
+    names = [m.split("=", 1)[0].strip() if "=" in m else m.strip() for m in args.models.split(",") if m.strip()]
+    folders, protocol = model_folders(names), args.effective_protocols[0].name
+    reports = {n: Report.load(os.path.join(args.output_dir, folders[n], protocol)) for n in names}
+    table = comparison_table(reports)
+    write_text(os.path.join(args.output_dir, "comparison.md"), table)
+    print(table)
+    return status
 
 
 def convert_command(argv: list[str]) -> int:
     """`pmg-aft convert`, now `pmg-aft zoo import --file CHECKPOINT --format openai_state_dict --base_model BASE`: an
-    OpenAI-layout checkpoint file merged onto its base `CLIPModel` through the strict, checked import path."""
+    OpenAI-layout checkpoint file merged onto its base `CLIPModel` through the strict, checked import path
+    (`--checkpoint` is `--file`; the normalisation defaults to the base model's processor's, as convert's did)."""
+    given = {a.partition("=")[0] for a in argv}
+    if "--format" in given:
+        raise InputError("pmg-aft convert reads the OpenAI layout only; for another format run "
+                         "`pmg-aft zoo import --file FILE --format NAME`.")  # fmt: skip
     translated = _renamed(argv, {"--checkpoint": "--file"})
-    if "base" in [a.partition("=")[2] for a in argv if a.startswith("--normalization=")] or any(
-        a == "--normalization" and argv[i + 1 : i + 2] == ["base"] for i, a in enumerate(argv)
-    ):  # the base's processor is the import's default
-        translated = _renamed(translated, {"--normalization": None})
-    if not {"-h", "--help"} & set(argv):
+    if not given & {"-h", "--help"}:
         translated += ["--format", "openai_state_dict"]
+        translated += [] if "--normalization" in given else ["--normalization", "base"]
     print(f"pmg-aft: convert is now `pmg-aft zoo import` (running pmg-aft zoo import {' '.join(translated)})",
           file=sys.stderr)  # fmt: skip
     return zoo_command(["import", *translated])
@@ -310,9 +333,16 @@ def _checked(provenance) -> str:
     return (said if check else "loaded as a CLIPModel") + f"; licence {provenance.licence.describe()}"
 
 
+def _asks_help(argv: list[str], *actions: str) -> bool:
+    """`--help` alone, or after an action that takes no flags (`zoo list --help`)."""
+    return argv[:1] in (["-h"], ["--help"]) or (
+        argv[:1] in [[a] for a in actions] and bool({"-h", "--help"} & set(argv))
+    )
+
+
 def zoo_command(argv: list[str]) -> int:
     """`pmg-aft zoo list` and `pmg-aft zoo import NAME [--file PATH] --output_dir DIR`."""
-    if argv[:1] in (["-h"], ["--help"]):
+    if _asks_help(argv, "list"):
         print(command_usage("zoo") + "\n(pmg-aft zoo import --help: its flags)")
         return 0
     if not argv or argv[0] not in ("list", "import"):
@@ -394,10 +424,12 @@ def leaderboard_command(argv: list[str]) -> int:
         refuse_foreign(args.output_dir, found, "files pmg_aft did not write", args.overwrite_output_dir)
     if args.from_hub:
         given = sorted(k for k, v in args.overrides().items() if v is not None)
+        given += ["models"] if args.models else []
+        given += ["benchmarks"] if args.benchmarks != "all" else []
         if given:
             raise InputError(
-                f"--from_hub reads published results under each protocol as recorded, so {given} cannot apply; "
-                "leave them out, or evaluate with --models."
+                f"--from_hub reads published results under each protocol as recorded and runs nothing, so {given} "
+                "cannot apply; leave them out, or evaluate with --models (without --from_hub)."
             )
         protocols = [p.name for p in args.effective_protocols]
         board = Leaderboard(rows_from_cards(card_sources(args.from_hub), protocols))
@@ -437,10 +469,12 @@ def datasets_list(out=None) -> None:
 
 def protocols_command(argv: list[str]) -> int:
     """`pmg-aft protocols [NAME ...]`: every field of each evaluation protocol and where it comes from."""
-    if argv[:1] in (["-h"], ["--help"]):
+    if {"-h", "--help"} & set(argv):
         print(command_usage("protocols") + f"\n(NAME: one of {', '.join(PROTOCOL_RECORDS)}; default: all)")
         return 0
     names = argv or list(PROTOCOL_RECORDS)
+    if flags := [n for n in names if n.startswith("-")]:
+        raise InputError(f"protocols takes protocol names, not flags (got {flags}).")
     if unknown := [n for n in names if n not in PROTOCOL_RECORDS]:
         raise InputError(f"protocols: unknown {unknown}; the protocols are {', '.join(PROTOCOL_RECORDS)}.")
     for record in (PROTOCOL_RECORDS[name] for name in names):
@@ -455,7 +489,7 @@ def protocols_command(argv: list[str]) -> int:
 def datasets_command(argv: list[str]) -> int:
     """`pmg-aft datasets list` and `pmg-aft datasets download NAME [NAME ...]|all [--revision R] [--lock FILE]`: the
     same shape as `pmg-aft zoo` (an action, its names, then the flags of its record)."""
-    if argv[:1] in (["-h"], ["--help"]):
+    if _asks_help(argv, "list"):
         print(command_usage("datasets") + "\n(pmg-aft datasets download --help: its flags)")
         return 0
     if not argv or argv[0] not in ("list", "download"):
@@ -525,8 +559,10 @@ COMMANDS: dict[str, Command] = {
                 (EvalModelArguments, SuiteArguments)),
         Command("push", (("push", "upload a checkpoint with its model card and plots to the Hub"),), push_command,
                 (PushArguments,)),
-        Command("compare", (("compare", "now `pmg-aft leaderboard`"),), compare_command, alias_of="leaderboard"),
-        Command("convert", (("convert", "now `pmg-aft zoo import --file FILE --format openai_state_dict`"),),
+        Command("compare", (("compare", "now `pmg-aft leaderboard` under one protocol (--protocol is --protocols, "
+                             "default pmg_aft), plus comparison.md"),), compare_command, alias_of="leaderboard"),
+        Command("convert", (("convert", "now `pmg-aft zoo import --format openai_state_dict` (--checkpoint is --file; "
+                             "the base model's normalisation unless --normalization)"),),
                 convert_command, alias_of="zoo"),
         Command("zoo", (("zoo list", "the published robust CLIP checkpoints: format, licence, where, downloadable "
                          "or not"),

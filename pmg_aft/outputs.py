@@ -38,6 +38,10 @@ def atomic_path(path: str) -> Iterator[str]:
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
     os.close(handle)
+    # mkstemp makes the file private (0600); the result gets the mode any file written here would (umask applied).
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(temporary, 0o666 & ~mask)
     try:
         yield temporary
         os.replace(temporary, path)

@@ -254,8 +254,8 @@ def close_matches(names: list[str], known) -> str:
     """` (did you mean ...)` for each unknown name with a close spelling among `known`, else `""`."""
     import difflib
 
-    hints = [f"--{n}: --{m[0]}?" for n in names if (m := difflib.get_close_matches(n, list(known), n=1))]
-    return f" (did you mean {'; '.join(hints)})" if hints else ""
+    hints = [f"--{m[0]} for --{n}" for n in names if (m := difflib.get_close_matches(n, list(known), n=1))]
+    return f" (did you mean {'; '.join(hints)}?)" if hints else ""
 
 
 class ArgumentParser(HfArgumentParser):
@@ -274,6 +274,10 @@ class ArgumentParser(HfArgumentParser):
         # argparse takes only -1 and -0.5 for negative numbers, so `--train_eps -1/255` would read the value as an
         # unknown option; this is the pattern argparse itself uses from Python 3.13 on, plus fractions.
         self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
+
+    def error(self, message: str):
+        """A usage error in one line (argparse prints the whole usage first); `--help` shows the flags."""
+        self.exit(2, f"{self.prog}: error: {message.rstrip('.')} ({self.prog} --help: its flags).\n")
 
     def _add_dataclass_arguments(self, dtype) -> None:
         self._adding = dtype  # whose fields the next `_parse_dataclass_field` calls add

@@ -230,8 +230,12 @@ def pages() -> dict[str, Callable[[], str]]:
 
 def stale_pages(docs_dir: str) -> list[str]:
     """The generated pages whose file in `docs_dir` differs from what the registries give now."""
-    stale = []
-    for page, make in pages().items():
+    made = pages()
+    reference = os.path.join(docs_dir, "reference")
+    on_disk = [os.path.relpath(os.path.join(root, name), docs_dir)
+               for root, _, names in os.walk(reference) for name in names if name.endswith(".md")]  # fmt: skip
+    stale = sorted(page for page in on_disk if page not in made)  # a page no registry makes any more
+    for page, make in made.items():
         path = os.path.join(docs_dir, page)
         current = open(path, encoding="utf-8").read() if os.path.isfile(path) else None
         if current != make():
@@ -257,9 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_pages(args.docs_dir)
         for page in stale:
-            print(
-                f"{os.path.join(args.docs_dir, page)} is out of date: run python -m pmg_aft.reference {args.docs_dir}"
-            )
+            print(f"{os.path.join(args.docs_dir, page)} is out of date (or no registry makes it): run python -m "
+                  f"pmg_aft.reference {args.docs_dir}, and remove a page it does not write")  # fmt: skip
         return 1 if stale else 0
     for page in write_pages(args.docs_dir):
         print(f"wrote {os.path.join(args.docs_dir, page)}")

@@ -110,6 +110,15 @@ def test_train_names_the_owner_or_a_close_spelling_of_an_unknown_flag(capsys):
     assert cli.main(["train", "--method", "tecoa", "--alpha", "3"]) == 2
     assert "unknown flags for method tecoa: ['alpha'] (alpha is a field of pmg_aft" in capsys.readouterr().err
     assert cli.main(["train", "--eval_max_samples", "5"]) == 2
-    assert "(did you mean --eval_max_samples: --max_eval_samples?)" in capsys.readouterr().err
+    assert "(did you mean --max_eval_samples for --eval_max_samples?)" in capsys.readouterr().err
     assert cli.main(["eval", "--model_name_or_path", "m", "--output_dir", "o", "--max_sample", "5"]) == 2
-    assert "did you mean --max_sample: --max_eval_samples?" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "did you mean --max_eval_samples for --max_sample?" in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_after_a_flagless_action_and_from_hub_with_models(capsys, tmp_path):
+    for argv in (["datasets", "list", "--help"], ["zoo", "list", "--help"], ["protocols", "pmg_aft", "--help"]):
+        assert cli.main(argv) == 0, argv
+    capsys.readouterr()
+    assert cli.main(["leaderboard", "--from_hub", "org/x", "--models", "a=b", "--output_dir", str(tmp_path)]) == 2
+    assert "--from_hub reads published results" in capsys.readouterr().err  # nothing is evaluated without a word

@@ -5,6 +5,7 @@ check does not lean on the converter's own mapping.
 """
 
 import math
+import os
 
 import pytest
 import torch
@@ -90,3 +91,37 @@ def test_convert_command_writes_a_loadable_clip_model(tmp_path, capsys):
     assert torch.allclose(ours, openai_image_features(state, pixels), atol=1e-5)
     processor = CLIPProcessor.from_pretrained(str(tmp_path / "out"))
     assert processor.image_processor.image_mean == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_convert_keeps_the_base_models_normalisation_by_default(tmp_path, capsys):
+    # The former `convert` defaulted to the base's processor; its alias must too (zoo import alone would say CLIP's).
+    from transformers import CLIPProcessor
+
+    from pmg_aft import cli
+    from pmg_aft.tiny import tiny_tokenizer
+    from pmg_aft.zeroshot import clip_processor
+
+    base = tiny_base()
+    base.save_pretrained(str(tmp_path / "base"))
+    clip_processor(tiny_tokenizer(), base, [0.5] * 3, [0.25] * 3).save_pretrained(str(tmp_path / "base"))
+    state = random_openai_state(5)
+    torch.save({"vision_encoder_state_dict": {k[7:]: v for k, v in state.items() if k.startswith("visual.")}},
+               tmp_path / "ck.pth.tar")  # fmt: skip
+    common = ["convert", "--checkpoint", str(tmp_path / "ck.pth.tar"), "--base_model", str(tmp_path / "base")]
+    assert cli.main([*common, "--output_dir", str(tmp_path / "a")]) == 0
+    assert "convert is now `pmg-aft zoo import`" in capsys.readouterr().err
+    assert CLIPProcessor.from_pretrained(str(tmp_path / "a")).image_processor.image_std == pytest.approx([0.25] * 3)
+    assert cli.main([*common, "--output_dir", str(tmp_path / "b"), "--normalization", "base", "--normalization",
+                     "imagenet"]) == 0  # fmt: skip
+    assert CLIPProcessor.from_pretrained(str(tmp_path / "b")).image_processor.image_mean == pytest.approx(
+        [0.485, 0.456, 0.406]
+    )  # the last flag wins, as everywhere
+    assert cli.main([*common, "--output_dir", str(tmp_path / "c"), "--format", "open_clip"]) == 2
+    assert "convert reads the OpenAI layout only" in capsys.readouterr().err
+    assert oct(os.stat(tmp_path / "a" / "pmg_aft.json").st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -126,7 +126,8 @@ def test_flags_refuse_them_before_any_compute(command, record, name, no_compute,
             said = str(stop.value.code) if stop.value.code != 2 else capsys.readouterr().err
         else:
             words = COMMANDS[command].record_words
-            flags = [a for k in required(record) if k != name for a in (f"--{k}", str(tmp_path / k))]
+            needed = {k for r in COMMANDS[command].argument_records() for k in required(r)}  # every record's
+            flags = [a for k in sorted(needed) if k != name for a in (f"--{k}", str(tmp_path / k))]
             try:
                 code = cli([command, *words, *flags, f"--{name}", *values])
             except SystemExit as stop:  # argparse's own refusal of a value its type cannot parse

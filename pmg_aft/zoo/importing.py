@@ -165,6 +165,8 @@ def import_checkpoint(
     image_processor = processor.image_processor
     if layout == "hf_clip" and not (normalization or (entry and entry.normalization)):
         stats_from = "the release's own processor"
+    elif normalization == "base":
+        stats_from = "the base model's processor"
     else:
         (mean, std), stats_from = image_processor_stats(entry, source, normalization)
         size = model.config.vision_config.image_size
