@@ -264,21 +264,13 @@ def eval_command(argv: list[str]) -> int:
     return 0
 
 
-def _renamed(argv: list[str], names: dict[str, str | None]) -> list[str]:
-    """`argv` with the flags `names` maps renamed (`None`: dropped with its value); `--flag=value` forms too."""
-    out, skip = [], False
-    for index, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
+def _renamed(argv: list[str], names: dict[str, str]) -> list[str]:
+    """`argv` with the flags `names` maps renamed, `--flag=value` forms too."""
+    renamed = []
+    for arg in argv:
         flag, eq, value = arg.partition("=")
-        if flag not in names:
-            out.append(arg)
-        elif names[flag] is None:
-            skip = not eq and index + 1 < len(argv) and not argv[index + 1].startswith("--")
-        else:
-            out.append(f"{names[flag]}={value}" if eq else names[flag])
-    return out
+        renamed.append(arg if flag not in names else f"{names[flag]}={value}" if eq else names[flag])
+    return renamed
 
 
 def compare_command(argv: list[str]) -> int:
@@ -300,8 +292,8 @@ def compare_command(argv: list[str]) -> int:
     if len(args.effective_protocols) != 1 or not args.models:
         raise InputError("pmg-aft compare compares --models under one --protocol; for several protocols run "
                          "pmg-aft leaderboard.")  # fmt: skip
-    status = leaderboard_command(translated)
-    names = [m.split("=", 1)[0].strip() if "=" in m else m.strip() for m in args.models.split(",") if m.strip()]
+    status = run_leaderboard_command(args)
+    names = [name for name, _ in model_specs(args.models)]
     folders, protocol = model_folders(names), args.effective_protocols[0].name
     reports = {n: Report.load(os.path.join(args.output_dir, folders[n], protocol)) for n in names}
     table = comparison_table(reports)
@@ -383,14 +375,20 @@ def export_command(argv: list[str]) -> int:
     return 0
 
 
+def model_specs(spec: str | None) -> list[tuple[str, str]]:
+    """`(name, where)` of each comma-separated `--models` item: `name=path`, or a zoo name, folder or Hub id that
+    names itself."""
+    items = [m.strip() for m in (spec or "").split(",") if m.strip()]
+    return [tuple(p.strip() for p in i.split("=", 1)) if "=" in i else (i, i) for i in items]
+
+
 def leaderboard_models(spec: str, output_dir: str, overwrite: bool = False) -> tuple[dict, dict]:
     """`{name: loader}` and `{name: reported figures}` for `--models`: zoo names (imported once into
     OUTPUT_DIR/zoo/NAME), checkpoint folders (their zoo provenance, if imported), Hub ids, or name=path."""
     from .zoo import ReportedFigure, read_provenance, zoo_entries
 
     loaders, reported = {}, {}
-    for item in [m.strip() for m in spec.split(",") if m.strip()]:
-        name, path = item.split("=", 1) if "=" in item else (item, item)
+    for name, path in model_specs(spec):
         if path in zoo_entries():
             folder = os.path.join(output_dir, "zoo", path)
             if read_provenance(folder) is None:
@@ -408,6 +406,12 @@ def leaderboard_models(spec: str, output_dir: str, overwrite: bool = False) -> t
 def leaderboard_command(argv: list[str]) -> int:
     """`pmg-aft leaderboard`: models x protocols through the suite (or read from model cards), one table per
     protocol beside the papers' figures."""
+    (args,) = parse_command("pmg-aft leaderboard", (LeaderboardArguments,), argv, leaderboard_command.__doc__)
+    return run_leaderboard_command(args)
+
+
+def run_leaderboard_command(args: LeaderboardArguments) -> int:
+    """`pmg-aft leaderboard` on its parsed arguments (`pmg-aft compare` runs it too)."""
     from .evaluation.leaderboard import (
         LEADERBOARD_FILES,
         Leaderboard,
@@ -416,9 +420,8 @@ def leaderboard_command(argv: list[str]) -> int:
         run_leaderboard,
     )
 
-    (args,) = parse_command("pmg-aft leaderboard", (LeaderboardArguments,), argv, leaderboard_command.__doc__)
-    paths = [m.split("=", 1)[-1].strip() for m in (args.models or "").split(",") if m.strip()]
-    check_output_dir(args.output_dir, [_local(p) for p in paths] + [args.benchmark_data_dir])
+    inputs = [_local(path) for _, path in model_specs(args.models)] + [args.benchmark_data_dir]
+    check_output_dir(args.output_dir, inputs)
     if not os.path.isfile(os.path.join(args.output_dir, LEADERBOARD_FILES[0])):  # else it is ours, rebuilt
         found = [n for n in LEADERBOARD_FILES if os.path.exists(os.path.join(args.output_dir, n))]
         refuse_foreign(args.output_dir, found, "files pmg_aft did not write", args.overwrite_output_dir)
@@ -435,8 +438,7 @@ def leaderboard_command(argv: list[str]) -> int:
         board = Leaderboard(rows_from_cards(card_sources(args.from_hub), protocols))
         board.save(args.output_dir)
     elif args.models:
-        names = [m.split("=", 1)[0].strip() if "=" in m else m.strip() for m in args.models.split(",") if m.strip()]
-        model_folders(names)  # names that would share a folder are refused before anything runs
+        model_folders([name for name, _ in model_specs(args.models)])  # names sharing a folder: refused first
         loaders, reported = leaderboard_models(args.models, args.output_dir, args.overwrite_output_dir)
         board = run_leaderboard(loaders, args.effective_protocols, args.output_dir, reported=reported,
                                 **args.suite_kwargs())  # fmt: skip

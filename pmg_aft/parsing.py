@@ -343,8 +343,10 @@ class ArgumentParser(HfArgumentParser):
             raise UnknownFlagsError(f"unknown flags{context}: {flags or rest}{hint(flags)}.")
         for action, needed in required.items():
             action.required = needed
-        if any(required.values()):
-            namespace, _ = self.parse_known_args(argv)
+        missing = [action for action, needed in required.items() if needed and action.dest not in vars(namespace)]
+        if missing:  # argparse's own message for a required flag
+            flags = ", ".join("/".join(action.option_strings) for action in missing)
+            self.error(f"the following arguments are required: {flags}")
         given = {k: v for k, v in vars(namespace).items() if k in known}  # not the job's own --config
         try:
             with as_input_error():

@@ -68,19 +68,27 @@ def test_conversion_errors_name_the_problem(tmp_path):
         read_checkpoint(str(tmp_path / "empty.pt"), "openai_state_dict")
 
 
-def test_convert_command_writes_a_loadable_clip_model(tmp_path, capsys):
-    from transformers import CLIPProcessor
-
-    from pmg_aft import cli
+def convert_inputs(tmp_path, std: float = 0.5) -> dict:
+    """A tiny base CLIP folder (processor mean 0.5, std `std`) and a release file of its image tower, as TGA-ZSR
+    ships them (`vision_encoder_state_dict`); the OpenAI-layout state it holds."""
     from pmg_aft.tiny import tiny_tokenizer
     from pmg_aft.zeroshot import clip_processor
 
     base = tiny_base()
     base.save_pretrained(str(tmp_path / "base"))
-    clip_processor(tiny_tokenizer(), base, [0.5] * 3, [0.5] * 3).save_pretrained(str(tmp_path / "base"))
+    clip_processor(tiny_tokenizer(), base, [0.5] * 3, [std] * 3).save_pretrained(str(tmp_path / "base"))
     state = random_openai_state(5)
     torch.save({"vision_encoder_state_dict": {k[7:]: v for k, v in state.items() if k.startswith("visual.")}},
                tmp_path / "pmg_aft.pth.tar")  # fmt: skip
+    return state
+
+
+def test_convert_command_writes_a_loadable_clip_model(tmp_path, capsys):
+    from transformers import CLIPProcessor
+
+    from pmg_aft import cli
+
+    state = convert_inputs(tmp_path)
     command = ["convert", "--checkpoint", str(tmp_path / "pmg_aft.pth.tar"), "--base_model", str(tmp_path / "base"),
                "--output_dir", str(tmp_path / "out"), "--normalization", "imagenet"]  # fmt: skip
     assert cli.main(command) == 0
@@ -98,16 +106,9 @@ def test_convert_keeps_the_base_models_normalisation_by_default(tmp_path, capsys
     from transformers import CLIPProcessor
 
     from pmg_aft import cli
-    from pmg_aft.tiny import tiny_tokenizer
-    from pmg_aft.zeroshot import clip_processor
 
-    base = tiny_base()
-    base.save_pretrained(str(tmp_path / "base"))
-    clip_processor(tiny_tokenizer(), base, [0.5] * 3, [0.25] * 3).save_pretrained(str(tmp_path / "base"))
-    state = random_openai_state(5)
-    torch.save({"vision_encoder_state_dict": {k[7:]: v for k, v in state.items() if k.startswith("visual.")}},
-               tmp_path / "ck.pth.tar")  # fmt: skip
-    common = ["convert", "--checkpoint", str(tmp_path / "ck.pth.tar"), "--base_model", str(tmp_path / "base")]
+    convert_inputs(tmp_path, std=0.25)
+    common = ["convert", "--checkpoint", str(tmp_path / "pmg_aft.pth.tar"), "--base_model", str(tmp_path / "base")]
     assert cli.main([*common, "--output_dir", str(tmp_path / "a")]) == 0
     assert "convert is now `pmg-aft zoo import`" in capsys.readouterr().err
     assert CLIPProcessor.from_pretrained(str(tmp_path / "a")).image_processor.image_std == pytest.approx([0.25] * 3)

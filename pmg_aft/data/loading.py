@@ -35,16 +35,20 @@ class IncompleteCacheError(MissingInputError):
 def unavailable_message(bench: Benchmark, error: BaseException | None = None, gated: bool = False) -> str:
     """One line: what cannot be loaded and the two ways out (or, for a gated dataset, how to get access)."""
     if gated:
-        return (
-            f"{bench.name} ({bench.hub_id}) is gated on the Hub: accept its terms at "
-            f"https://huggingface.co/datasets/{bench.hub_id} and log in (`hf auth login`, or set HF_TOKEN) before "
-            "downloading it."
-        )
+        return gated_message(f"{bench.name} ({bench.hub_id})", bench.hub_id)
     cause = f" ({type(error).__name__}: {str(error).splitlines()[0][:160]})" if error is not None else ""
     return (
         f"{bench.name} ({bench.hub_id}) is not in the local Hugging Face cache and the Hub cannot be reached{cause}. "
         f"Run `pmg-aft datasets download {bench.name}` on a machine with network access (and copy its HF_HOME cache "
         f"here), or pass --benchmark_data_dir with a local copy in a `{bench.name}/` sub-folder."
+    )
+
+
+def gated_message(label: str, hub_id: str) -> str:
+    """One line: the Hub dataset `hub_id` is gated, and how to get access."""
+    return (
+        f"{label} is gated on the Hub: accept its terms at https://huggingface.co/datasets/{hub_id} and log in "
+        "(`hf auth login`, or set HF_TOKEN) before downloading it."
     )
 
 
@@ -149,10 +153,7 @@ def hub_dataset(name: str, config: str | None, **kwargs):
     try:
         return load_dataset(name, config, **kwargs)
     except GatedRepoError as error:
-        raise BenchmarkUnavailableError(
-            f"{name} is gated on the Hub: accept its terms at https://huggingface.co/datasets/{name} and log in "
-            "(`hf auth login`, or set HF_TOKEN)."
-        ) from error
+        raise BenchmarkUnavailableError(gated_message(name, name)) from error
     except DatasetNotFoundError as error:
         raise MissingInputError(
             f"{name} is neither a local folder nor a dataset on the Hub ({str(error).splitlines()[0][:160]}): give "

@@ -405,12 +405,9 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         results are kept as a [`Report`] in `self.report` (and `self.reports`).
         """
         args = self.args
-        defaults = dict(class_names=self.class_names, **args.eval_set_defaults())
-        sets, single = eval_sets(eval_dataset if eval_dataset is not None else self.eval_dataset,
-                                              self.eval_dataset, defaults)  # fmt: skip
+        sets, single = self._eval_sets(eval_dataset if eval_dataset is not None else self.eval_dataset)
         precision = (self.accelerator.mixed_precision or "no") if args.eval_mixed_precision else "no"
-        loader = EvalLoader(batch_size=args.eval_batch_size, num_workers=args.dataloader_num_workers,
-                            pin_memory=args.dataloader_pin_memory)  # fmt: skip
+        loader = self._eval_loader()
         settings, model, start = self.eval_settings, self.unwrapped(), time.time()
         was_training = model.training
         model.eval()
@@ -438,6 +435,16 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
+    def _eval_sets(self, data) -> tuple[dict, bool]:
+        """The eval sets `data` names ([`eval_sets`]), read and prompted as this run's."""
+        defaults = dict(class_names=self.class_names, **self.args.eval_set_defaults())
+        return eval_sets(data, self.eval_dataset, defaults)
+
+    def _eval_loader(self) -> EvalLoader:
+        args = self.args
+        return EvalLoader(batch_size=args.eval_batch_size, num_workers=args.dataloader_num_workers,
+                          pin_memory=args.dataloader_pin_memory)  # fmt: skip
+
     def predict(self, test_dataset, ignore_keys: list[str] | None = None, metric_key_prefix: str = "test"):
         """[`evaluate`] on one dataset under the `test` prefix, with each sample's clean zero-shot logits (on the
         same head, in the dataset's order) and label: `predictions.argmax(-1) == label_ids` averages to the
@@ -447,14 +454,13 @@ class RobustCLIPTrainer(SavingMixin, Trainer):
             `transformers.trainer_utils.PredictionOutput`: `predictions` `(samples, classes)`, `label_ids`
             `(samples,)`, `metrics` (evaluate()'s, `test_` prefixed).
         """
-        defaults = dict(class_names=self.class_names, **self.args.eval_set_defaults())
-        sets, single = eval_sets(test_dataset, self.eval_dataset, defaults)
+        sets, single = self._eval_sets(test_dataset)
         if not single:
             raise InputError("predict() takes one dataset (its predictions are one array); evaluate() takes a dict.")
         metrics = self.evaluate(test_dataset, ignore_keys, metric_key_prefix)
         eval_set = next(iter(sets.values()))
         classifier = self.classifier(eval_set.class_names, templates=eval_set.templates)
-        loader = EvalLoader(batch_size=self.args.eval_batch_size, num_workers=self.args.dataloader_num_workers)
+        loader = self._eval_loader()
         rows = []
         model = self.unwrapped()
         was_training = model.training

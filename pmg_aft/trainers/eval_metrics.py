@@ -64,7 +64,7 @@ def trainer_report(
     scale = args.logit_scale.value
     scale = float(model.logit_scale.exp()) if scale is None else scale
     caps = {r.max_eval_samples for r in results.values()}
-    caps_all = next(iter(caps)) if len(caps) == 1 else None
+    cap = next(iter(caps)) if len(caps) == 1 else None  # one cap for every eval set, or none to name
     report = Report(
         model=args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
         protocol=TRAINER_PROTOCOL,  # each result names the protocol of its prompts
@@ -72,11 +72,11 @@ def trainer_report(
         image_mean=list(args.image_mean),
         image_std=list(args.image_std),
         settings=settings,
-        max_eval_samples=caps.pop() if len(caps) == 1 else None,
+        max_eval_samples=cap,
         mixed_precision=precision,
         seed=args.seed,
         results=results,
-        protocol_record=trainer_protocol(args, scale, precision, grid, caps_all),
+        protocol_record=trainer_protocol(args, scale, precision, grid, cap),
     )
     report.warnings = sanity_warnings(report)
     return report
