@@ -187,3 +187,39 @@ def test_a_method_in_its_own_package_is_covered_by_the_cli_the_docs_and_the_shar
                           "tests/test_base_trainer.py::test_a_step_trains_every_vision_parameter_and_nothing_else[foo]"],
                          env=env, cwd=root, capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:]
+
+
+def test_an_attack_and_a_protocol_registered_outside_are_used_everywhere(tmp_path):
+    import dataclasses
+
+    from pmg_aft.attack_settings import AttackGrid
+    from pmg_aft.attack_specs import ATTACKS, AttackSpec, register_attack
+    from pmg_aft.evaluation import PROTOCOL_RECORDS, get_protocol
+    from pmg_aft.evaluation.protocols import register_protocol
+    from pmg_aft.reference import attacks_page, protocols_page
+
+    spec = AttackSpec("pgd-again", "PGD again", "The PGD loop under another name.", ATTACKS["pgd"].run, loss="ce")
+    protocol = dataclasses.replace(get_protocol("pmg_aft"), name="pmg_aft_again")
+    try:
+        assert register_attack(spec) is spec and register_protocol(protocol) is protocol
+        grid = AttackGrid(attacks="pgd-again", steps=(2,))
+        assert [s.key for s in grid.settings()] == [
+            "pgd-again-2-rs-last@1/255"
+        ]  # steps: the spec says it is a PGD loop
+        assert "PGD again-2" in grid.settings()[0].describe() and "`pgd-again`" in attacks_page()
+        assert get_protocol("pmg_aft_again") is protocol and "## `pmg_aft_again`" in protocols_page()
+        from pmg_aft.cli import SuiteArguments
+
+        suite = SuiteArguments(output_dir=str(tmp_path), protocol="pmg_aft_again", steps="1")  # --protocol takes it
+        assert suite.effective_protocol.name == "pmg_aft_again" and suite.effective_protocol.overridden == ("steps",)
+        with pytest.raises(TypeError, match="already registered"):
+            register_attack(AttackSpec("pgd", "P", "d", spec.run, loss="ce"))
+        with pytest.raises(TypeError, match="already registered"):
+            register_protocol(dataclasses.replace(protocol))
+        with pytest.raises(TypeError, match="is not a Protocol"):
+            register_protocol("pmg_aft")
+    finally:
+        ATTACKS.pop("pgd-again", None)
+        PROTOCOL_RECORDS.pop("pmg_aft_again", None)
+    with pytest.raises(ValueError, match="attacks must be one of pgd, cw, autoattack"):
+        AttackGrid(attacks="pgd-again")  # gone with its registration
